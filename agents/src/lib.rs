@@ -1,0 +1,2 @@
+//! agentry-agents (see DESIGN.md).
+#![warn(missing_docs)]

@@ -1,0 +1,2 @@
+//! agentry-memory (see DESIGN.md).
+#![warn(missing_docs)]

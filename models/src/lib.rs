@@ -1,0 +1,2 @@
+//! agentry-models (see DESIGN.md).
+#![warn(missing_docs)]
