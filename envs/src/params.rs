@@ -6,6 +6,7 @@
 //! checked against the declared kind before the environment is built, and a bad key or
 //! value gives an error that says what is allowed.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -100,7 +101,7 @@ pub struct ParamSpec {
     /// Its kind and allowed range.
     pub kind: ParamKind,
     /// Its default, written as a user would write it; `None`: optional, no default.
-    pub default: Option<&'static str>,
+    pub default: Option<Cow<'static, str>>,
     /// One line saying what it does.
     pub doc: &'static str,
 }
@@ -116,7 +117,7 @@ impl ParamSpec {
         ParamSpec {
             name,
             kind,
-            default: Some(default),
+            default: Some(Cow::Borrowed(default)),
             doc,
         }
     }
@@ -337,7 +338,7 @@ impl ResolvedParams {
         }
         let mut values = BTreeMap::new();
         for spec in specs {
-            let v = match (given.0.get(spec.name), spec.default) {
+            let v = match (given.0.get(spec.name), &spec.default) {
                 (Some(v), _) => Some(spec.check(env, v)?),
                 (None, Some(d)) => Some(spec.check(env, &ParamValue::Str(d.to_string()))?),
                 (None, None) => None,

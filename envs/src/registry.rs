@@ -43,12 +43,7 @@ impl EnvSpec {
                 min: 0,
                 max: i64::MAX,
             },
-            default: Some(match self.max_episode_steps {
-                Some(500) => "500",
-                Some(200) => "200",
-                Some(999) => "999",
-                Some(_) | None => "0",
-            }),
+            default: Some(self.max_episode_steps.unwrap_or(0).to_string().into()),
             doc: "truncate episodes after this many steps (0: no time limit)",
         });
         p
