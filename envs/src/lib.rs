@@ -18,6 +18,7 @@ pub mod params;
 pub mod registry;
 pub mod rng;
 pub mod space;
+pub mod testing;
 pub mod tictactoe;
 pub mod wrappers;
 

@@ -1,4 +1,5 @@
-use crate::env::{Env, Out, RgbImage, Step};
+use super::forward_spaces;
+use crate::env::{Env, Out, Step};
 use crate::error::Result;
 use crate::space::{Action, Space};
 
@@ -44,12 +45,7 @@ impl<E: Env> Env for TimeLimit<E> {
     fn observation_space(&self) -> &Space {
         self.inner.observation_space()
     }
-    fn action_space(&self) -> &Space {
-        self.inner.action_space()
-    }
-    fn action_mask_len(&self) -> usize {
-        self.inner.action_mask_len()
-    }
+    forward_spaces!();
     fn extra_names(&self) -> &[&'static str] {
         self.inner.extra_names()
     }
@@ -65,11 +61,5 @@ impl<E: Env> Env for TimeLimit<E> {
             step.truncated = true;
         }
         Ok(step)
-    }
-    fn render_ansi(&self) -> String {
-        self.inner.render_ansi()
-    }
-    fn render_rgb(&self) -> Option<RgbImage> {
-        self.inner.render_rgb()
     }
 }

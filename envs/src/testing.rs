@@ -1,0 +1,163 @@
+//! Small deterministic environments for tests of wrappers, vector environments and runtimes.
+//!
+//! They are public so that the other crates' tests use the same fakes instead of copying them.
+
+use rand::RngExt;
+
+use crate::env::{Env, Out, Step};
+use crate::error::{EnvError, Result};
+use crate::rng::{DEFAULT_SEED, EnvRng, rng_from_seed};
+use crate::space::{Action, BoxSpace, Dtype, Space};
+
+/// Counts steps: the observation is `[t, start]` where `start` is drawn from the env's
+/// generator at reset (so seeding shows in the observation); the reward is the action
+/// taken; the episode terminates after `length` steps. Reports the extra `"t"`.
+#[derive(Debug)]
+pub struct CountEnv {
+    length: u64,
+    t: u64,
+    start: f32,
+    rng: EnvRng,
+    obs_space: Space,
+    act_space: Space,
+    done: bool,
+    /// When set, `step` panics at this step (to test panic handling).
+    pub panic_at: Option<u64>,
+}
+
+impl CountEnv {
+    /// An episode of `length` steps with `Discrete(3)` actions.
+    pub fn new(length: u64) -> Self {
+        CountEnv {
+            length,
+            t: 0,
+            start: 0.0,
+            rng: rng_from_seed(DEFAULT_SEED),
+            obs_space: Space::Box(BoxSpace::new(vec![0.0, 0.0], vec![f32::INFINITY, 1000.0])),
+            act_space: Space::Discrete(3),
+            done: true,
+            panic_at: None,
+        }
+    }
+
+    fn write(&self, out: Out<'_>) -> Result<()> {
+        let obs = out.obs.f32()?;
+        obs[0] = self.t as f32;
+        obs[1] = self.start;
+        out.extras[0] = self.t as f64;
+        Ok(())
+    }
+}
+
+impl Env for CountEnv {
+    fn observation_space(&self) -> &Space {
+        &self.obs_space
+    }
+    fn action_space(&self) -> &Space {
+        &self.act_space
+    }
+    fn action_mask_len(&self) -> usize {
+        0
+    }
+    fn extra_names(&self) -> &[&'static str] {
+        &["t"]
+    }
+    fn reset_into(&mut self, seed: Option<u64>, out: Out<'_>) -> Result<()> {
+        if let Some(s) = seed {
+            self.rng = rng_from_seed(s);
+        }
+        self.t = 0;
+        self.start = self.rng.random_range(0..1000u32) as f32;
+        self.done = false;
+        self.write(out)
+    }
+    fn step_into(&mut self, action: Action<'_>, out: Out<'_>) -> Result<Step> {
+        self.act_space.check(&action)?;
+        if self.done {
+            return Err(EnvError::NeedsReset("after the episode ended"));
+        }
+        if self.panic_at == Some(self.t) {
+            panic!("CountEnv asked to panic at step {}", self.t);
+        }
+        let Action::Discrete(a) = action else {
+            unreachable!("checked above")
+        };
+        self.t += 1;
+        self.done = self.t >= self.length;
+        self.write(out)?;
+        Ok(Step {
+            reward: a as f64,
+            terminated: self.done,
+            truncated: false,
+        })
+    }
+    fn render_ansi(&self) -> String {
+        format!("t={} start={}", self.t, self.start)
+    }
+}
+
+/// An environment with byte observations (a `[2, 2]` frame filled with `t`), for
+/// testing `u8` buffers; otherwise like [`CountEnv`].
+#[derive(Debug)]
+pub struct ByteEnv {
+    inner: CountEnv,
+    space: Space,
+}
+
+impl ByteEnv {
+    /// Episodes of `length` steps.
+    pub fn new(length: u64) -> Self {
+        ByteEnv {
+            inner: CountEnv::new(length),
+            space: Space::Box(BoxSpace::uniform(0.0, 255.0, &[2, 2], Dtype::U8)),
+        }
+    }
+    fn write(&self, out: Out<'_>) -> Result<()> {
+        out.obs.u8()?.fill(self.inner.t.min(255) as u8);
+        out.extras[0] = self.inner.t as f64;
+        Ok(())
+    }
+}
+
+impl Env for ByteEnv {
+    fn observation_space(&self) -> &Space {
+        &self.space
+    }
+    fn action_space(&self) -> &Space {
+        self.inner.action_space()
+    }
+    fn action_mask_len(&self) -> usize {
+        0
+    }
+    fn extra_names(&self) -> &[&'static str] {
+        &["t"]
+    }
+    fn reset_into(&mut self, seed: Option<u64>, mut out: Out<'_>) -> Result<()> {
+        let mut scratch = [0.0f32; 2];
+        self.inner.reset_into(
+            seed,
+            Out {
+                obs: crate::ObsMut::F32(&mut scratch),
+                action_mask: &mut *out.action_mask,
+                extras: &mut *out.extras,
+            },
+        )?;
+        self.write(out.reborrow())
+    }
+    fn step_into(&mut self, action: Action<'_>, mut out: Out<'_>) -> Result<Step> {
+        let mut scratch = [0.0f32; 2];
+        let step = self.inner.step_into(
+            action,
+            Out {
+                obs: crate::ObsMut::F32(&mut scratch),
+                action_mask: &mut *out.action_mask,
+                extras: &mut *out.extras,
+            },
+        )?;
+        self.write(out.reborrow())?;
+        Ok(step)
+    }
+    fn render_ansi(&self) -> String {
+        self.inner.render_ansi()
+    }
+}
