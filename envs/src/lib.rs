@@ -20,6 +20,7 @@ pub mod rng;
 pub mod space;
 pub mod testing;
 pub mod tictactoe;
+pub mod vector;
 pub mod wrappers;
 
 pub use env::{Env, EnvExt, Info, ObsMut, Observation, Out, RgbImage, Step, Transition};

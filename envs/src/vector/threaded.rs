@@ -1,0 +1,315 @@
+use std::cell::UnsafeCell;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::{self, JoinHandle, Thread};
+
+use crossbeam_utils::Backoff;
+
+use super::buffers::{RawBuffers, VecBuffers};
+use super::{Layout, Slot, VecAction, VecEnv, Work, run_slots};
+use crate::env::Env;
+use crate::error::{EnvError, Result};
+use crate::space::Space;
+
+/// Steps N environments on K threads: the calling thread takes the first slice and
+/// K−1 worker threads one slice each (slices differ in size by at most one).
+///
+/// A step hands the workers the actions by pointer and wakes them through an epoch
+/// counter; workers spin briefly and then park, so an idle vector environment (say,
+/// while a learner trains) costs no CPU. Nothing is allocated per step. Dropping the
+/// vector environment stops and joins its threads.
+pub struct ThreadedVecEnv {
+    bufs: VecBuffers,
+    layout: Layout,
+    main_slots: Vec<Slot>,
+    shared: Arc<Shared>,
+    workers: Vec<(JoinHandle<()>, Thread)>,
+    num_envs: usize,
+    ready: bool,
+}
+
+/// A round of work as the workers see it: raw pointers valid until they report back.
+#[derive(Clone, Copy)]
+enum Command {
+    Idle,
+    Reset(Option<u64>, RawBuffers),
+    Step(RawActions, usize, RawBuffers),
+    Shutdown,
+}
+
+#[derive(Clone, Copy)]
+enum RawActions {
+    Discrete(*const usize, usize),
+    MultiDiscrete(*const usize, usize),
+    Continuous(*const f32, usize),
+}
+
+impl RawActions {
+    fn of(a: &VecAction<'_>) -> Self {
+        match a {
+            VecAction::Discrete(x) => RawActions::Discrete(x.as_ptr(), x.len()),
+            VecAction::MultiDiscrete(x) => RawActions::MultiDiscrete(x.as_ptr(), x.len()),
+            VecAction::Continuous(x) => RawActions::Continuous(x.as_ptr(), x.len()),
+        }
+    }
+
+    /// # Safety
+    /// The slice this was made from is still alive and not mutated.
+    unsafe fn get<'a>(self) -> VecAction<'a> {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match self {
+                RawActions::Discrete(p, n) => VecAction::Discrete(std::slice::from_raw_parts(p, n)),
+                RawActions::MultiDiscrete(p, n) => {
+                    VecAction::MultiDiscrete(std::slice::from_raw_parts(p, n))
+                }
+                RawActions::Continuous(p, n) => {
+                    VecAction::Continuous(std::slice::from_raw_parts(p, n))
+                }
+            }
+        }
+    }
+}
+
+struct Shared {
+    /// Bumped by the main thread to start a round.
+    epoch: AtomicU64,
+    /// The round's work; written by the main thread only while every worker is idle.
+    command: UnsafeCell<Command>,
+    /// Workers still busy with the current round.
+    pending: AtomicUsize,
+    /// The main thread sleeps on `done_cv` (after spinning) while `pending > 0`.
+    main_waiting: AtomicBool,
+    done_lock: Mutex<()>,
+    done_cv: Condvar,
+    /// Per worker: parked waiting for the next epoch.
+    sleeping: Vec<AtomicBool>,
+    /// The first error of the round, and whether there is one (checked without locking).
+    error: Mutex<Option<EnvError>>,
+    failed: AtomicBool,
+}
+
+// SAFETY: `command` is written only by the main thread while `pending == 0` (no worker
+// reads it), and read by workers only between an epoch bump and their `pending`
+// decrement; the epoch/pending atomics order those accesses.
+unsafe impl Sync for Shared {}
+unsafe impl Send for Shared {}
+
+impl ThreadedVecEnv {
+    /// Vectorise `envs` (identical copies) over `threads` threads (clamped to
+    /// `1..=envs.len()`; 1 steps everything on the calling thread).
+    pub fn new(envs: Vec<Box<dyn Env>>, threads: usize) -> Result<Self> {
+        let layout = Layout::of(&envs)?;
+        let n = envs.len();
+        let k = threads.clamp(1, n);
+        let bufs = VecBuffers::new(
+            n,
+            layout.obs_space.dtype(),
+            layout.obs_space.flat_dim(),
+            layout.mask_len,
+            layout.extra_names.clone(),
+        );
+        let ranges: Vec<Range<usize>> = (0..k).map(|t| (t * n / k)..((t + 1) * n / k)).collect();
+        let shared = Arc::new(Shared {
+            epoch: AtomicU64::new(0),
+            command: UnsafeCell::new(Command::Idle),
+            pending: AtomicUsize::new(0),
+            main_waiting: AtomicBool::new(false),
+            done_lock: Mutex::new(()),
+            done_cv: Condvar::new(),
+            sleeping: (1..k).map(|_| AtomicBool::new(false)).collect(),
+            error: Mutex::new(None),
+            failed: AtomicBool::new(false),
+        });
+        let mut slots: Vec<Slot> = envs.into_iter().map(Slot::new).collect();
+        let mut workers = Vec::with_capacity(k - 1);
+        for (w, range) in ranges.iter().enumerate().skip(1).rev() {
+            let mine: Vec<Slot> = slots.drain(range.clone()).collect();
+            let shared = Arc::clone(&shared);
+            let base = range.start;
+            let handle = thread::Builder::new()
+                .name(format!("agentry-vecenv-{w}"))
+                .spawn(move || worker_loop(shared, w - 1, mine, base))
+                .map_err(|e| {
+                    EnvError::Io(format!("could not start a vector-environment thread: {e}"))
+                })?;
+            let thread = handle.thread().clone();
+            workers.push((handle, thread));
+        }
+        workers.reverse();
+        Ok(ThreadedVecEnv {
+            bufs,
+            layout,
+            main_slots: slots,
+            shared,
+            workers,
+            num_envs: n,
+            ready: false,
+        })
+    }
+
+    /// Number of threads stepping environments (including the calling thread).
+    pub fn threads(&self) -> usize {
+        self.workers.len() + 1
+    }
+
+    fn run(&mut self, work: Work<'_>) -> Result<()> {
+        let raw = self.bufs.raw();
+        let shared = &*self.shared;
+        let command = match work {
+            Work::Reset(seed) => Command::Reset(seed, raw),
+            Work::Step(actions, dim) => Command::Step(RawActions::of(&actions), dim, raw),
+        };
+        if !self.workers.is_empty() {
+            // SAFETY: every worker finished the previous round (pending == 0), so none reads `command`.
+            unsafe { *shared.command.get() = command };
+            shared.pending.store(self.workers.len(), SeqCst);
+            shared.epoch.fetch_add(1, SeqCst);
+            for (w, (_, thread)) in self.workers.iter().enumerate() {
+                if shared.sleeping[w].load(SeqCst) {
+                    thread.unpark();
+                }
+            }
+        }
+        // SAFETY: the main slots are rows 0..main_slots.len(), which no worker touches.
+        let mine = unsafe { run_slots(&mut self.main_slots, 0, work, &raw) };
+        if !self.workers.is_empty() {
+            wait_for_workers(shared);
+        }
+        let theirs = if shared.failed.swap(false, Acquire) {
+            match shared
+                .error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        } else {
+            Ok(())
+        };
+        let result = mine.and(theirs);
+        self.ready = result.is_ok();
+        result
+    }
+}
+
+fn wait_for_workers(shared: &Shared) {
+    let backoff = Backoff::new();
+    while shared.pending.load(Acquire) != 0 {
+        if backoff.is_completed() {
+            shared.main_waiting.store(true, SeqCst);
+            let mut guard = shared
+                .done_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            while shared.pending.load(SeqCst) != 0 {
+                guard = shared
+                    .done_cv
+                    .wait(guard)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            shared.main_waiting.store(false, SeqCst);
+            return;
+        }
+        backoff.snooze();
+    }
+}
+
+fn worker_loop(shared: Arc<Shared>, id: usize, mut slots: Vec<Slot>, base: usize) {
+    let mut seen = 0u64;
+    loop {
+        let backoff = Backoff::new();
+        loop {
+            let epoch = shared.epoch.load(Acquire);
+            if epoch != seen {
+                seen = epoch;
+                break;
+            }
+            if backoff.is_completed() {
+                shared.sleeping[id].store(true, SeqCst);
+                if shared.epoch.load(SeqCst) == seen {
+                    thread::park();
+                }
+                shared.sleeping[id].store(false, SeqCst);
+            } else {
+                backoff.snooze();
+            }
+        }
+        // SAFETY: the main thread wrote `command` before bumping the epoch and does not
+        // write it again until this worker has decremented `pending`.
+        let command = unsafe { *shared.command.get() };
+        let result = match command {
+            Command::Shutdown => return,
+            Command::Idle => Ok(()),
+            // SAFETY: our slots own rows base..base+len; the main thread keeps the buffers
+            // and actions alive and untouched until every worker reports back.
+            Command::Reset(seed, raw) => unsafe {
+                run_slots(&mut slots, base, Work::Reset(seed), &raw)
+            },
+            Command::Step(actions, dim, raw) => unsafe {
+                run_slots(&mut slots, base, Work::Step(actions.get(), dim), &raw)
+            },
+        };
+        if let Err(e) = result {
+            let mut slot = shared.error.lock().unwrap_or_else(PoisonError::into_inner);
+            if slot.is_none() {
+                *slot = Some(e);
+            }
+            shared.failed.store(true, Release);
+        }
+        if shared.pending.fetch_sub(1, SeqCst) == 1 && shared.main_waiting.load(SeqCst) {
+            let _guard = shared
+                .done_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            shared.done_cv.notify_one();
+        }
+    }
+}
+
+impl Drop for ThreadedVecEnv {
+    fn drop(&mut self) {
+        if self.workers.is_empty() {
+            return;
+        }
+        // SAFETY: no round is running (every `run` waits for its workers).
+        unsafe { *self.shared.command.get() = Command::Shutdown };
+        self.shared.epoch.fetch_add(1, SeqCst);
+        for (handle, thread) in self.workers.drain(..) {
+            thread.unpark();
+            let _ = handle.join();
+        }
+    }
+}
+
+impl VecEnv for ThreadedVecEnv {
+    fn num_envs(&self) -> usize {
+        self.num_envs
+    }
+    fn observation_space(&self) -> &Space {
+        &self.layout.obs_space
+    }
+    fn action_space(&self) -> &Space {
+        &self.layout.act_space
+    }
+    fn reset(&mut self, seed: Option<u64>) -> Result<&VecBuffers> {
+        self.run(Work::Reset(seed))?;
+        Ok(&self.bufs)
+    }
+    fn step(&mut self, actions: VecAction<'_>) -> Result<&VecBuffers> {
+        if !self.ready {
+            return Err(EnvError::NeedsReset(
+                "on a vector environment that was not reset (or failed)",
+            ));
+        }
+        self.layout.check_actions(&actions, self.num_envs)?;
+        self.run(Work::Step(actions, self.layout.act_dim))?;
+        Ok(&self.bufs)
+    }
+    fn buffers(&self) -> &VecBuffers {
+        &self.bufs
+    }
+}
