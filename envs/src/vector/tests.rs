@@ -8,9 +8,7 @@ fn counts(n: usize, length: u64) -> Vec<Box<dyn Env>> {
         .collect()
 }
 
-fn snapshot(
-    b: &VecBuffers,
-) -> (
+type Snapshot = (
     Vec<f32>,
     Vec<f32>,
     Vec<f32>,
@@ -18,7 +16,9 @@ fn snapshot(
     Vec<bool>,
     Vec<f64>,
     Vec<f64>,
-) {
+);
+
+fn snapshot(b: &VecBuffers) -> Snapshot {
     (
         b.obs_f32().unwrap().to_vec(),
         b.final_obs().as_f32().unwrap().to_vec(),
