@@ -8,3 +8,5 @@ pub use agentry_agents as agents;
 pub use agentry_envs as envs;
 pub use agentry_memory as memory;
 pub use agentry_models as models;
+
+pub mod cli;

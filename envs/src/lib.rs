@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod bandit;
+pub mod bench;
 pub mod classic;
 pub mod env;
 pub mod error;
