@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use rand::RngExt;
 
-use crate::env::{Env, Observation};
+use crate::env::{Env, Observation, Out};
 use crate::error::{EnvError, Result};
 use crate::params::Params;
 use crate::rng::rng_from_seed;
 use crate::space::{Action, Space, sample_box};
-use crate::vector::{VecAction, make_vec};
+use crate::vector::{VecAction, VecEnv, make_vec};
 
 /// The outcome of a benchmark.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -106,46 +106,144 @@ fn legal(mask: &[bool], pick: usize) -> usize {
         .map_or(pick, |(i, _)| i)
 }
 
-/// Steps per second of one environment with random actions, resetting when an episode ends.
-pub fn bench_single(name: &str, params: &Params, steps: u64, seed: u64) -> Result<BenchResult> {
-    let mut env = crate::make(name, params)?;
-    let table = ActionTable::new(env.action_space(), 1, seed)?;
-    let space = env.observation_space();
-    let mut obs = Observation::zeros(space.dtype(), space.flat_dim());
-    let mut mask = vec![true; env.action_mask_len()];
-    let mut extras = vec![0.0; env.extra_names().len()];
-    env.reset_into(
-        Some(seed),
-        crate::Out {
-            obs: obs.as_mut(),
-            action_mask: &mut mask,
-            extras: &mut extras,
-        },
-    )?;
-    let masked = !mask.is_empty();
-    let start = Instant::now();
-    for t in 0..steps as usize {
-        let action = match table.row(t) {
-            VecAction::Discrete(a) if masked => Action::Discrete(legal(&mask, a[0])),
+/// One environment driven by pre-drawn random (legal) actions, resetting at episode ends.
+///
+/// Public so that tests can check the stepping loop allocates nothing.
+pub struct RandomSingle {
+    env: Box<dyn Env>,
+    table: ActionTable,
+    obs: Observation,
+    mask: Vec<bool>,
+    extras: Vec<f64>,
+    t: usize,
+}
+
+impl RandomSingle {
+    /// Build and reset the environment `name`.
+    pub fn new(name: &str, params: &Params, seed: u64) -> Result<Self> {
+        let env = crate::make(name, params)?;
+        let table = ActionTable::new(env.action_space(), 1, seed)?;
+        let space = env.observation_space();
+        let mut s = RandomSingle {
+            obs: Observation::zeros(space.dtype(), space.flat_dim()),
+            mask: vec![true; env.action_mask_len()],
+            extras: vec![0.0; env.extra_names().len()],
+            env,
+            table,
+            t: 0,
+        };
+        let out = Out {
+            obs: s.obs.as_mut(),
+            action_mask: &mut s.mask,
+            extras: &mut s.extras,
+        };
+        s.env.reset_into(Some(seed), out)?;
+        Ok(s)
+    }
+
+    /// Take one step (and reset if it ended the episode).
+    #[inline]
+    pub fn step(&mut self) -> Result<()> {
+        let action = match self.table.row(self.t) {
+            VecAction::Discrete(a) if !self.mask.is_empty() => {
+                Action::Discrete(legal(&self.mask, a[0]))
+            }
             VecAction::Discrete(a) => Action::Discrete(a[0]),
             VecAction::MultiDiscrete(a) => Action::MultiDiscrete(a),
             VecAction::Continuous(a) => Action::Continuous(a),
         };
-        let out = crate::Out {
-            obs: obs.as_mut(),
-            action_mask: &mut mask,
-            extras: &mut extras,
+        self.t += 1;
+        let out = Out {
+            obs: self.obs.as_mut(),
+            action_mask: &mut self.mask,
+            extras: &mut self.extras,
         };
-        if env.step_into(action, out)?.done() {
-            env.reset_into(
-                None,
-                crate::Out {
-                    obs: obs.as_mut(),
-                    action_mask: &mut mask,
-                    extras: &mut extras,
-                },
-            )?;
+        if self.env.step_into(action, out)?.done() {
+            let out = Out {
+                obs: self.obs.as_mut(),
+                action_mask: &mut self.mask,
+                extras: &mut self.extras,
+            };
+            self.env.reset_into(None, out)?;
         }
+        Ok(())
+    }
+}
+
+/// A vector environment driven by pre-drawn random (legal) actions.
+///
+/// Public so that tests can check the stepping loop allocates nothing.
+pub struct RandomVector {
+    envs: Box<dyn VecEnv>,
+    table: ActionTable,
+    chosen: Vec<usize>,
+    mask_len: usize,
+    t: usize,
+}
+
+impl RandomVector {
+    /// Build `num_envs` copies of `name` on `threads` threads and reset them.
+    pub fn new(
+        name: &str,
+        params: &Params,
+        num_envs: usize,
+        threads: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        if num_envs == 0 {
+            return Err(EnvError::Invalid(
+                "the number of environments must be at least 1".into(),
+            ));
+        }
+        let mut envs = make_vec(name, params, num_envs, threads)?;
+        let table = ActionTable::new(envs.action_space(), num_envs, seed)?;
+        let mask_len = envs.reset(Some(seed))?.mask_len();
+        if mask_len > 0 && envs.action_space().n().is_none() {
+            return Err(EnvError::Invalid(
+                "masked environments must have discrete actions".into(),
+            ));
+        }
+        Ok(RandomVector {
+            envs,
+            table,
+            chosen: vec![0; num_envs],
+            mask_len,
+            t: 0,
+        })
+    }
+
+    /// Number of copies.
+    pub fn num_envs(&self) -> usize {
+        self.chosen.len()
+    }
+
+    /// Step every copy once.
+    #[inline]
+    pub fn step(&mut self) -> Result<()> {
+        let actions = self.table.row(self.t);
+        self.t += 1;
+        match actions {
+            VecAction::Discrete(raw) if self.mask_len > 0 => {
+                let masks = self.envs.buffers().action_masks();
+                for (i, c) in self.chosen.iter_mut().enumerate() {
+                    *c = legal(&masks[i * self.mask_len..(i + 1) * self.mask_len], raw[i]);
+                }
+                self.envs.step(VecAction::Discrete(&self.chosen))?;
+            }
+            _ => {
+                self.envs.step(actions)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Steps per second of one environment with random actions, resetting when an episode ends.
+pub fn bench_single(name: &str, params: &Params, steps: u64, seed: u64) -> Result<BenchResult> {
+    let mut runner = RandomSingle::new(name, params, seed)?;
+    let start = Instant::now();
+    for _ in 0..steps {
+        runner.step()?;
     }
     Ok(BenchResult {
         steps,
@@ -162,36 +260,15 @@ pub fn bench_vector(
     steps: u64,
     seed: u64,
 ) -> Result<BenchResult> {
-    if num_envs == 0 {
-        return Err(EnvError::Invalid("--num-envs must be at least 1".into()));
-    }
-    let mut envs = make_vec(name, params, num_envs, threads)?;
-    let table = ActionTable::new(envs.action_space(), num_envs, seed)?;
-    let mask_len = envs.reset(Some(seed))?.mask_len();
-    let rounds = (steps as usize).div_ceil(num_envs);
-    let mut chosen = vec![0usize; num_envs];
+    let mut runner = RandomVector::new(name, params, num_envs, threads, seed)?;
+    let rounds = steps.div_ceil(num_envs as u64);
     let start = Instant::now();
-    for t in 0..rounds {
-        let actions = table.row(t);
-        if mask_len > 0 {
-            let VecAction::Discrete(raw) = actions else {
-                return Err(EnvError::Invalid(
-                    "masked environments must have discrete actions".into(),
-                ));
-            };
-            let masks = envs.buffers().action_masks();
-            for (i, c) in chosen.iter_mut().enumerate() {
-                *c = legal(&masks[i * mask_len..(i + 1) * mask_len], raw[i]);
-            }
-            envs.step(VecAction::Discrete(&chosen))?;
-        } else {
-            envs.step(actions)?;
-        }
+    for _ in 0..rounds {
+        runner.step()?;
     }
-    let seconds = start.elapsed().as_secs_f64();
     Ok(BenchResult {
-        steps: (rounds * num_envs) as u64,
-        seconds,
+        steps: rounds * num_envs as u64,
+        seconds: start.elapsed().as_secs_f64(),
     })
 }
 
