@@ -10,3 +10,8 @@ pub use agentry_memory as memory;
 pub use agentry_models as models;
 
 pub mod cli;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
