@@ -217,6 +217,11 @@ impl RandomVector {
         self.chosen.len()
     }
 
+    /// The buffers of the last step.
+    pub fn buffers(&self) -> &crate::vector::VecBuffers {
+        self.envs.buffers()
+    }
+
     /// Step every copy once.
     #[inline]
     pub fn step(&mut self) -> Result<()> {
