@@ -1,8 +1,0 @@
-//! Placeholder: tic-tac-toe.
-
-use crate::registry::EnvSpec;
-
-/// The registry entries of this module.
-pub fn specs() -> Vec<EnvSpec> {
-    Vec::new()
-}
