@@ -202,6 +202,30 @@ impl Space {
         }
     }
 
+    /// The index of a discrete action, after checking it is in this `Discrete` space.
+    #[inline]
+    pub fn discrete_index(&self, action: &Action<'_>) -> Result<usize> {
+        match (self, action) {
+            (Space::Discrete(n), Action::Discrete(a)) if a < n => Ok(*a),
+            _ => Err(EnvError::InvalidAction {
+                action: action.to_string(),
+                space: self.to_string(),
+            }),
+        }
+    }
+
+    /// The values of a continuous action, after checking it is in this `Box` space.
+    #[inline]
+    pub fn continuous_values<'a>(&self, action: &Action<'a>) -> Result<&'a [f32]> {
+        match (self, action) {
+            (Space::Box(b), Action::Continuous(v)) if b.contains(v) => Ok(v),
+            _ => Err(EnvError::InvalidAction {
+                action: action.to_string(),
+                space: self.to_string(),
+            }),
+        }
+    }
+
     /// A uniformly sampled element (Box: uniform on bounded dimensions, a normal on
     /// unbounded ones and a shifted exponential on half-bounded ones, as Gymnasium does).
     pub fn sample(&self, rng: &mut EnvRng) -> OwnedAction {
