@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle, Thread};
 
-use crossbeam_utils::Backoff;
+use std::time::{Duration, Instant};
 
 use super::buffers::{RawBuffers, VecBuffers};
 use super::{Layout, Slot, VecAction, VecEnv, Work, run_slots};
@@ -16,7 +16,7 @@ use crate::space::Space;
 /// K−1 worker threads one slice each (slices differ in size by at most one).
 ///
 /// A step hands the workers the actions by pointer and wakes them through an epoch
-/// counter; workers spin briefly and then park, so an idle vector environment (say,
+/// counter; workers spin for up to half a millisecond and then park, so an idle vector environment (say,
 /// while a learner trains) costs no CPU. Nothing is allocated per step. Dropping the
 /// vector environment stops and joins its threads.
 pub struct ThreadedVecEnv {
@@ -27,6 +27,29 @@ pub struct ThreadedVecEnv {
     workers: Vec<(JoinHandle<()>, Thread)>,
     num_envs: usize,
     ready: bool,
+}
+
+/// How long a thread spins for the next round (or for the workers) before it sleeps.
+/// Waking a parked thread costs tens of microseconds on a virtual machine, more than a
+/// round of most environments, so threads spin through the short gaps between rounds
+/// and sleep only when the vector environment is left idle.
+const SPIN: Duration = Duration::from_micros(500);
+
+/// Spin until `done()` holds or the spin budget is spent; returns whether it holds.
+#[inline]
+fn spin_until(mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        for _ in 0..64 {
+            if done() {
+                return true;
+            }
+            std::hint::black_box(());
+        }
+        if start.elapsed() > SPIN {
+            return done();
+        }
+    }
 }
 
 /// A round of work as the workers see it: raw pointers valid until they report back.
@@ -197,47 +220,34 @@ impl ThreadedVecEnv {
 }
 
 fn wait_for_workers(shared: &Shared) {
-    let backoff = Backoff::new();
-    while shared.pending.load(Acquire) != 0 {
-        if backoff.is_completed() {
-            shared.main_waiting.store(true, SeqCst);
-            let mut guard = shared
-                .done_lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            while shared.pending.load(SeqCst) != 0 {
-                guard = shared
-                    .done_cv
-                    .wait(guard)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-            shared.main_waiting.store(false, SeqCst);
-            return;
-        }
-        backoff.snooze();
+    if spin_until(|| shared.pending.load(Acquire) == 0) {
+        return;
     }
+    shared.main_waiting.store(true, SeqCst);
+    let mut guard = shared
+        .done_lock
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    while shared.pending.load(SeqCst) != 0 {
+        guard = shared
+            .done_cv
+            .wait(guard)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+    shared.main_waiting.store(false, SeqCst);
 }
 
 fn worker_loop(shared: Arc<Shared>, id: usize, mut slots: Vec<Slot>, base: usize) {
     let mut seen = 0u64;
     loop {
-        let backoff = Backoff::new();
-        loop {
-            let epoch = shared.epoch.load(Acquire);
-            if epoch != seen {
-                seen = epoch;
-                break;
+        while !spin_until(|| shared.epoch.load(Acquire) != seen) {
+            shared.sleeping[id].store(true, SeqCst);
+            if shared.epoch.load(SeqCst) == seen {
+                thread::park();
             }
-            if backoff.is_completed() {
-                shared.sleeping[id].store(true, SeqCst);
-                if shared.epoch.load(SeqCst) == seen {
-                    thread::park();
-                }
-                shared.sleeping[id].store(false, SeqCst);
-            } else {
-                backoff.snooze();
-            }
+            shared.sleeping[id].store(false, SeqCst);
         }
+        seen = shared.epoch.load(Acquire);
         // SAFETY: the main thread wrote `command` before bumping the epoch and does not
         // write it again until this worker has decremented `pending`.
         let command = unsafe { *shared.command.get() };
