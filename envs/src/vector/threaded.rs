@@ -34,6 +34,8 @@ pub struct ThreadedVecEnv {
 /// round of most environments, so threads spin through the short gaps between rounds
 /// and sleep only when the vector environment is left idle.
 const SPIN: Duration = Duration::from_micros(500);
+/// The first part of [`SPIN`], before spinning starts to yield the core.
+const PURE_SPIN: Duration = Duration::from_micros(20);
 
 /// Spin until `done()` holds or the spin budget is spent; returns whether it holds.
 #[inline]
@@ -48,6 +50,11 @@ fn spin_until(mut done: impl FnMut() -> bool) -> bool {
         }
         if start.elapsed() > SPIN {
             return done();
+        }
+        // After a short pure spin, let a thread that shares this core run (when there
+        // are more threads than cores, pure spinning would starve the one we wait for).
+        if start.elapsed() > PURE_SPIN {
+            thread::yield_now();
         }
     }
 }
