@@ -329,7 +329,7 @@ impl Env for Bandit {
                 self.update_best();
             }
             Stationarity::Switch(every) => {
-                if self.t % every == 0 {
+                if self.t.is_multiple_of(every) {
                     draw_means(self.config.kind, &mut self.rng, &mut self.means);
                     self.update_best();
                 }
