@@ -47,11 +47,41 @@ fn count<F: FnMut()>(mut f: F) -> usize {
 fn stepping_allocates_nothing() {
     let specs = agentry_envs::registry();
     assert!(!specs.is_empty());
-    for spec in specs {
-        let params = Params::new();
-        let mut single = RandomSingle::new(spec.name, &params, 1).unwrap();
-        let mut sync = RandomVector::new(spec.name, &params, 4, 1, 2).unwrap();
-        let mut threaded = RandomVector::new(spec.name, &params, 6, 3, 3).unwrap();
+    // Every environment with its defaults, and the code paths other parameters switch on.
+    let mut cases: Vec<(&str, Params)> = specs.iter().map(|s| (s.name, Params::new())).collect();
+    cases.extend([
+        (
+            "tictactoe",
+            Params::new()
+                .with("opponent", "minimax")
+                .with("agent_first", false),
+        ),
+        (
+            "tictactoe",
+            Params::new()
+                .with("opponent", "eps-minimax")
+                .with("illegal", "error"),
+        ),
+        (
+            "bandit",
+            Params::new()
+                .with("kind", "bernoulli")
+                .with("resample", false),
+        ),
+        (
+            "bandit-nonstationary",
+            Params::new()
+                .with("mode", "switch")
+                .with("switch_every", 7i64),
+        ),
+        ("dark-room", Params::new().with("random_goal", true)),
+        ("dark-key-door", Params::new().with("random", true)),
+        ("grid-world", Params::new().with("slip", 0.3)),
+    ]);
+    for (name, params) in &cases {
+        let mut single = RandomSingle::new(name, params, 1).unwrap();
+        let mut sync = RandomVector::new(name, params, 4, 1, 2).unwrap();
+        let mut threaded = RandomVector::new(name, params, 6, 3, 3).unwrap();
         // Warm up: lazily built tables, first episodes.
         for _ in 0..300 {
             single.step().unwrap();
@@ -65,6 +95,6 @@ fn stepping_allocates_nothing() {
                 threaded.step().unwrap();
             }
         });
-        assert_eq!(n, 0, "{}: {n} allocations while stepping", spec.name);
+        assert_eq!(n, 0, "{name} {params:?}: {n} allocations while stepping");
     }
 }
