@@ -103,13 +103,18 @@ pub fn make_vec(
     threads: usize,
 ) -> Result<Box<dyn VecEnv>> {
     let spec = crate::registry::find(name)?;
-    let envs = (0..num_envs)
-        .map(|_| spec.make(params))
-        .collect::<Result<Vec<_>>>()?;
     if threads <= 1 {
+        let envs = (0..num_envs)
+            .map(|_| spec.make(params))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Box::new(SyncVecEnv::new(envs)?))
     } else {
-        Ok(Box::new(ThreadedVecEnv::new(envs, threads)?))
+        let params = params.clone();
+        Ok(Box::new(ThreadedVecEnv::from_fn(
+            num_envs,
+            threads,
+            move |_| spec.make(&params),
+        )?))
     }
 }
 
@@ -135,19 +140,25 @@ impl Layout {
             mask_len: first.action_mask_len(),
             extra_names: first.extra_names().to_vec(),
         };
-        for (i, env) in envs.iter().enumerate().skip(1) {
-            if env.observation_space() != &layout.obs_space
-                || env.action_space() != &layout.act_space
-                || env.action_mask_len() != layout.mask_len
-                || env.extra_names() != layout.extra_names.as_slice()
+        layout.check(envs)?;
+        Ok(layout)
+    }
+
+    /// Check that `envs` match this layout.
+    pub fn check(&self, envs: &[Box<dyn Env>]) -> Result<()> {
+        for (i, env) in envs.iter().enumerate() {
+            if env.observation_space() != &self.obs_space
+                || env.action_space() != &self.act_space
+                || env.action_mask_len() != self.mask_len
+                || env.extra_names() != self.extra_names.as_slice()
             {
                 return Err(EnvError::Invalid(format!(
-                    "environment {i} differs from environment 0 in its spaces, mask or extras; \
+                    "environment {i} differs from the first in its spaces, mask or extras; \
                      a vector environment needs identical copies"
                 )));
             }
         }
-        Ok(layout)
+        Ok(())
     }
 
     pub fn check_actions(&self, actions: &VecAction<'_>, n: usize) -> Result<()> {

@@ -179,3 +179,36 @@ fn mismatched_copies_are_rejected() {
     assert!(SyncVecEnv::new(envs).is_err());
     assert!(SyncVecEnv::new(Vec::new()).is_err());
 }
+
+#[test]
+fn from_fn_builds_on_the_workers_and_reports_their_failures() {
+    let mut env = ThreadedVecEnv::from_fn(5, 2, |i| {
+        Ok(Box::new(CountEnv::new(3 + i as u64)) as Box<dyn Env>)
+    })
+    .unwrap();
+    assert_eq!(env.threads(), 2);
+    env.reset(Some(0)).unwrap();
+    env.step(VecAction::Discrete(&[0; 5])).unwrap();
+    // A failing factory on a worker's slice: the error comes back and no thread is left behind.
+    let err = ThreadedVecEnv::from_fn(6, 3, |i| {
+        if i == 5 {
+            Err(EnvError::Invalid("factory failed for 5".into()))
+        } else {
+            Ok(Box::new(CountEnv::new(3)) as Box<dyn Env>)
+        }
+    })
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("factory failed for 5"), "{err}");
+    // A copy that differs from the first is rejected.
+    let err = ThreadedVecEnv::from_fn(4, 2, |i| {
+        Ok(if i == 3 {
+            Box::new(ByteEnv::new(3)) as Box<dyn Env>
+        } else {
+            Box::new(CountEnv::new(3))
+        })
+    })
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("identical copies"), "{err}");
+}

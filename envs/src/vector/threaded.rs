@@ -59,6 +59,15 @@ fn spin_until(mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// What a worker thread runs first: it builds (or receives) the slots it will own.
+type WorkerInit = Box<dyn FnOnce() -> Result<Vec<Slot>> + Send>;
+
+/// `threads` (clamped to `1..=n`) contiguous ranges covering `0..n`, sizes differing by at most one.
+fn split(n: usize, threads: usize) -> Vec<Range<usize>> {
+    let k = threads.clamp(1, n.max(1));
+    (0..k).map(|t| (t * n / k)..((t + 1) * n / k)).collect()
+}
+
 /// A round of work as the workers see it: raw pointers valid until they report back.
 #[derive(Clone, Copy)]
 enum Command {
@@ -132,7 +141,62 @@ impl ThreadedVecEnv {
     pub fn new(envs: Vec<Box<dyn Env>>, threads: usize) -> Result<Self> {
         let layout = Layout::of(&envs)?;
         let n = envs.len();
-        let k = threads.clamp(1, n);
+        let ranges = split(n, threads);
+        let mut slots: Vec<Slot> = envs.into_iter().map(Slot::new).collect();
+        let mut inits: Vec<WorkerInit> = Vec::new();
+        for range in ranges.iter().skip(1).rev() {
+            let mine: Vec<Slot> = slots.drain(range.clone()).collect();
+            inits.push(Box::new(move || Ok(mine)));
+        }
+        inits.reverse();
+        Self::start(layout, n, slots, ranges, inits)
+    }
+
+    /// Build `num_envs` copies with `make(i)` for copy `i`, each on the thread that will
+    /// step it (so its memory is allocated, and stays warm, where it is used), spread over
+    /// `threads` threads (clamped to `1..=num_envs`).
+    pub fn from_fn<F>(num_envs: usize, threads: usize, make: F) -> Result<Self>
+    where
+        F: Fn(usize) -> Result<Box<dyn Env>> + Send + Sync + 'static,
+    {
+        if num_envs == 0 {
+            return Err(EnvError::Invalid(
+                "a vector environment needs at least one environment".into(),
+            ));
+        }
+        let make = Arc::new(make);
+        let ranges = split(num_envs, threads);
+        let main_envs = ranges[0]
+            .clone()
+            .map(|i| make(i))
+            .collect::<Result<Vec<_>>>()?;
+        let layout = Layout::of(&main_envs)?;
+        let inits: Vec<WorkerInit> = ranges[1..]
+            .iter()
+            .map(|range| {
+                let (make, layout, range) = (Arc::clone(&make), layout.clone(), range.clone());
+                Box::new(move || {
+                    let envs = range.map(|i| make(i)).collect::<Result<Vec<_>>>()?;
+                    layout.check(&envs)?;
+                    Ok(envs.into_iter().map(Slot::new).collect())
+                }) as WorkerInit
+            })
+            .collect();
+        let slots = main_envs.into_iter().map(Slot::new).collect();
+        Self::start(layout, num_envs, slots, ranges, inits)
+    }
+
+    /// Spawn one worker per `inits` entry (worker `w` owns `ranges[w + 1]`), wait until
+    /// each has built its slots, and return the running vector environment. If a worker
+    /// fails to start or to build, the others are stopped and joined.
+    fn start(
+        layout: Layout,
+        n: usize,
+        main_slots: Vec<Slot>,
+        ranges: Vec<Range<usize>>,
+        inits: Vec<WorkerInit>,
+    ) -> Result<Self> {
+        let k = ranges.len();
         let bufs = VecBuffers::new(
             n,
             layout.obs_space.dtype(),
@@ -140,7 +204,6 @@ impl ThreadedVecEnv {
             layout.mask_len,
             layout.extra_names.clone(),
         );
-        let ranges: Vec<Range<usize>> = (0..k).map(|t| (t * n / k)..((t + 1) * n / k)).collect();
         let shared = Arc::new(Shared {
             epoch: AtomicU64::new(0),
             command: UnsafeCell::new(Command::Idle),
@@ -152,31 +215,51 @@ impl ThreadedVecEnv {
             error: Mutex::new(None),
             failed: AtomicBool::new(false),
         });
-        let mut slots: Vec<Slot> = envs.into_iter().map(Slot::new).collect();
-        let mut workers = Vec::with_capacity(k - 1);
-        for (w, range) in ranges.iter().enumerate().skip(1).rev() {
-            let mine: Vec<Slot> = slots.drain(range.clone()).collect();
-            let shared = Arc::clone(&shared);
-            let base = range.start;
+        // Built before any thread starts, so that an early return joins what was started.
+        let mut venv = ThreadedVecEnv {
+            bufs,
+            layout,
+            main_slots,
+            shared,
+            workers: Vec::with_capacity(k - 1),
+            num_envs: n,
+            ready: false,
+        };
+        let (report, reports) = std::sync::mpsc::channel::<Result<()>>();
+        for (w, init) in inits.into_iter().enumerate() {
+            let shared = Arc::clone(&venv.shared);
+            let base = ranges[w + 1].start;
+            let report = report.clone();
             let handle = thread::Builder::new()
-                .name(format!("agentry-vecenv-{w}"))
-                .spawn(move || worker_loop(shared, w - 1, mine, base))
+                .name(format!("agentry-vecenv-{}", w + 1))
+                .spawn(move || match init() {
+                    Ok(slots) => {
+                        let _ = report.send(Ok(()));
+                        worker_loop(shared, w, slots, base);
+                    }
+                    Err(e) => {
+                        let _ = report.send(Err(e));
+                    }
+                })
                 .map_err(|e| {
                     EnvError::Io(format!("could not start a vector-environment thread: {e}"))
                 })?;
             let thread = handle.thread().clone();
-            workers.push((handle, thread));
+            venv.workers.push((handle, thread));
         }
-        workers.reverse();
-        Ok(ThreadedVecEnv {
-            bufs,
-            layout,
-            main_slots: slots,
-            shared,
-            workers,
-            num_envs: n,
-            ready: false,
-        })
+        drop(report);
+        for _ in 0..venv.workers.len() {
+            match reports.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(EnvError::Io(
+                        "a vector-environment thread died while starting".into(),
+                    ));
+                }
+            }
+        }
+        Ok(venv)
     }
 
     /// Number of threads stepping environments (including the calling thread).
