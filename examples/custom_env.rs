@@ -32,12 +32,6 @@ impl Env for Corridor {
     fn action_space(&self) -> &Space {
         &self.act_space
     }
-    fn action_mask_len(&self) -> usize {
-        0
-    }
-    fn extra_names(&self) -> &[&'static str] {
-        &[]
-    }
     fn reset_into(&mut self, _seed: Option<u64>, out: Out<'_>) -> Result<(), EnvError> {
         self.pos = 0;
         out.obs.f32()?[0] = 0.0;

@@ -150,10 +150,15 @@ pub trait Env: Send {
     fn observation_space(&self) -> &Space;
     /// The space actions must belong to.
     fn action_space(&self) -> &Space;
-    /// Length of the legal-action mask (0 when every action in the space is always legal).
-    fn action_mask_len(&self) -> usize;
-    /// Names of the per-step extras this environment writes (e.g. `["regret"]`).
-    fn extra_names(&self) -> &[&'static str];
+    /// Length of the legal-action mask (0, the default, when every action in the space
+    /// is always legal).
+    fn action_mask_len(&self) -> usize {
+        0
+    }
+    /// Names of the per-step extras this environment writes (e.g. `["regret"]`; none by default).
+    fn extra_names(&self) -> &[&'static str] {
+        &[]
+    }
     /// Start a new episode (Gymnasium's `reset(seed=...)`).
     fn reset_into(&mut self, seed: Option<u64>, out: Out<'_>) -> Result<()>;
     /// Advance one step (Gymnasium's `step(action)`).

@@ -56,9 +56,6 @@ impl Env for CountEnv {
     fn action_space(&self) -> &Space {
         &self.act_space
     }
-    fn action_mask_len(&self) -> usize {
-        0
-    }
     fn extra_names(&self) -> &[&'static str] {
         &["t"]
     }
@@ -125,9 +122,6 @@ impl Env for ByteEnv {
     }
     fn action_space(&self) -> &Space {
         self.inner.action_space()
-    }
-    fn action_mask_len(&self) -> usize {
-        0
     }
     fn extra_names(&self) -> &[&'static str] {
         &["t"]

@@ -270,9 +270,6 @@ impl Env for Bandit {
     fn action_space(&self) -> &Space {
         &self.act_space
     }
-    fn action_mask_len(&self) -> usize {
-        0
-    }
     fn extra_names(&self) -> &[&'static str] {
         &EXTRAS
     }

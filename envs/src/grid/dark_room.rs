@@ -170,12 +170,6 @@ impl Env for DarkRoom {
     fn action_space(&self) -> &Space {
         &self.act_space
     }
-    fn action_mask_len(&self) -> usize {
-        0
-    }
-    fn extra_names(&self) -> &[&'static str] {
-        &[]
-    }
     fn reset_into(&mut self, seed: Option<u64>, out: Out<'_>) -> Result<()> {
         if let Some(seed) = seed {
             self.rng = rng_from_seed(seed);

@@ -263,10 +263,6 @@ impl Env for TicTacToe {
         9
     }
 
-    fn extra_names(&self) -> &[&'static str] {
-        &[]
-    }
-
     fn reset_into(&mut self, seed: Option<u64>, out: Out<'_>) -> Result<()> {
         Self::check_buffers(&out)?;
         if let Some(s) = seed {
