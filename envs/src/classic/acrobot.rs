@@ -180,3 +180,94 @@ impl Env for Acrobot {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::contract;
+    use super::*;
+    use crate::env::EnvExt;
+
+    fn at(state: [f64; 4]) -> Acrobot {
+        let mut env = Acrobot::new();
+        env.set_state(&state).unwrap();
+        env
+    }
+
+    #[test]
+    fn shared_contract() {
+        contract::check(
+            Acrobot::new(),
+            &[0.05, -0.05, 0.1, 0.0],
+            Action::Discrete(2),
+            &[Action::Discrete(3), Action::Continuous(&[1.0])],
+        );
+    }
+
+    #[test]
+    fn initial_states_are_small_and_stored_in_f32_precision() {
+        let mut env = Acrobot::new();
+        for seed in 0..200 {
+            env.reset(Some(seed)).unwrap();
+            for s in env.state() {
+                assert!((-0.1..=0.1).contains(s));
+                assert_eq!(*s, *s as f32 as f64);
+            }
+        }
+    }
+
+    #[test]
+    fn the_tip_above_the_line_terminates_with_reward_zero() {
+        assert!(!at([PI / 2.0, 0.0, 0.0, 0.0]).terminal());
+        assert!(!at([2.0, 0.0, 0.0, 0.0]).terminal()); // tip at 0.83
+        assert!(at([2.2, 0.0, 0.0, 0.0]).terminal()); // tip at 1.18
+        let mut env = at([PI, 0.0, 0.0, 0.0]);
+        let t = env.step(Action::Discrete(1)).unwrap();
+        assert!(t.terminated && !t.truncated);
+        assert_eq!(t.reward, 0.0);
+        assert!(matches!(
+            env.step(Action::Discrete(1)),
+            Err(EnvError::NeedsReset(_))
+        ));
+        let t = at([0.0; 4]).step(Action::Discrete(1)).unwrap();
+        assert!(!t.terminated);
+        assert_eq!(t.reward, -1.0);
+    }
+
+    #[test]
+    fn angles_wrap_and_velocities_are_bounded() {
+        assert_eq!(wrap(PI, -PI, PI), PI);
+        assert_eq!(wrap(3.5, -PI, PI), 3.5 - 2.0 * PI);
+        assert_eq!(wrap(-10.0, -PI, PI), -10.0 + 2.0 * PI + 2.0 * PI);
+        // From Gymnasium's trajectory (fixture acrobot, designed start): θ̇₂ hits 9π.
+        let mut env = at([-0.2, 0.3, 1.0, 28.0]);
+        env.step(Action::Discrete(0)).unwrap();
+        assert_eq!(env.state()[3], MAX_VEL_2);
+        let mut env = at([3.1, -3.1, 4.0 * PI, -9.0 * PI]);
+        env.step(Action::Discrete(2)).unwrap();
+        let s = env.state();
+        assert!(s[0].abs() <= PI && s[1].abs() <= PI, "{s:?}");
+        assert!(s[2].abs() <= MAX_VEL_1 && s[3].abs() <= MAX_VEL_2, "{s:?}");
+    }
+
+    #[test]
+    fn torque_drives_the_second_joint_in_its_direction() {
+        let mut plus = at([0.0; 4]);
+        let mut minus = at([0.0; 4]);
+        let mut none = at([0.0; 4]);
+        plus.step(Action::Discrete(2)).unwrap();
+        minus.step(Action::Discrete(0)).unwrap();
+        none.step(Action::Discrete(1)).unwrap();
+        assert!(plus.state()[3] > 0.1 && minus.state()[3] < -0.1);
+        assert!((plus.state()[3] + minus.state()[3]).abs() < 1e-9);
+        assert!(none.state().iter().all(|s| s.abs() < 1e-12));
+    }
+
+    #[test]
+    fn random_play_stays_in_bounds_and_pays_minus_one() {
+        let trace = contract::random_run(&mut Acrobot::new(), 5, 3000);
+        assert!(
+            contract::steps(&trace)
+                .all(|s| s.reward == if s.terminated { 0.0 } else { -1.0 } && !s.truncated)
+        );
+    }
+}

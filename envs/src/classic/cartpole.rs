@@ -137,3 +137,115 @@ impl Env for CartPole {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::contract;
+    use super::*;
+    use crate::env::EnvExt;
+
+    fn at(state: [f64; 4]) -> CartPole {
+        let mut env = CartPole::new();
+        env.set_state(&state).unwrap();
+        env
+    }
+
+    #[test]
+    fn shared_contract() {
+        contract::check(
+            CartPole::new(),
+            &[0.01, 0.0, 0.02, 0.0],
+            Action::Discrete(1),
+            &[
+                Action::Discrete(2),
+                Action::Continuous(&[1.0]),
+                Action::MultiDiscrete(&[1]),
+            ],
+        );
+    }
+
+    #[test]
+    fn initial_states_are_uniform_in_a_small_box_and_observed_as_f32() {
+        let mut env = CartPole::new();
+        let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+        for seed in 0..300 {
+            let (obs, _) = env.reset(Some(seed)).unwrap();
+            let state = env.state().to_vec();
+            for (o, s) in obs.to_f32().iter().zip(&state) {
+                assert!((-0.05..0.05).contains(s), "{state:?}");
+                assert_eq!(*o, *s as f32);
+                lo = lo.min(*s);
+                hi = hi.max(*s);
+            }
+        }
+        assert!(
+            lo < -0.049 && hi > 0.049,
+            "[{lo}, {hi}] does not fill the box"
+        );
+    }
+
+    #[test]
+    fn euler_integration_moves_position_with_the_old_velocity() {
+        // Semi-implicit Euler would use the updated velocity; Gymnasium's "euler" does not.
+        let mut env = at([0.0, 1.0, 0.0, 0.5]);
+        env.step(Action::Discrete(1)).unwrap();
+        assert_eq!(env.state()[0], 0.02);
+        assert_eq!(env.state()[2], 0.01);
+    }
+
+    #[test]
+    fn the_push_direction_follows_the_action_and_is_symmetric() {
+        let mut right = at([0.0; 4]);
+        let mut left = at([0.0; 4]);
+        right.step(Action::Discrete(1)).unwrap();
+        left.step(Action::Discrete(0)).unwrap();
+        let (r, l) = (right.state(), left.state());
+        assert!(r[1] > 0.0 && r[3] < 0.0, "{r:?}");
+        for (a, b) in r.iter().zip(l) {
+            assert_eq!(*a, -*b);
+        }
+    }
+
+    #[test]
+    fn termination_thresholds_are_strict_and_the_last_step_pays_one() {
+        // On the boundary (|x| = 2.4, |θ| = 12°) the episode goes on.
+        for state in [
+            [2.4, 0.0, 0.0, 0.0],
+            [-2.4, 0.0, 0.0, 0.0],
+            [0.0, 0.0, THETA_THRESHOLD, 0.0],
+            [0.0, 0.0, -THETA_THRESHOLD, 0.0],
+        ] {
+            let t = at(state).step(Action::Discrete(0)).unwrap();
+            assert!(!t.terminated, "{state:?}");
+        }
+        for state in [
+            [2.39, 1.0, 0.0, 0.0],
+            [-2.39, -1.0, 0.0, 0.0],
+            [0.0, 0.0, 0.2, 1.0],
+            [0.0, 0.0, -0.2, -1.0],
+        ] {
+            let mut env = at(state);
+            let t = env.step(Action::Discrete(1)).unwrap();
+            assert!(t.terminated && !t.truncated, "{state:?}");
+            assert_eq!(t.reward, 1.0);
+            assert!(matches!(
+                env.step(Action::Discrete(1)),
+                Err(EnvError::NeedsReset(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn every_step_pays_one() {
+        let trace = contract::random_run(&mut CartPole::new(), 3, 2000);
+        assert!(contract::steps(&trace).filter(|s| s.terminated).count() > 20);
+        assert!(contract::steps(&trace).all(|s| s.reward == 1.0 && !s.truncated));
+    }
+
+    #[test]
+    fn render_shows_the_cart_and_the_angle() {
+        let env = at([0.0, 0.0, 0.1, 0.0]);
+        let text = env.render_ansi();
+        assert!(text.contains('C') && text.contains("+5.7°"), "{text}");
+    }
+}

@@ -119,12 +119,15 @@ impl Env for MountainCar {
 /// MountainCarContinuous-v0: a force in [−1, 1] drives the car; reaching x ≥ 0.45 (with
 /// velocity ≥ `goal_velocity`) gives +100; every step costs 0.1·force².
 ///
+/// Unlike Gymnasium, which clips the force into [−1, 1], a force outside the action
+/// space (or NaN) is an [`EnvError::InvalidAction`] and leaves the state unchanged: a
+/// policy clips to the bounds itself.
+///
 /// Gymnasium keeps this task's state in `f32` (after the first step of an episode, which
 /// mixes `f64` and `f32`); this implementation rounds the same way, so trajectories agree.
 #[derive(Debug, Clone)]
 pub struct MountainCarContinuous {
-    position: f64,
-    velocity: f64,
+    state: [f64; 2],
     /// The first step after a reset computes in `f64` (Gymnasium's reset state is `f64`).
     fresh: bool,
     goal_velocity: f64,
@@ -138,8 +141,7 @@ impl MountainCarContinuous {
     /// A new environment (call `reset` before stepping); Gymnasium's default `goal_velocity` is 0.
     pub fn new(goal_velocity: f64) -> Self {
         MountainCarContinuous {
-            position: 0.0,
-            velocity: 0.0,
+            state: [0.0; 2],
             fresh: true,
             goal_velocity,
             rng: rng_from_seed(DEFAULT_SEED),
@@ -149,16 +151,16 @@ impl MountainCarContinuous {
         }
     }
 
-    /// The internal state `[x, v]`.
-    pub fn state(&self) -> [f64; 2] {
-        [self.position, self.velocity]
+    /// The internal state `[x, v]` in `f64` (values representable in `f32` after the
+    /// first step of an episode, as in Gymnasium).
+    pub fn state(&self) -> &[f64] {
+        &self.state
     }
 
     /// Start from `state` (as after a reset: the next step computes in `f64`).
     pub fn set_state(&mut self, state: &[f64]) -> Result<()> {
         check_state("MountainCarContinuous", state, 2)?;
-        self.position = state[0];
-        self.velocity = state[1];
+        self.state.copy_from_slice(state);
         self.fresh = true;
         self.ready = true;
         Ok(())
@@ -166,8 +168,8 @@ impl MountainCarContinuous {
 
     fn write(&self, out: Out<'_>) -> Result<()> {
         let obs = out.obs.f32()?;
-        obs[0] = self.position as f32;
-        obs[1] = self.velocity as f32;
+        obs[0] = self.state[0] as f32;
+        obs[1] = self.state[1] as f32;
         Ok(())
     }
 }
@@ -183,8 +185,7 @@ impl Env for MountainCarContinuous {
         if let Some(seed) = seed {
             self.rng = rng_from_seed(seed);
         }
-        self.position = self.rng.random_range(-0.6..-0.4);
-        self.velocity = 0.0;
+        self.state = [self.rng.random_range(-0.6..-0.4), 0.0];
         self.fresh = true;
         self.ready = true;
         self.write(out)
@@ -201,10 +202,11 @@ impl Env for MountainCarContinuous {
         // is rounded to f32 before the subtraction. The reset state is f64, so the first
         // step adds in f64; from then on the state is stored, and computed, in f32.
         let push = force * 0.0015f32;
+        let [p, v] = self.state;
         let (position, velocity, terminated) = if self.fresh {
-            let drag = (0.0025 * (3.0 * self.position).cos()) as f32;
-            let mut velocity = (self.velocity + (push - drag) as f64).clamp(-MAX_SPEED, MAX_SPEED);
-            let position = (self.position + velocity).clamp(MIN_POSITION, MAX_POSITION);
+            let drag = (0.0025 * (3.0 * p).cos()) as f32;
+            let mut velocity = (v + (push - drag) as f64).clamp(-MAX_SPEED, MAX_SPEED);
+            let position = (p + velocity).clamp(MIN_POSITION, MAX_POSITION);
             if position == MIN_POSITION && velocity < 0.0 {
                 velocity = 0.0;
             }
@@ -214,7 +216,7 @@ impl Env for MountainCarContinuous {
                 position >= 0.45 && velocity >= self.goal_velocity,
             )
         } else {
-            let (p, v) = (self.position as f32, self.velocity as f32);
+            let (p, v) = (p as f32, v as f32);
             let drag = (0.0025 * ((3.0f32 * p) as f64).cos()) as f32;
             let max_speed = MAX_SPEED as f32;
             let mut velocity = (v + (push - drag)).clamp(-max_speed, max_speed);
@@ -225,8 +227,7 @@ impl Env for MountainCarContinuous {
             let terminated = position >= 0.45f32 && velocity >= self.goal_velocity as f32;
             (position as f64, velocity as f64, terminated)
         };
-        self.position = position as f32 as f64;
-        self.velocity = velocity as f32 as f64;
+        self.state = [position as f32 as f64, velocity as f32 as f64];
         self.fresh = false;
         self.ready = !terminated;
         self.write(out)?;
@@ -238,6 +239,148 @@ impl Env for MountainCarContinuous {
         })
     }
     fn render_ansi(&self) -> String {
-        render(self.position, 0.45)
+        render(self.state[0], 0.45)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::contract;
+    use super::*;
+    use crate::env::EnvExt;
+
+    fn car(state: [f64; 2]) -> MountainCar {
+        let mut env = MountainCar::new(0.0);
+        env.set_state(&state).unwrap();
+        env
+    }
+
+    fn cont(state: [f64; 2]) -> MountainCarContinuous {
+        let mut env = MountainCarContinuous::new(0.0);
+        env.set_state(&state).unwrap();
+        env
+    }
+
+    #[test]
+    fn shared_contract_discrete() {
+        contract::check(
+            MountainCar::new(0.0),
+            &[-0.5, 0.0],
+            Action::Discrete(2),
+            &[Action::Discrete(3), Action::Continuous(&[1.0])],
+        );
+    }
+
+    #[test]
+    fn shared_contract_continuous() {
+        contract::check(
+            MountainCarContinuous::new(0.0),
+            &[-0.5, 0.0],
+            Action::Continuous(&[0.5]),
+            &[
+                Action::Continuous(&[1.5]),
+                Action::Continuous(&[-1.0001]),
+                Action::Continuous(&[f32::NAN]),
+                Action::Continuous(&[f32::INFINITY]),
+                Action::Continuous(&[0.0, 0.0]),
+                Action::Continuous(&[]),
+                Action::Discrete(0),
+            ],
+        );
+    }
+
+    #[test]
+    fn cars_start_at_rest_in_the_valley() {
+        let mut a = MountainCar::new(0.0);
+        let mut b = MountainCarContinuous::new(0.0);
+        for seed in 0..200 {
+            a.reset(Some(seed)).unwrap();
+            b.reset(Some(seed)).unwrap();
+            for s in [a.state(), b.state()] {
+                assert!((-0.6..-0.4).contains(&s[0]) && s[1] == 0.0, "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_left_wall_stops_the_car() {
+        let mut env = car([-1.19, -0.05]);
+        let t = env.step(Action::Discrete(0)).unwrap();
+        assert_eq!(env.state(), [MIN_POSITION, 0.0]);
+        assert_eq!(t.obs.to_f32(), vec![-1.2f32, 0.0]);
+        let mut env = cont([-1.19, -0.05]);
+        env.step(Action::Continuous(&[-1.0])).unwrap();
+        assert_eq!(env.state(), [MIN_POSITION as f32 as f64, 0.0]);
+        // And in the f32 steps that follow the first one: four steps to the wall.
+        env.set_state(&[-1.0, -0.06]).unwrap();
+        let mut positions = vec![];
+        for _ in 0..4 {
+            env.step(Action::Continuous(&[-1.0])).unwrap();
+            positions.push(env.state()[0]);
+        }
+        assert!(positions[2] > -1.2, "{positions:?}");
+        assert_eq!(env.state(), [MIN_POSITION as f32 as f64, 0.0]);
+    }
+
+    #[test]
+    fn velocity_is_clipped_to_the_maximum_speed() {
+        let mut env = car([-0.8, 0.0699]);
+        env.step(Action::Discrete(2)).unwrap();
+        assert_eq!(env.state(), [-0.8 + MAX_SPEED, MAX_SPEED]);
+        let mut env = cont([-0.8, 0.0699]);
+        env.step(Action::Continuous(&[1.0])).unwrap();
+        env.step(Action::Continuous(&[1.0])).unwrap();
+        assert_eq!(env.state()[1], MAX_SPEED as f32 as f64);
+    }
+
+    #[test]
+    fn the_flag_ends_the_episode_unless_too_slow() {
+        let mut env = car([0.49, 0.02]);
+        let t = env.step(Action::Discrete(1)).unwrap();
+        assert!(t.terminated && !t.truncated);
+        assert_eq!(t.reward, -1.0);
+        assert!(matches!(
+            env.step(Action::Discrete(1)),
+            Err(EnvError::NeedsReset(_))
+        ));
+        let mut slow = MountainCar::new(0.05);
+        slow.set_state(&[0.49, 0.02]).unwrap();
+        assert!(!slow.step(Action::Discrete(1)).unwrap().terminated);
+        // The continuous car's flag is at 0.45 and pays 100 minus the force cost.
+        let mut env = cont([0.44, 0.02]);
+        let t = env.step(Action::Continuous(&[1.0])).unwrap();
+        assert!(t.terminated && !t.truncated);
+        assert_eq!(t.reward, 100.0 - 0.1);
+        assert!(env.step(Action::Continuous(&[0.0])).is_err());
+        let mut slow = MountainCarContinuous::new(0.05);
+        slow.set_state(&[0.44, 0.02]).unwrap();
+        assert!(!slow.step(Action::Continuous(&[1.0])).unwrap().terminated);
+    }
+
+    #[test]
+    fn rewards_are_minus_one_and_the_force_cost() {
+        let trace = contract::random_run(&mut MountainCar::new(0.0), 1, 1000);
+        assert!(contract::steps(&trace).all(|s| s.reward == -1.0 && !s.terminated));
+        let mut env = cont([-0.5, 0.0]);
+        let t = env.step(Action::Continuous(&[0.5])).unwrap();
+        assert_eq!(t.reward, -(0.5f64 * 0.5) * 0.1);
+        let t = env.step(Action::Continuous(&[-0.3])).unwrap();
+        assert_eq!(t.reward, -(-0.3f32 as f64).powi(2) * 0.1);
+    }
+
+    #[test]
+    fn the_continuous_state_is_kept_in_f32_after_the_first_step() {
+        let mut env = MountainCarContinuous::new(0.0);
+        let trace = contract::random_run(&mut env, 2, 500);
+        assert_eq!(trace.len(), 501, "random forces do not reach the flag");
+        for s in env.state() {
+            assert_eq!(*s, *s as f32 as f64);
+        }
+    }
+
+    #[test]
+    fn render_marks_the_goal() {
+        assert!(car([-0.5, 0.0]).render_ansi().contains("goal ≥ 0.5"));
+        assert!(cont([-0.5, 0.0]).render_ansi().contains("goal ≥ 0.45"));
     }
 }

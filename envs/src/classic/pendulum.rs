@@ -15,7 +15,12 @@ const DT: f64 = 0.05;
 /// Pendulum-v1: apply a torque in [−2, 2] to swing a pendulum upright and keep it there.
 ///
 /// Observation `[cos θ, sin θ, θ̇]`; reward −(θ² + 0.1·θ̇² + 0.001·u²) with θ normalised
-/// to [−π, π); never terminates (the registry truncates at 200 steps).
+/// to [−π, π); never terminates (the registry truncates at 200 steps). The angular
+/// velocity is clipped to [−8, 8].
+///
+/// Unlike Gymnasium, which clips the torque into [−2, 2], a torque outside the action
+/// space (say 2.5, or NaN) is an [`EnvError::InvalidAction`] and leaves the state
+/// unchanged: a policy clips to the bounds itself.
 #[derive(Debug, Clone)]
 pub struct Pendulum {
     state: [f64; 2],
@@ -53,6 +58,7 @@ impl Pendulum {
     pub fn set_state(&mut self, state: &[f64]) -> Result<()> {
         check_state("Pendulum", state, 2)?;
         self.state.copy_from_slice(state);
+        self.last_u = None;
         self.ready = true;
         Ok(())
     }
@@ -116,5 +122,153 @@ impl Env for Pendulum {
             gauge(th, -PI, PI, 41, 'o'),
             th.to_degrees()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::contract;
+    use super::*;
+    use crate::env::EnvExt;
+
+    fn at(state: [f64; 2]) -> Pendulum {
+        let mut env = Pendulum::new(10.0);
+        env.set_state(&state).unwrap();
+        env
+    }
+
+    #[test]
+    fn shared_contract() {
+        contract::check(
+            Pendulum::new(10.0),
+            &[1.0, 0.5],
+            Action::Continuous(&[1.0]),
+            &[
+                Action::Continuous(&[2.5]),
+                Action::Continuous(&[-2.0001]),
+                Action::Continuous(&[f32::NAN]),
+                Action::Continuous(&[f32::NEG_INFINITY]),
+                Action::Continuous(&[0.0, 0.0]),
+                Action::Discrete(0),
+            ],
+        );
+    }
+
+    #[test]
+    fn the_torque_bounds_themselves_are_valid() {
+        let mut env = at([0.0, 0.0]);
+        env.step(Action::Continuous(&[2.0])).unwrap();
+        env.step(Action::Continuous(&[-2.0])).unwrap();
+    }
+
+    #[test]
+    fn initial_states_cover_every_angle_and_slow_speeds() {
+        let mut env = Pendulum::new(10.0);
+        let (mut lo, mut hi) = (0.0f64, 0.0f64);
+        for seed in 0..300 {
+            let (obs, _) = env.reset(Some(seed)).unwrap();
+            let [th, thdot] = [env.state()[0], env.state()[1]];
+            assert!((-PI..PI).contains(&th) && (-1.0..1.0).contains(&thdot));
+            assert_eq!(
+                obs.to_f32(),
+                vec![th.cos() as f32, th.sin() as f32, thdot as f32]
+            );
+            (lo, hi) = (lo.min(th), hi.max(th));
+        }
+        assert!(lo < -3.0 && hi > 3.0);
+    }
+
+    #[test]
+    fn angles_normalise_into_minus_pi_to_pi() {
+        // Expected values computed by Gymnasium 1.4's `angle_normalize`, bit for bit.
+        for (x, want) in [
+            (PI, -PI),
+            (-PI, -PI),
+            (0.3, 0.2999999999999998),
+            (1.5 * PI, -std::f64::consts::FRAC_PI_2),
+            (-7.0, -0.7168146928204138),
+            (4.0 * PI + 0.5, 0.5),
+            (2.0 * PI, 0.0),
+            (-1e-17, 0.0),
+        ] {
+            assert_eq!(angle_normalize(x), want, "angle_normalize({x})");
+        }
+    }
+
+    #[test]
+    fn costs_use_the_normalised_angle_speed_and_torque() {
+        // Upside down (θ = π, normalised to −π): cost π².
+        assert_eq!(
+            at([PI, 0.0])
+                .step(Action::Continuous(&[0.0]))
+                .unwrap()
+                .reward,
+            -PI * PI
+        );
+        // Upright at rest: no cost, no motion.
+        let mut env = at([0.0, 0.0]);
+        assert_eq!(env.step(Action::Continuous(&[0.0])).unwrap().reward, 0.0);
+        assert_eq!(env.state(), [0.0, 0.0]);
+        let r = at([0.0, 0.0])
+            .step(Action::Continuous(&[2.0]))
+            .unwrap()
+            .reward;
+        assert!((r + 0.004).abs() < 1e-9, "{r}");
+        let r = at([0.0, 1.0])
+            .step(Action::Continuous(&[0.0]))
+            .unwrap()
+            .reward;
+        assert_eq!(r, -0.1);
+        // Two full turns cost as much as none.
+        let r = at([4.0 * PI + 0.5, 0.0])
+            .step(Action::Continuous(&[0.0]))
+            .unwrap()
+            .reward;
+        assert!((r + 0.25).abs() < 1e-12, "{r}");
+    }
+
+    #[test]
+    fn speed_is_clipped_to_eight() {
+        let mut env = at([PI / 2.0, 7.9]);
+        env.step(Action::Continuous(&[2.0])).unwrap();
+        assert_eq!(env.state(), [PI / 2.0 + MAX_SPEED * DT, MAX_SPEED]);
+        let mut env = at([-PI / 2.0, -7.9]);
+        let t = env.step(Action::Continuous(&[-2.0])).unwrap();
+        assert_eq!(t.obs.to_f32()[2], -8.0);
+    }
+
+    #[test]
+    fn gravity_is_a_parameter() {
+        let mut env = Pendulum::new(0.0);
+        env.set_state(&[1.0, 0.5]).unwrap();
+        env.step(Action::Continuous(&[0.0])).unwrap();
+        assert_eq!(env.state(), [1.0 + 0.5 * DT, 0.5]);
+        // Stronger gravity pulls a tilted pendulum faster.
+        let fall = |g| {
+            let mut env = Pendulum::new(g);
+            env.set_state(&[0.5, 0.0]).unwrap();
+            env.step(Action::Continuous(&[0.0])).unwrap();
+            env.state()[1]
+        };
+        assert!(fall(20.0) > fall(10.0) && fall(10.0) > 0.0);
+    }
+
+    #[test]
+    fn it_never_terminates() {
+        let trace = contract::random_run(&mut Pendulum::new(10.0), 4, 3000);
+        assert_eq!(trace.len(), 3001);
+        assert!(contract::steps(&trace).all(|s| !s.done() && s.reward <= 0.0));
+    }
+
+    #[test]
+    fn render_shows_the_angle_and_the_last_torque() {
+        let mut env = at([0.0, 0.0]);
+        assert!(env.render_ansi().contains("torque -"));
+        env.step(Action::Continuous(&[1.5])).unwrap();
+        assert!(
+            env.render_ansi().contains("torque +1.50"),
+            "{}",
+            env.render_ansi()
+        );
     }
 }
