@@ -1,12 +1,32 @@
 //! Bandits: K-armed Bernoulli and Gaussian bandits (stationary or not) and a linear
 //! contextual bandit.
 //!
-//! Every bandit reports, in its extras, the `regret` of each pull — the best arm's
-//! expected reward minus the chosen arm's, both at the time of the pull (expected values,
-//! not samples) — and the index of the best arm (`best_arm`), so an agent is scored by
-//! its cumulative regret. An episode is `horizon` pulls and ends truncated.
+//! Every bandit reports three extras (see [`EXTRAS`]) describing each pull, so an agent
+//! is scored by its cumulative regret:
+//! - `regret`: the best arm's expected reward minus the chosen arm's, both at the time of
+//!   the pull (expected values, not samples; 0 for the best arm, never negative);
+//! - `optimal_arm`: the index of the best arm at that pull (first on ties), as `f64`;
+//! - `best_mean`: the best arm's expected reward at that pull.
 //!
-//! Multi-armed bandits have no state: their observation is a single constant `0.0`.
+//! After a reset no pull has been made: `regret` is 0 and the other two describe the
+//! coming first pull. An episode is `horizon` pulls and ends *truncated* (never
+//! terminated: nothing about the task ends, the episode is only cut).
+//!
+//! Multi-armed bandits have no state, so their observation is a `Box` of shape `[1]`
+//! with bounds `[0, 0]` that always holds `0.0` (a constant input keeps every agent
+//! interface — including networks — working unchanged; in-context learners see the
+//! previous action and reward through their own history). The contextual bandit
+//! observes the fresh context.
+//!
+//! ```
+//! use agentry_envs::{make, Action, EnvExt, Params};
+//! let p = Params::new().with("kind", "bernoulli").with("arms", 3i64).with("means", vec![0.1, 0.5, 0.8]);
+//! let mut env = make("bandit", &p).unwrap();
+//! env.reset(Some(7)).unwrap();
+//! let t = env.step(Action::Discrete(1)).unwrap();
+//! assert!((t.info.get("regret").unwrap() - 0.3).abs() < 1e-12);
+//! assert_eq!(t.info.get("optimal_arm"), Some(2.0));
+//! ```
 
 mod contextual;
 mod multi_armed;
@@ -18,8 +38,9 @@ use crate::env::Env;
 use crate::params::{ParamKind, ParamSpec};
 use crate::registry::EnvSpec;
 
-/// Names of the extras every bandit reports.
-pub const EXTRAS: [&str; 2] = ["regret", "best_arm"];
+/// Names of the extras every bandit reports, in buffer order: `regret`, `optimal_arm`,
+/// `best_mean` (see the [module docs](self)).
+pub const EXTRAS: [&str; 3] = ["regret", "optimal_arm", "best_mean"];
 
 /// The registry entries of this module.
 pub fn specs() -> Vec<EnvSpec> {
