@@ -11,6 +11,7 @@ Actions are drawn before the clock starts.
 
 import argparse
 import json
+import platform
 import time
 
 import gymnasium as gym
@@ -19,13 +20,14 @@ import numpy as np
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--env", default="CartPole-v1")
+    p.add_argument("--env", default="CartPole-v1",
+                   choices=["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "MountainCarContinuous-v0"])
     p.add_argument("--steps", type=int, default=200_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vector", type=int, default=0, help="copies in a SyncVectorEnv (0: one environment)")
     a = p.parse_args()
     if a.vector:
-        env = gym.make_vec(a.env, num_envs=a.vector, vectorization_mode="sync")
+        env = gym.make_vec(a.env, num_envs=a.vector, vectorization_mode="sync")  # a SyncVectorEnv, autoreset next step
         env.reset(seed=a.seed)
         env.action_space.seed(a.seed)
         table = [env.action_space.sample() for _ in range(1024)]
@@ -48,8 +50,10 @@ def main():
         seconds = time.perf_counter() - start
         steps = a.steps
     print(f"{steps / seconds:.0f} steps/s")
-    print(json.dumps({"peer": "gymnasium", "version": gym.__version__, "numpy": np.__version__, "env": a.env,
-                      "vector": a.vector, "steps": steps, "seconds": seconds}))
+    print(json.dumps({"peer": "gymnasium", "version": gym.__version__, "numpy": np.__version__,
+                      "python": platform.python_version(), "env": a.env, "vector": a.vector,
+                      "env_class": type(env).__name__, "steps": steps, "seconds": seconds,
+                      "steps_per_s": steps / seconds}))
 
 
 if __name__ == "__main__":

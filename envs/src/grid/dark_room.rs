@@ -75,25 +75,77 @@ impl DarkRoomConfig {
     }
 }
 
-/// The standard split of a grid's goal cells into training and evaluation goals:
-/// 80% / 20% of all `width × height` cells (80 / 20 for the 10×10 room), after a
-/// shuffle with a fixed generator, so every user gets the same split.
-///
-/// RA-DT trains on 80 goals and evaluates on 20 unseen ones; its exact lists live in
-/// its configuration files, which we do not reproduce — this split is agentry's own,
-/// stable across versions (changing it would change published results).
+/// RA-DT's split of goal cells into 80 training and 20 evaluation goals (Schmied et al.
+/// 2024, `make_train_test_pos` in ml-jku/RA-DT): all cells `(x, y)`, x-major, shuffled by
+/// NumPy's `RandomState(43).permutation`, the first 100 kept; the first 80 train, the
+/// next 20 evaluate. Reproduced here bit for bit (a Mersenne Twister and NumPy's bounded
+/// Fisher–Yates shuffle), so the lists equal those in RA-DT's configuration files for the
+/// 10×10, 20×20 and 40×20 rooms. A grid with fewer than 100 cells splits all its cells 80/20.
 pub fn goal_split(width: usize, height: usize) -> (Vec<Cell>, Vec<Cell>) {
-    let mut cells: Vec<Cell> = (0..height)
-        .flat_map(|y| (0..width).map(move |x| (x, y)))
+    let mut cells: Vec<Cell> = (0..width)
+        .flat_map(|x| (0..height).map(move |y| (x, y)))
         .collect();
-    let mut rng = rng_from_seed(0x0D42_600A_1500);
+    let mut mt = Mt19937::new(43);
     for i in (1..cells.len()).rev() {
-        let j = rng.random_range(0..=i);
+        let j = mt.bounded(i as u32) as usize;
         cells.swap(i, j);
     }
-    let train = cells.len() * 4 / 5;
-    let eval = cells.split_off(train);
+    cells.truncate(100);
+    let eval = cells.split_off(cells.len() * 4 / 5);
     (cells, eval)
+}
+
+/// The 32-bit Mersenne Twister, seeded as NumPy's `RandomState(seed)` (`init_genrand`).
+struct Mt19937 {
+    state: [u32; 624],
+    index: usize,
+}
+
+impl Mt19937 {
+    fn new(seed: u32) -> Self {
+        let mut state = [0u32; 624];
+        state[0] = seed;
+        for i in 1..624 {
+            state[i] = 1_812_433_253u32
+                .wrapping_mul(state[i - 1] ^ (state[i - 1] >> 30))
+                .wrapping_add(i as u32);
+        }
+        Mt19937 { state, index: 624 }
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        if self.index >= 624 {
+            for i in 0..624 {
+                let y = (self.state[i] & 0x8000_0000) | (self.state[(i + 1) % 624] & 0x7fff_ffff);
+                let mut v = self.state[(i + 397) % 624] ^ (y >> 1);
+                if y & 1 != 0 {
+                    v ^= 0x9908_b0df;
+                }
+                self.state[i] = v;
+            }
+            self.index = 0;
+        }
+        let mut y = self.state[self.index];
+        self.index += 1;
+        y ^= y >> 11;
+        y ^= (y << 7) & 0x9d2c_5680;
+        y ^= (y << 15) & 0xefc6_0000;
+        y ^ (y >> 18)
+    }
+
+    /// A uniform integer in `0..=max` by masked rejection (NumPy's legacy `rk_interval`).
+    fn bounded(&mut self, max: u32) -> u32 {
+        if max == 0 {
+            return 0;
+        }
+        let mask = u32::MAX >> max.leading_zeros();
+        loop {
+            let v = self.next_u32() & mask;
+            if v <= max {
+                return v;
+            }
+        }
+    }
 }
 
 /// Dark-Room (Laskin et al. 2022; RA-DT's version, Schmied et al. 2024): the agent sees
@@ -297,16 +349,58 @@ mod tests {
     }
 
     #[test]
-    fn the_goal_split_is_80_20_disjoint_and_covers_every_cell() {
+    fn the_goal_split_is_ra_dts() {
         let (train, eval) = goal_split(10, 10);
         assert_eq!((train.len(), eval.len()), (80, 20));
+        // RA-DT's configs/env_params/dark_room.yaml, as NumPy's RandomState(43) gives them.
+        assert_eq!(
+            &train[..6],
+            &[(2, 0), (0, 2), (1, 5), (2, 2), (5, 7), (9, 1)]
+        );
+        let want = [
+            (9, 0),
+            (8, 4),
+            (3, 4),
+            (6, 5),
+            (7, 5),
+            (5, 0),
+            (3, 5),
+            (9, 8),
+            (8, 7),
+            (3, 0),
+            (6, 6),
+            (5, 9),
+            (1, 7),
+            (5, 1),
+            (1, 6),
+            (5, 8),
+            (2, 1),
+            (4, 9),
+            (6, 4),
+            (6, 8),
+        ];
+        assert_eq!(eval, want);
         let mut all: Vec<Cell> = train.iter().chain(&eval).copied().collect();
         all.sort();
         all.dedup();
         assert_eq!(all.len(), 100);
-        assert_eq!(goal_split(10, 10), (train, eval), "the split is fixed");
+        let (t, e) = goal_split(20, 20);
+        assert_eq!(
+            (t.len(), &t[..2], &e[..3], e[19]),
+            (
+                80,
+                &[(2, 15), (13, 11)][..],
+                &[(16, 12), (9, 15), (1, 6)][..],
+                (0, 18)
+            )
+        );
         let (t, e) = goal_split(40, 20);
-        assert_eq!((t.len(), e.len()), (640, 160));
+        assert_eq!(
+            (&t[..2], &e[..2], e[19]),
+            (&[(29, 6), (38, 6)][..], &[(14, 13), (31, 2)][..], (12, 9))
+        );
+        let (t, e) = goal_split(3, 3);
+        assert_eq!((t.len(), e.len()), (7, 2));
     }
 
     #[test]

@@ -5,7 +5,11 @@
 //! top); the five actions are 0 = up (y−1), 1 = right (x+1), 2 = down (y+1), 3 = left
 //! (x−1), 4 = stay; a move into the border or a wall leaves the agent where it is. The
 //! observation is the agent's cell `[x, y]` as two `f32`s — RA-DT's `tty_cursor`
-//! observation holds the same numbers in (row, column) order.
+//! observation holds the same numbers in (row, column) order, i.e. `[y, x]`.
+//!
+//! One MiniHack artefact is deliberately not copied: in RA-DT's environments the last step
+//! of an episode pays nothing even on the goal (NLE checks the step limit before the
+//! reward), so their best return is T − d; here every step on the goal pays.
 
 mod ascii;
 mod dark_room;
