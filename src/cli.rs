@@ -1,11 +1,17 @@
 //! The `agent` command line: argument types (parsed by clap, no I/O) and `run`, which
 //! resolves them and does the work. The binary only calls [`main_with_args`].
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
+use agentry_agents::AgentError;
+use agentry_agents::config::{Config, ConfigRequest, resolve};
+use agentry_agents::runner::{Control, RunState};
+use agentry_agents::train::{self, EvalOptions, Observer, Start};
 use agentry_envs::bench::{bench_single, bench_vector};
 use agentry_envs::{EnvError, Params, registry};
 
@@ -23,6 +29,12 @@ pub struct Cli {
 pub enum Command {
     /// List every registered environment with its spaces and parameters.
     Envs,
+    /// Train an agent: a new run (`--env`) or a run continued (`--resume DIR`).
+    Train(TrainArgs),
+    /// Evaluate a run's newest policy and record the result in its summary.json.
+    Eval(EvalArgs),
+    /// Draw learning curves of one or more runs (PNG or SVG).
+    Plot(PlotArgs),
     /// Measure speed.
     Bench {
         /// What to measure.
@@ -61,6 +73,78 @@ pub struct BenchEnvsArgs {
     pub seed: u64,
 }
 
+/// Arguments of `agent train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Registered environment (see `agent envs`); picks the preset `configs/{algo}-{env}.toml`.
+    #[arg(long, conflicts_with = "resume", required_unless_present_any = ["resume", "config"])]
+    pub env: Option<String>,
+    /// Continue the run in DIR from its newest checkpoint.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// The algorithm (default: ppo).
+    #[arg(long, conflicts_with = "resume")]
+    pub algo: Option<String>,
+    /// A TOML file layered over the preset.
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    pub config: Option<PathBuf>,
+    /// `section.key=value`, layered last (repeatable).
+    #[arg(long = "set", value_name = "K=V", conflicts_with = "resume")]
+    pub sets: Vec<String>,
+    /// Total environment steps (with --resume: the new total).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Seed of everything random in the run.
+    #[arg(long, conflicts_with = "resume")]
+    pub seed: Option<u64>,
+    /// Actor threads.
+    #[arg(long, conflicts_with = "resume")]
+    pub actors: Option<usize>,
+    /// The run directory (default: runs/{algo}-{env}-seed{seed}).
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    pub out: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Arguments of `agent eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The run directory.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// Episodes to play.
+    #[arg(long, default_value_t = 100)]
+    pub episodes: usize,
+    /// Print every frame as ANSI text.
+    #[arg(long)]
+    pub render: bool,
+    /// Greedy actions instead of sampled ones.
+    #[arg(long)]
+    pub deterministic: bool,
+    /// Seed of the evaluation episodes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Arguments of `agent plot`.
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Run directories; runs that differ only in their seed are drawn as mean ± std.
+    #[arg(required = true, value_name = "RUN_DIR")]
+    pub runs: Vec<PathBuf>,
+    /// The metrics.csv column to plot.
+    #[arg(long, default_value = "episode_return_mean")]
+    pub metric: String,
+    /// The output file, .png or .svg.
+    #[arg(long, default_value = "plot.png")]
+    pub out: PathBuf,
+    /// Trailing moving-average window, in rows.
+    #[arg(long, default_value_t = 1)]
+    pub smooth: usize,
+}
+
 /// Why a command failed, which decides the exit code.
 #[derive(Debug)]
 pub enum CliError {
@@ -88,6 +172,16 @@ impl std::fmt::Display for CliError {
     }
 }
 
+impl From<AgentError> for CliError {
+    fn from(e: AgentError) -> Self {
+        match e {
+            AgentError::Config(_) | AgentError::Invalid(_) => CliError::Usage(e.to_string()),
+            AgentError::EnvSetup(env) => env.into(),
+            other => CliError::Runtime(other.to_string()),
+        }
+    }
+}
+
 impl From<EnvError> for CliError {
     fn from(e: EnvError) -> Self {
         match e {
@@ -107,6 +201,9 @@ fn io_err(e: std::io::Error) -> CliError {
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
     match cli.command {
         Command::Envs => list_envs(out),
+        Command::Train(args) => train(args, out, err),
+        Command::Eval(args) => eval(args, out, err),
+        Command::Plot(args) => plot(args, out),
         Command::Bench {
             what: BenchCommand::Envs(args),
         } => bench_envs(&args, out, err),
@@ -203,6 +300,217 @@ fn bench_envs(
         vector.steps_per_sec()
     )
     .map_err(io_err)?;
+    Ok(())
+}
+
+fn train(args: TrainArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
+    let start = match &args.resume {
+        Some(dir) => Start::Resume {
+            dir: dir.clone(),
+            steps: args.steps,
+        },
+        None => {
+            let config = resolve(&ConfigRequest {
+                algo: args.algo.clone(),
+                env: args.env.clone(),
+                file: args.config.clone(),
+                sets: args.sets.clone(),
+                steps: args.steps,
+                seed: args.seed,
+                actors: args.actors,
+            })
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+            Start::New {
+                config,
+                out: args.out.clone(),
+            }
+        }
+    };
+    let mut progress = Progress::new(err, args.quiet);
+    let outcome = train::train(start, &mut progress)?;
+    progress.finish();
+    let s = &outcome.state;
+    writeln!(
+        out,
+        "{}: {} env steps, {} episodes, episode_return_mean {}, {:.1} s",
+        outcome.dir.display(),
+        s.env_steps,
+        s.episodes,
+        fmt_return(s.return_mean()),
+        s.wall_time_s
+    )
+    .map_err(io_err)?;
+    Ok(())
+}
+
+fn fmt_return(r: f64) -> String {
+    if r.is_finite() {
+        format!("{r:.2}")
+    } else {
+        "n/a (no episode finished)".into()
+    }
+}
+
+/// Progress of a training run on stderr: a redrawn line on a terminal, a plain line
+/// every few seconds otherwise.
+struct Progress<'a> {
+    err: &'a mut dyn Write,
+    quiet: bool,
+    tty: bool,
+    total: u64,
+    last: Option<Instant>,
+    drew: bool,
+}
+
+impl<'a> Progress<'a> {
+    fn new(err: &'a mut dyn Write, quiet: bool) -> Self {
+        Progress {
+            err,
+            quiet,
+            tty: std::io::stderr().is_terminal(),
+            total: 0,
+            last: None,
+            drew: false,
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.drew && self.tty {
+            let _ = writeln!(self.err);
+        }
+    }
+}
+
+impl Observer for Progress<'_> {
+    fn start(&mut self, dir: &Path, config: &Config, state: &RunState, resumed: Option<u64>) {
+        self.total = config.run.steps;
+        if self.quiet {
+            return;
+        }
+        let what = match resumed {
+            Some(step) => format!("resuming at env step {step}"),
+            None if state.env_steps == 0 => "starting".to_string(),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            self.err,
+            "{}: {} {} on {} to {} env steps ({} actors × {} envs), {what}",
+            dir.display(),
+            config.run.algo,
+            config.run.seed,
+            config.env.name,
+            config.run.steps,
+            config.run.actors,
+            config.run.envs_per_actor,
+        );
+    }
+
+    fn update(&mut self, state: &RunState, _names: &[String], row: &[f64]) -> Control {
+        if self.quiet {
+            return Control::Continue;
+        }
+        let every = if self.tty {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(10)
+        };
+        let done = state.env_steps >= self.total;
+        if !done && self.last.is_some_and(|t| t.elapsed() < every) {
+            return Control::Continue;
+        }
+        self.last = Some(Instant::now());
+        let frac = state.env_steps as f64 / self.total.max(1) as f64;
+        let sps = row.get(5).copied().unwrap_or(f64::NAN);
+        let ret = state.return_mean();
+        let ret = if ret.is_finite() {
+            format!("{ret:.2}")
+        } else {
+            "-".into()
+        };
+        if self.tty {
+            const WIDTH: usize = 30;
+            let filled = ((frac * WIDTH as f64) as usize).min(WIDTH);
+            let _ = write!(
+                self.err,
+                "\r[{}{}] {:>5.1}% {}/{} steps  {:.0} SPS  return {ret}   ",
+                "#".repeat(filled),
+                ".".repeat(WIDTH - filled),
+                100.0 * frac,
+                state.env_steps,
+                self.total,
+                sps
+            );
+            self.drew = true;
+        } else {
+            let _ = writeln!(
+                self.err,
+                "env_steps {} ({:.1}%)  episodes {}  SPS {:.0}  episode_return_mean {ret}",
+                state.env_steps,
+                100.0 * frac,
+                state.episodes,
+                sps
+            );
+        }
+        let _ = self.err.flush();
+        Control::Continue
+    }
+}
+
+fn eval(args: EvalArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
+    if args.episodes == 0 {
+        return Err(CliError::Usage("--episodes must be at least 1".into()));
+    }
+    let loaded = train::load_run_policy(&args.run)?;
+    let _ = writeln!(
+        err,
+        "evaluating {} ({} env steps of training) for {} episodes",
+        loaded.path.display(),
+        loaded.meta.env_steps,
+        args.episodes
+    );
+    let opts = EvalOptions {
+        episodes: args.episodes,
+        deterministic: args.deterministic,
+        seed: args.seed,
+    };
+    let report = if args.render {
+        train::evaluate(&loaded, None, &opts, Some(out))?
+    } else {
+        train::evaluate(&loaded, None, &opts, None)?
+    };
+    train::record_eval(&args.run, &report)?;
+    writeln!(
+        out,
+        "return {:.2} ± {:.2} over {} episodes (length {:.1}, {})",
+        report.return_mean,
+        report.return_std,
+        report.episodes,
+        report.length_mean,
+        if report.deterministic {
+            "greedy"
+        } else {
+            "sampled"
+        }
+    )
+    .map_err(io_err)?;
+    Ok(())
+}
+
+fn plot(args: PlotArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    use agentry_agents::plot::{PlotError, PlotOptions, plot_runs};
+    let opts = PlotOptions {
+        metric: args.metric,
+        out: args.out,
+        smooth: args.smooth,
+    };
+    let report = plot_runs(&args.runs, &opts).map_err(|e| match e {
+        PlotError::Draw(_) | PlotError::Io { .. } => CliError::Runtime(e.to_string()),
+        other => CliError::Usage(other.to_string()),
+    })?;
+    for s in &report.series {
+        writeln!(out, "{s}").map_err(io_err)?;
+    }
+    writeln!(out, "wrote {}", report.out.display()).map_err(io_err)?;
     Ok(())
 }
 

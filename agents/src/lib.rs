@@ -1,7 +1,24 @@
-//! Algorithms for agentry. So far: the classic bandit baselines ([`bandits`]) and the
-//! advantage and return targets ([`returns`]); the
-//! actor/learner runtime and the deep-RL learners arrive with the PPO issue.
+//! Algorithms for agentry, and the runtime they share.
+//!
+//! - [`runner`]: K actor threads and one learner, with versioned policies and bounded
+//!   channels; every algorithm plugs into it through [`runner::Learner`] and
+//!   [`runner::Actor`].
+//! - [`ppo`]: PPO with Proximal Feature Optimization.
+//! - [`train`]: run directories, checkpoints (in the [`checkpoint`] container),
+//!   resuming and evaluation.
+//! - [`plot`]: learning curves of run directories (PNG or SVG).
+//! - [`config`]: the TOML configuration, its presets and layering.
+//! - [`bandits`]: the classic bandit baselines; [`returns`]: GAE and return targets.
 #![warn(missing_docs)]
 
 pub mod bandits;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod plot;
+pub mod ppo;
 pub mod returns;
+pub mod runner;
+pub mod train;
+
+pub use error::AgentError;

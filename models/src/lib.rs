@@ -12,11 +12,14 @@
 
 pub mod diagnostics;
 pub mod heads;
+pub mod inference;
+mod init;
 pub mod mlp;
 
 pub use burn;
 pub use heads::{GaussianHead, categorical_entropy, categorical_log_prob, masked_log_softmax};
-pub use mlp::{Activation, Mlp, MlpConfig};
+pub use inference::MlpWeights;
+pub use mlp::{Activation, Init, Mlp, MlpConfig};
 
 use burn::tensor::Device;
 

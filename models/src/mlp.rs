@@ -1,9 +1,12 @@
 //! Multi-layer perceptrons with a choice of activation and optional layer norm.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::{Device, Tensor, activation};
+use burn::tensor::{Device, Tensor, TensorData, activation};
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
+
+use crate::init::{orthogonal, uniform};
 
 /// The nonlinearity between layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +32,25 @@ pub struct MlpConfig {
     pub activation: Activation,
     /// Layer norm before each nonlinearity.
     pub layer_norm: bool,
+    /// How [`init_seeded`](Self::init_seeded) draws the weights.
+    pub init: Init,
+}
+
+/// Weight initialisation for [`MlpConfig::init_seeded`]; biases start at 0 except with
+/// [`Init::Uniform`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Init {
+    /// PyTorch's `nn.Linear` default: weights and biases uniform in ±1/√fan_in.
+    Uniform,
+    /// Orthogonal weights scaled by `hidden_gain` (hidden layers) and `output_gain`
+    /// (the last layer), zero biases: CleanRL's and Stable-Baselines3's PPO init
+    /// (√2 for hidden layers; 0.01 for a policy output, 1 for a value output).
+    Orthogonal {
+        /// Gain of the hidden layers.
+        hidden_gain: f32,
+        /// Gain of the output layer.
+        output_gain: f32,
+    },
 }
 
 impl MlpConfig {
@@ -40,7 +62,14 @@ impl MlpConfig {
             output,
             activation: Activation::Tanh,
             layer_norm: false,
+            init: Init::Uniform,
         }
+    }
+
+    /// Draw the weights with `init` in [`init_seeded`](Self::init_seeded).
+    pub fn with_init(mut self, init: Init) -> Self {
+        self.init = init;
+        self
     }
 
     /// Use `activation` between layers.
@@ -55,15 +84,51 @@ impl MlpConfig {
         self
     }
 
-    /// Build the module on `device`.
-    pub fn init(&self, device: &Device) -> Mlp {
+    /// Build the module on `device` with weights drawn from a generator seeded by `seed`
+    /// according to [`init`](Self::init): the same seed gives the same network on every
+    /// machine and thread (burn's own initialisers share one global generator).
+    pub fn init_seeded(&self, device: &Device, seed: u64) -> Mlp {
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+        let widths = self.widths();
+        let last = widths.len() - 2;
+        let layers = widths
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| {
+                let (fan_in, fan_out) = (w[0], w[1]);
+                let (weight, bias) = match self.init {
+                    Init::Uniform => {
+                        let bound = 1.0 / (fan_in as f32).sqrt();
+                        (
+                            uniform(&mut rng, fan_in * fan_out, bound),
+                            uniform(&mut rng, fan_out, bound),
+                        )
+                    }
+                    Init::Orthogonal {
+                        hidden_gain,
+                        output_gain,
+                    } => {
+                        let gain = if i == last { output_gain } else { hidden_gain };
+                        (
+                            orthogonal(&mut rng, fan_in, fan_out, gain),
+                            vec![0.0; fan_out],
+                        )
+                    }
+                };
+                linear_from(weight, bias, fan_in, fan_out, device)
+            })
+            .collect();
+        self.assemble(layers, device)
+    }
+
+    fn widths(&self) -> Vec<usize> {
         let mut widths = vec![self.input];
         widths.extend(&self.hidden);
         widths.push(self.output);
-        let layers = widths
-            .windows(2)
-            .map(|w| LinearConfig::new(w[0], w[1]).init(device))
-            .collect();
+        widths
+    }
+
+    fn assemble(&self, layers: Vec<Linear>, device: &Device) -> Mlp {
         let norms = if self.layer_norm {
             self.hidden
                 .iter()
@@ -77,6 +142,37 @@ impl MlpConfig {
             norms,
             relu: self.activation == Activation::Relu,
         }
+    }
+
+    /// Build the module on `device` with burn's default initialisers (burn's global
+    /// generator: not reproducible across threads; prefer [`init_seeded`](Self::init_seeded)).
+    pub fn init(&self, device: &Device) -> Mlp {
+        let layers = self
+            .widths()
+            .windows(2)
+            .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+            .collect();
+        self.assemble(layers, device)
+    }
+}
+
+/// A linear layer holding `weight` (`[fan_in, fan_out]`, row-major) and `bias`.
+fn linear_from(
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    fan_in: usize,
+    fan_out: usize,
+    device: &Device,
+) -> Linear {
+    Linear {
+        weight: Param::from_tensor(Tensor::from_data(
+            TensorData::new(weight, [fan_in, fan_out]),
+            device,
+        )),
+        bias: Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(bias, [fan_out]),
+            device,
+        ))),
     }
 }
 
@@ -131,6 +227,21 @@ impl Mlp {
     /// Number of linear layers.
     pub fn depth(&self) -> usize {
         self.layers.len()
+    }
+
+    /// The linear layers, input first.
+    pub fn layers(&self) -> &[Linear] {
+        &self.layers
+    }
+
+    /// The layer norms (one per hidden layer, or none).
+    pub fn norms(&self) -> &[LayerNorm] {
+        &self.norms
+    }
+
+    /// ReLU (else tanh) between layers.
+    pub fn is_relu(&self) -> bool {
+        self.relu
     }
 }
 

@@ -1,0 +1,1113 @@
+//! PPO (Schulman et al. 2017) as CleanRL's `ppo.py` defines it, with Proximal Feature
+//! Optimization (Moalla et al. 2024) and truncation handled correctly.
+//!
+//! The update reads top to bottom: rollout → advantages (GAE, truncated episodes
+//! bootstrapped from the value of their final observation) → minibatch epochs of the
+//! clipped surrogate + value loss − entropy bonus + β·PFO → optional KL early stop. The
+//! actor and the critic are separate MLPs (no shared trunk), with orthogonal init
+//! (√2 hidden, 0.01 policy output, 1 value output) and one Adam over both, under one
+//! global gradient-norm clip.
+//!
+//! PFO's loss is `mean over the batch of ‖z_θ(s) − z_old(s)‖² / d` on the actor's last
+//! hidden pre-activations `z`, where `z_old` is what the acting policy computed at
+//! collection time (like the old log-probabilities).
+
+use agentry_envs::Space;
+use agentry_envs::vector::{VecAction, VecEnv};
+use agentry_models::diagnostics::{self, FeatureStats};
+use agentry_models::inference::Scratch;
+use agentry_models::{
+    Activation, GaussianHead, Init, Mlp, MlpConfig, MlpWeights, categorical_entropy,
+    categorical_log_prob, masked_log_softmax,
+};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bool, Bytes, Device, Int, Tensor, TensorData};
+use rand::{Rng, RngExt, SeedableRng};
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+use crate::config::PpoConfig;
+use crate::error::AgentError;
+use crate::returns::{Rollout, gae};
+use crate::runner::{self, Chunk, Episode, Progress};
+
+/// The action space a policy acts in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ActionKind {
+    /// `Discrete(n)`, optionally with a legal-action mask of `n` entries.
+    Discrete {
+        /// Number of actions.
+        n: usize,
+        /// The environment gives legal-action masks.
+        masked: bool,
+    },
+    /// A `Box` of `low.len()` dimensions; sampled actions are clipped into it before
+    /// they reach the environment (the unclipped sample is what is learned from).
+    Continuous {
+        /// Lower bounds.
+        low: Vec<f32>,
+        /// Upper bounds.
+        high: Vec<f32>,
+    },
+}
+
+impl ActionKind {
+    /// The action kind of an environment's spaces.
+    pub fn of(space: &Space, mask_len: usize) -> Result<Self, AgentError> {
+        match space {
+            Space::Discrete(n) => Ok(ActionKind::Discrete {
+                n: *n,
+                masked: mask_len > 0,
+            }),
+            Space::Box(b) => Ok(ActionKind::Continuous {
+                low: b.low.clone(),
+                high: b.high.clone(),
+            }),
+            other => Err(AgentError::Invalid(format!(
+                "PPO acts in Discrete or Box action spaces, not {other:?}"
+            ))),
+        }
+    }
+
+    /// Width of the actor's output (logits, or Gaussian means).
+    pub fn outputs(&self) -> usize {
+        match self {
+            ActionKind::Discrete { n, .. } => *n,
+            ActionKind::Continuous { low, .. } => low.len(),
+        }
+    }
+}
+
+/// How to pick an action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActMode {
+    /// Sample from the policy.
+    Sample,
+    /// The most probable legal action (the Gaussian's mean).
+    Deterministic,
+}
+
+/// The acting copy of a PPO policy: plain weights, no autodiff, no allocation per call.
+/// This is what a checkpoint's policy record holds and what a game embeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PpoPolicy {
+    /// Observation width.
+    pub obs_dim: usize,
+    /// The action space.
+    pub action: ActionKind,
+    /// The actor network (logits or means).
+    pub actor: MlpWeights,
+    /// The critic network (one value).
+    pub critic: MlpWeights,
+    /// log σ of the Gaussian (continuous actions), else empty.
+    pub log_std: Vec<f32>,
+}
+
+/// Per-caller buffers for [`PpoPolicy::act`] (allocated once, reused every call).
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    actor: Scratch,
+    critic: Scratch,
+    out: Vec<f32>,
+    features: Vec<f32>,
+    /// The last continuous action sampled (unclipped).
+    pub action: Vec<f32>,
+    value: [f32; 1],
+}
+
+/// What [`PpoPolicy::act`] chose.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Acted {
+    /// The discrete action (0 for continuous policies; their action is in
+    /// [`Workspace::action`]).
+    pub index: usize,
+    /// log π(action | obs).
+    pub log_prob: f32,
+}
+
+const HALF_LN_2PI: f32 = 0.918_938_5;
+
+impl PpoPolicy {
+    /// Check that the networks fit the observation width and the action space (a
+    /// policy read from a file may not).
+    pub fn check(&self) -> Result<(), String> {
+        self.actor.check().map_err(|m| format!("actor: {m}"))?;
+        self.critic.check().map_err(|m| format!("critic: {m}"))?;
+        if self.actor.input_dim() != self.obs_dim || self.critic.input_dim() != self.obs_dim {
+            return Err(format!(
+                "the networks take {} and {} inputs, the observations have {}",
+                self.actor.input_dim(),
+                self.critic.input_dim(),
+                self.obs_dim
+            ));
+        }
+        if self.actor.output_dim() != self.action.outputs() || self.critic.output_dim() != 1 {
+            return Err("the networks' outputs do not fit the action space".into());
+        }
+        let log_std = match &self.action {
+            ActionKind::Continuous { low, high } => {
+                if high.len() != low.len() {
+                    return Err("the action bounds differ in length".into());
+                }
+                low.len()
+            }
+            ActionKind::Discrete { n, .. } => {
+                if *n == 0 {
+                    return Err("a discrete action space of 0 actions".into());
+                }
+                0
+            }
+        };
+        if self.log_std.len() != log_std || self.log_std.iter().any(|v| !v.is_finite()) {
+            return Err("log_std does not fit the action space".into());
+        }
+        Ok(())
+    }
+
+    /// Buffers for acting with this policy.
+    pub fn workspace(&self) -> Workspace {
+        Workspace {
+            actor: self.actor.scratch(),
+            critic: self.critic.scratch(),
+            out: vec![0.0; self.actor.output_dim()],
+            features: vec![0.0; self.actor.feature_dim()],
+            action: vec![0.0; self.action.outputs()],
+            value: [0.0],
+        }
+    }
+
+    /// Choose an action for `obs` (`mask[a]` = action `a` is legal; `None` = all legal).
+    /// Continuous actions are left in `ws.action`, unclipped.
+    pub fn act(
+        &self,
+        obs: &[f32],
+        mask: Option<&[bool]>,
+        mode: ActMode,
+        rng: &mut impl Rng,
+        ws: &mut Workspace,
+    ) -> Acted {
+        self.actor
+            .forward_with_features(obs, &mut ws.actor, &mut ws.out, &mut ws.features);
+        match &self.action {
+            ActionKind::Discrete { .. } => sample_categorical(&ws.out, mask, mode, rng),
+            ActionKind::Continuous { .. } => {
+                let mut log_prob = 0.0;
+                for ((a, &mean), &log_std) in ws.action.iter_mut().zip(&ws.out).zip(&self.log_std) {
+                    let z: f32 = match mode {
+                        ActMode::Sample => rng.sample(StandardNormal),
+                        ActMode::Deterministic => 0.0,
+                    };
+                    *a = mean + log_std.exp() * z;
+                    log_prob += -0.5 * z * z - log_std - HALF_LN_2PI;
+                }
+                Acted { index: 0, log_prob }
+            }
+        }
+    }
+
+    /// The critic's value of `obs`.
+    pub fn value(&self, obs: &[f32], ws: &mut Workspace) -> f32 {
+        self.critic.forward(obs, &mut ws.critic, &mut ws.value);
+        ws.value[0]
+    }
+
+    /// The actor's last hidden pre-activations from the last [`act`](Self::act).
+    pub fn last_features<'w>(&self, ws: &'w Workspace) -> &'w [f32] {
+        &ws.features
+    }
+}
+
+/// Sample (or take the argmax of) a categorical distribution given by `logits`, over
+/// the legal actions only; returns the action and its log-probability.
+fn sample_categorical(
+    logits: &[f32],
+    mask: Option<&[bool]>,
+    mode: ActMode,
+    rng: &mut impl Rng,
+) -> Acted {
+    let legal = |a: usize| mask.is_none_or(|m| m[a]);
+    let mut max = f32::NEG_INFINITY;
+    let mut best = 0;
+    for (a, &l) in logits.iter().enumerate() {
+        if legal(a) && l > max {
+            max = l;
+            best = a;
+        }
+    }
+    let mut total = 0.0f32;
+    for (a, &l) in logits.iter().enumerate() {
+        if legal(a) {
+            total += (l - max).exp();
+        }
+    }
+    let log_z = max + total.ln();
+    let index = match mode {
+        ActMode::Deterministic => best,
+        ActMode::Sample => {
+            let u = rng.random::<f32>() * total;
+            let mut acc = 0.0;
+            let mut chosen = best;
+            for (a, &l) in logits.iter().enumerate() {
+                if legal(a) {
+                    acc += (l - max).exp();
+                    chosen = a;
+                    if u < acc {
+                        break;
+                    }
+                }
+            }
+            chosen
+        }
+    };
+    Acted {
+        index,
+        log_prob: logits[index] - log_z,
+    }
+}
+
+/// One actor's rollout: `steps × num_envs` transitions, step-major.
+#[derive(Clone, Debug, Default)]
+pub struct PpoChunk {
+    /// Environments M.
+    pub num_envs: usize,
+    /// Steps per environment T.
+    pub steps: usize,
+    /// Observations the actions were taken in, `T·M × obs_dim`.
+    pub obs: Vec<f32>,
+    /// Discrete actions.
+    pub actions: Vec<u32>,
+    /// Continuous actions (unclipped), `T·M × dim`.
+    pub actions_continuous: Vec<f32>,
+    /// Legal-action masks, `T·M × n` (empty without masks).
+    pub masks: Vec<bool>,
+    /// log π_old(a|s).
+    pub log_probs: Vec<f32>,
+    /// V_old(s).
+    pub values: Vec<f32>,
+    /// V_old of the next state (of the final observation where truncated).
+    pub next_values: Vec<f32>,
+    /// Rewards.
+    pub rewards: Vec<f32>,
+    /// Episode ended in a terminal state.
+    pub terminated: Vec<bool>,
+    /// Episode ended by truncation.
+    pub truncated: Vec<bool>,
+    /// The actor's last hidden pre-activations at collection (PFO's z_old), `T·M × d`;
+    /// empty when PFO is off.
+    pub features: Vec<f32>,
+    /// Episodes that ended in this chunk.
+    pub episodes: Vec<Episode>,
+}
+
+impl Chunk for PpoChunk {
+    fn env_steps(&self) -> u64 {
+        (self.steps * self.num_envs) as u64
+    }
+    fn episodes(&self) -> &[Episode] {
+        &self.episodes
+    }
+}
+
+/// The acting side of PPO.
+pub struct PpoActor {
+    rng: rand_pcg::Pcg64Mcg,
+    record_features: bool,
+    ws: Option<Workspace>,
+    obs_row: Vec<f32>,
+    discrete: Vec<usize>,
+    continuous: Vec<f32>,
+    done: Vec<bool>,
+}
+
+impl PpoActor {
+    fn new(seed: u64, record_features: bool) -> Self {
+        PpoActor {
+            rng: rand_pcg::Pcg64Mcg::seed_from_u64(seed),
+            record_features,
+            ws: None,
+            obs_row: Vec::new(),
+            discrete: Vec::new(),
+            continuous: Vec::new(),
+            done: Vec::new(),
+        }
+    }
+}
+
+/// Copy row `i` of the current observations as f32 into `row`.
+fn obs_row(envs: &dyn VecEnv, i: usize, row: &mut Vec<f32>) {
+    let b = envs.buffers();
+    obs_row_of(b.obs(), b.obs_dim(), i, row);
+}
+
+fn obs_row_of(obs: &agentry_envs::vector::ObsBuffer, dim: usize, i: usize, row: &mut Vec<f32>) {
+    row.clear();
+    if let Some(o) = obs.as_f32() {
+        row.extend_from_slice(&o[i * dim..(i + 1) * dim]);
+    } else if let Some(o) = obs.as_u8() {
+        row.extend(o[i * dim..(i + 1) * dim].iter().map(|&v| v as f32));
+    }
+}
+
+impl runner::Actor for PpoActor {
+    type Policy = PpoPolicy;
+    type Chunk = PpoChunk;
+
+    fn collect(
+        &mut self,
+        policy: &PpoPolicy,
+        envs: &mut dyn VecEnv,
+        steps: usize,
+    ) -> Result<PpoChunk, AgentError> {
+        let m = envs.num_envs();
+        let dim = policy.obs_dim;
+        let n = steps * m;
+        let ws = self.ws.get_or_insert_with(|| policy.workspace());
+        let (mask_len, masked) = match &policy.action {
+            ActionKind::Discrete { n, masked } => (*n, *masked),
+            ActionKind::Continuous { .. } => (0, false),
+        };
+        let act_dim = policy.action.outputs();
+        let continuous = matches!(policy.action, ActionKind::Continuous { .. });
+        let feat_dim = policy.actor.feature_dim();
+        let mut c = PpoChunk {
+            num_envs: m,
+            steps,
+            obs: Vec::with_capacity(n * dim),
+            actions: Vec::with_capacity(if continuous { 0 } else { n }),
+            actions_continuous: Vec::with_capacity(if continuous { n * act_dim } else { 0 }),
+            masks: Vec::with_capacity(if masked { n * mask_len } else { 0 }),
+            log_probs: Vec::with_capacity(n),
+            values: Vec::with_capacity(n),
+            next_values: vec![0.0; n],
+            rewards: Vec::with_capacity(n),
+            terminated: Vec::with_capacity(n),
+            truncated: Vec::with_capacity(n),
+            features: Vec::with_capacity(if self.record_features {
+                n * feat_dim
+            } else {
+                0
+            }),
+            episodes: Vec::new(),
+        };
+        self.discrete.resize(m, 0);
+        self.continuous.resize(m * act_dim, 0.0);
+        self.done.clear();
+        self.done.resize(m, false);
+        for t in 0..steps {
+            for i in 0..m {
+                obs_row(envs, i, &mut self.obs_row);
+                let mask = if masked {
+                    let all = envs.buffers().action_masks();
+                    let row = &all[i * mask_len..(i + 1) * mask_len];
+                    c.masks.extend_from_slice(row);
+                    Some(row)
+                } else {
+                    None
+                };
+                let acted = policy.act(&self.obs_row, mask, ActMode::Sample, &mut self.rng, ws);
+                let value = policy.value(&self.obs_row, ws);
+                if t > 0 && !self.done[i] {
+                    c.next_values[(t - 1) * m + i] = value;
+                }
+                c.obs.extend_from_slice(&self.obs_row);
+                c.log_probs.push(acted.log_prob);
+                c.values.push(value);
+                if self.record_features {
+                    c.features.extend_from_slice(&ws.features);
+                }
+                match &policy.action {
+                    ActionKind::Discrete { .. } => {
+                        c.actions.push(acted.index as u32);
+                        self.discrete[i] = acted.index;
+                    }
+                    ActionKind::Continuous { low, high } => {
+                        c.actions_continuous.extend_from_slice(&ws.action);
+                        for (j, &a) in ws.action.iter().enumerate() {
+                            self.continuous[i * act_dim + j] = a.clamp(low[j], high[j]);
+                        }
+                    }
+                }
+            }
+            let action = if continuous {
+                VecAction::Continuous(&self.continuous)
+            } else {
+                VecAction::Discrete(&self.discrete)
+            };
+            let b = envs.step(action).map_err(AgentError::EnvSetup)?;
+            c.rewards.extend_from_slice(b.rewards());
+            c.terminated.extend_from_slice(b.terminated());
+            c.truncated.extend_from_slice(b.truncated());
+            for i in 0..m {
+                self.done[i] = b.done(i);
+                if let Some((ret, len)) = b.finished_episode(i) {
+                    c.episodes.push(Episode { ret, len });
+                }
+                if b.truncated()[i] && !b.terminated()[i] {
+                    obs_row_of(b.final_obs(), b.obs_dim(), i, &mut self.obs_row);
+                    c.next_values[t * m + i] = policy.value(&self.obs_row, ws);
+                }
+            }
+        }
+        // Bootstrap the last step from the observation the rollout stopped at.
+        for i in 0..m {
+            if !self.done[i] {
+                obs_row(envs, i, &mut self.obs_row);
+                c.next_values[(steps - 1) * m + i] = policy.value(&self.obs_row, ws);
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// The actor and critic networks (and the Gaussian's log σ) trained together.
+#[derive(Module, Debug)]
+pub struct ActorCritic {
+    /// The policy network.
+    pub actor: Mlp,
+    /// The value network.
+    pub critic: Mlp,
+    /// log σ for continuous actions.
+    pub head: Option<GaussianHead>,
+}
+
+/// Everything a PPO learner needs to know about the environment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PpoShape {
+    /// Observation width.
+    pub obs_dim: usize,
+    /// The action space.
+    pub action: ActionKind,
+}
+
+/// The PPO learner.
+pub struct Ppo {
+    config: PpoConfig,
+    layer_norm: bool,
+    shape: PpoShape,
+    device: Device,
+    model: Option<ActorCritic>,
+    optim: ModuleOptimizer,
+    rng: rand_pcg::Pcg64Mcg,
+    last_stats: Option<(FeatureStats, FeatureStats)>,
+}
+
+/// The metric columns PPO logs, after the runner's leading ones.
+pub const METRICS: &[&str] = &[
+    "charts/learning_rate",
+    "charts/clip_coef",
+    "losses/value_loss",
+    "losses/policy_loss",
+    "losses/entropy",
+    "losses/pfo_loss",
+    "losses/old_approx_kl",
+    "losses/approx_kl",
+    "losses/clipfrac",
+    "losses/explained_variance",
+    "losses/grad_norm",
+    "charts/epochs",
+    "actor/effective_rank",
+    "actor/srank",
+    "actor/feature_rank",
+    "actor/dead_units",
+    "actor/preact_norm",
+    "actor/weight_norm",
+    "critic/effective_rank",
+    "critic/srank",
+    "critic/feature_rank",
+    "critic/dead_units",
+    "critic/preact_norm",
+    "critic/weight_norm",
+];
+
+impl Ppo {
+    /// A fresh learner; the networks are initialised from `seed`.
+    pub fn new(config: &PpoConfig, layer_norm: bool, shape: PpoShape, seed: u64) -> Self {
+        let device = agentry_models::cpu_autodiff();
+        let mlp = |out: usize, gain: f32| {
+            MlpConfig::new(shape.obs_dim, &config.hidden, out)
+                .with_activation(config.activation)
+                .with_layer_norm(layer_norm)
+                .with_init(Init::Orthogonal {
+                    hidden_gain: std::f32::consts::SQRT_2,
+                    output_gain: gain,
+                })
+        };
+        let actor = mlp(shape.action.outputs(), 0.01).init_seeded(&device, seed ^ 0xAC);
+        let critic = mlp(1, 1.0).init_seeded(&device, seed ^ 0xC0);
+        let head = match &shape.action {
+            ActionKind::Continuous { low, .. } => Some(GaussianHead::new(
+                low.len(),
+                config.init_log_std as f32,
+                &device,
+            )),
+            ActionKind::Discrete { .. } => None,
+        };
+        Ppo {
+            config: config.clone(),
+            layer_norm,
+            shape,
+            device,
+            model: Some(ActorCritic {
+                actor,
+                critic,
+                head,
+            }),
+            optim: AdamConfig::new()
+                .with_epsilon(config.adam_eps as f32)
+                .init(),
+            rng: rand_pcg::Pcg64Mcg::seed_from_u64(agentry_envs::derive_seed(seed, 0x5EED)),
+            last_stats: None,
+        }
+    }
+
+    fn model(&self) -> &ActorCritic {
+        self.model
+            .as_ref()
+            .expect("the model is only taken during a step")
+    }
+
+    /// The environment shape the learner was built for.
+    pub fn shape(&self) -> &PpoShape {
+        &self.shape
+    }
+
+    /// The model's parameters as bytes (burn's record format).
+    pub fn model_bytes(&self) -> Result<Vec<u8>, AgentError> {
+        let record = self.model().clone().into_record();
+        let bytes = record
+            .into_bytes()
+            .map_err(|e| AgentError::Invalid(format!("serialising the model: {e}")))?;
+        Ok(bytes.to_vec())
+    }
+
+    /// The optimizer state as bytes.
+    pub fn optimizer_bytes(&self) -> Result<Vec<u8>, AgentError> {
+        let bytes = self
+            .optim
+            .into_bytes()
+            .map_err(|e| AgentError::Invalid(format!("serialising the optimizer: {e}")))?;
+        Ok(bytes.to_vec())
+    }
+
+    /// The minibatch-shuffling generator's state.
+    pub fn rng_state(&self) -> String {
+        serde_json::to_string(&self.rng).expect("the generator serialises")
+    }
+
+    /// Restore what [`model_bytes`](Self::model_bytes), [`optimizer_bytes`](Self::optimizer_bytes)
+    /// and [`rng_state`](Self::rng_state) saved. The byte blobs must be intact (the
+    /// checkpoint container verifies their checksum before this is called).
+    pub fn restore(&mut self, model: Vec<u8>, optim: Vec<u8>, rng: &str) -> Result<(), String> {
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model))
+            .map_err(|e| format!("model record: {e}"))?;
+        let fresh = self.model.take().expect("model present");
+        let model =
+            catch(|| fresh.load_record(record)).map_err(|e| format!("model record: {e}"))?;
+        self.model = Some(model);
+        let adam = AdamConfig::new()
+            .with_epsilon(self.config.adam_eps as f32)
+            .init();
+        self.optim = adam
+            .from_bytes(Bytes::from_bytes_vec(optim))
+            .map_err(|e| format!("optimizer record: {e}"))?;
+        self.rng = serde_json::from_str(rng).map_err(|e| format!("generator state: {e}"))?;
+        Ok(())
+    }
+
+    /// The acting copy of the current parameters.
+    pub fn acting_policy(&self) -> PpoPolicy {
+        let model = self.model();
+        PpoPolicy {
+            obs_dim: self.shape.obs_dim,
+            action: self.shape.action.clone(),
+            actor: MlpWeights::from_mlp(&model.actor),
+            critic: MlpWeights::from_mlp(&model.critic),
+            log_std: model
+                .head
+                .as_ref()
+                .map(|h| {
+                    h.log_std
+                        .val()
+                        .inner()
+                        .into_data()
+                        .convert::<f32>()
+                        .try_into_vec::<f32>()
+                        .expect("f32 data")
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Run `f`, turning a panic into an error message (burn panics on a record that does
+/// not fit the module).
+fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        if let Some(s) = p.downcast_ref::<&str>() {
+            s.to_string()
+        } else if let Some(s) = p.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "it does not fit the network".into()
+        }
+    })
+}
+
+/// The whole rollout, flattened actor after actor, with its advantages.
+struct Batch {
+    len: usize,
+    obs: Vec<f32>,
+    actions: Vec<u32>,
+    actions_continuous: Vec<f32>,
+    masks: Vec<bool>,
+    log_probs: Vec<f32>,
+    values: Vec<f32>,
+    advantages: Vec<f32>,
+    returns: Vec<f32>,
+    features: Vec<f32>,
+}
+
+impl Batch {
+    fn of(chunks: &[PpoChunk], gamma: f32, lambda: f32) -> Batch {
+        let len: usize = chunks.iter().map(|c| c.rewards.len()).sum();
+        let mut b = Batch {
+            len,
+            obs: Vec::new(),
+            actions: Vec::new(),
+            actions_continuous: Vec::new(),
+            masks: Vec::new(),
+            log_probs: Vec::with_capacity(len),
+            values: Vec::with_capacity(len),
+            advantages: vec![0.0; len],
+            returns: vec![0.0; len],
+            features: Vec::new(),
+        };
+        let mut at = 0;
+        for c in chunks {
+            let n = c.rewards.len();
+            let rollout = Rollout {
+                num_envs: c.num_envs,
+                rewards: &c.rewards,
+                values: &c.values,
+                next_values: &c.next_values,
+                terminated: &c.terminated,
+                truncated: &c.truncated,
+            };
+            gae(
+                &rollout,
+                gamma,
+                lambda,
+                &mut b.advantages[at..at + n],
+                &mut b.returns[at..at + n],
+            );
+            b.obs.extend_from_slice(&c.obs);
+            b.actions.extend_from_slice(&c.actions);
+            b.actions_continuous
+                .extend_from_slice(&c.actions_continuous);
+            b.masks.extend_from_slice(&c.masks);
+            b.log_probs.extend_from_slice(&c.log_probs);
+            b.values.extend_from_slice(&c.values);
+            b.features.extend_from_slice(&c.features);
+            at += n;
+        }
+        b
+    }
+}
+
+fn gather<T: Copy>(src: &[T], width: usize, idx: &[usize]) -> Vec<T> {
+    let mut out = Vec::with_capacity(idx.len() * width);
+    for &i in idx {
+        out.extend_from_slice(&src[i * width..(i + 1) * width]);
+    }
+    out
+}
+
+fn scalar(t: Tensor<1>) -> f32 {
+    t.into_scalar::<f32>()
+}
+
+/// Sum of squared gradients over the module's parameters.
+struct GradSquares<'a> {
+    grads: &'a GradientsParams,
+    total: f32,
+}
+
+impl ModuleVisitor for GradSquares<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            self.total += scalar(g.square().sum());
+        }
+    }
+}
+
+/// Multiply every gradient by `scale`.
+struct GradScale<'a> {
+    grads: &'a mut GradientsParams,
+    scale: f32,
+}
+
+impl ModuleVisitor for GradScale<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.remove::<D>(param.id) {
+            self.grads.register::<D>(param.id, g.mul_scalar(self.scale));
+        }
+    }
+}
+
+/// Clip the global L2 norm of all gradients to `max_norm` (PyTorch's
+/// `clip_grad_norm_`; burn's own clipping works per parameter). Returns the norm before.
+fn clip_grad_norm(model: &ActorCritic, grads: &mut GradientsParams, max_norm: f32) -> f32 {
+    let mut sq = GradSquares { grads, total: 0.0 };
+    model.visit(&mut sq);
+    let norm = sq.total.sqrt();
+    if max_norm > 0.0 && norm > max_norm {
+        model.visit(&mut GradScale {
+            grads,
+            scale: max_norm / (norm + 1e-6),
+        });
+    }
+    norm
+}
+
+/// L2 norm of all of a network's parameters.
+fn weight_norm(w: &MlpWeights) -> f64 {
+    let mut s = 0.0f64;
+    for l in &w.layers {
+        s += l
+            .weight
+            .iter()
+            .chain(&l.bias)
+            .map(|&v| (v as f64).powi(2))
+            .sum::<f64>();
+    }
+    for n in &w.norms {
+        s += n
+            .gamma
+            .iter()
+            .chain(&n.beta)
+            .map(|&v| (v as f64).powi(2))
+            .sum::<f64>();
+    }
+    s.sqrt()
+}
+
+fn explained_variance(values: &[f32], returns: &[f32]) -> f64 {
+    let n = returns.len() as f64;
+    let var = |it: &mut dyn Iterator<Item = f64>| {
+        let v: Vec<f64> = it.collect();
+        let mean = v.iter().sum::<f64>() / n;
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n
+    };
+    let var_y = var(&mut returns.iter().map(|&r| r as f64));
+    if var_y == 0.0 {
+        return f64::NAN;
+    }
+    let var_diff = var(&mut returns.iter().zip(values).map(|(&r, &v)| (r - v) as f64));
+    1.0 - var_diff / var_y
+}
+
+impl runner::Learner for Ppo {
+    type Actor = PpoActor;
+
+    fn chunk_steps(&self) -> usize {
+        self.config.rollout_steps
+    }
+
+    fn policy(&self) -> PpoPolicy {
+        self.acting_policy()
+    }
+
+    fn actor(&self, _index: usize, seed: u64) -> PpoActor {
+        PpoActor::new(seed, self.config.pfo_coef > 0.0)
+    }
+
+    fn metric_names(&self) -> Vec<String> {
+        METRICS.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn update(
+        &mut self,
+        chunks: Vec<PpoChunk>,
+        progress: Progress,
+    ) -> Result<Vec<f64>, AgentError> {
+        let cfg = self.config.clone();
+        let batch = Batch::of(&chunks, cfg.gamma as f32, cfg.gae_lambda as f32);
+        let n = batch.len;
+        let frac = progress.remaining_fraction(n as u64);
+        let lr = if cfg.anneal_lr {
+            cfg.learning_rate * frac
+        } else {
+            cfg.learning_rate
+        };
+        let clip = if cfg.anneal_clip {
+            cfg.clip_coef * frac
+        } else {
+            cfg.clip_coef
+        } as f32;
+        let dim = self.shape.obs_dim;
+        let (n_actions, masked, continuous) = match &self.shape.action {
+            ActionKind::Discrete { n, masked } => (*n, *masked, false),
+            ActionKind::Continuous { low, .. } => (low.len(), false, true),
+        };
+        let pfo = cfg.pfo_coef > 0.0 && !batch.features.is_empty();
+        let feat_dim = if pfo { batch.features.len() / n } else { 0 };
+        let mb = cfg.minibatch_size.min(n).max(1);
+        let device = self.device.clone();
+
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut sums = [0.0f64; 8]; // v, pg, ent, pfo, old_kl, kl, clipfrac, grad_norm
+        let mut count = 0usize;
+        let mut epochs_done = 0;
+        for _epoch in 0..cfg.epochs {
+            // Fisher–Yates with the learner's own generator.
+            for i in (1..n).rev() {
+                let j = self.rng.random_range(0..=i);
+                order.swap(i, j);
+            }
+            let mut epoch_kl = 0.0f64;
+            let mut epoch_count = 0usize;
+            for idx in order.chunks(mb) {
+                let b = idx.len();
+                let obs = Tensor::<2>::from_data(
+                    TensorData::new(gather(&batch.obs, dim, idx), [b, dim]),
+                    &device,
+                );
+                let old_logp = gather(&batch.log_probs, 1, idx);
+                let old_values = gather(&batch.values, 1, idx);
+                let returns = gather(&batch.returns, 1, idx);
+                let mut adv = gather(&batch.advantages, 1, idx);
+                if cfg.norm_adv && b > 1 {
+                    let mean = adv.iter().map(|&a| a as f64).sum::<f64>() / b as f64;
+                    let var = adv.iter().map(|&a| (a as f64 - mean).powi(2)).sum::<f64>()
+                        / (b as f64 - 1.0);
+                    let std = var.sqrt();
+                    adv.iter_mut()
+                        .for_each(|a| *a = ((*a as f64 - mean) / (std + 1e-8)) as f32);
+                }
+                let t1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [b]), &device);
+                let old_logp_t = t1(old_logp);
+                let adv_t = t1(adv);
+                let returns_t = t1(returns);
+                let old_values_t = t1(old_values);
+
+                let model = self.model.as_ref().expect("model present");
+                let (out, z) = model.actor.forward_with_features(obs.clone());
+                let (new_logp, entropy) = if continuous {
+                    let head = model
+                        .head
+                        .as_ref()
+                        .expect("a Gaussian head for Box actions");
+                    let acts = Tensor::<2>::from_data(
+                        TensorData::new(
+                            gather(&batch.actions_continuous, n_actions, idx),
+                            [b, n_actions],
+                        ),
+                        &device,
+                    );
+                    let logp = head.log_prob(out, acts);
+                    (logp, head.entropy())
+                } else {
+                    let mask = masked.then(|| {
+                        Tensor::<2, Bool>::from_data(
+                            TensorData::new(gather(&batch.masks, n_actions, idx), [b, n_actions]),
+                            &device,
+                        )
+                    });
+                    let log_probs = masked_log_softmax(out, mask);
+                    let acts: Vec<i64> = idx.iter().map(|&i| batch.actions[i] as i64).collect();
+                    let acts = Tensor::<1, Int>::from_data(TensorData::new(acts, [b]), &device);
+                    (
+                        categorical_log_prob(log_probs.clone(), acts),
+                        categorical_entropy(log_probs),
+                    )
+                };
+                let new_values = model.critic.forward(obs).reshape([b]);
+
+                let log_ratio = new_logp - old_logp_t;
+                let ratio = log_ratio.clone().exp();
+                // KL and clip statistics, without gradient, in plain Rust.
+                let lr_v = log_ratio
+                    .clone()
+                    .inner()
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .expect("f32");
+                let (mut old_kl, mut kl, mut clipped) = (0.0f64, 0.0f64, 0usize);
+                for &l in &lr_v {
+                    let r = (l as f64).exp();
+                    old_kl += -(l as f64);
+                    kl += (r - 1.0) - l as f64;
+                    if (r - 1.0).abs() > clip as f64 {
+                        clipped += 1;
+                    }
+                }
+                let (old_kl, kl, clipfrac) =
+                    (old_kl / b as f64, kl / b as f64, clipped as f64 / b as f64);
+
+                let pg1 = adv_t.clone().neg() * ratio.clone();
+                let pg2 = adv_t.neg() * ratio.clamp(1.0 - clip, 1.0 + clip);
+                let pg_loss = pg1.max_pair(pg2).mean();
+                let v_loss = if cfg.clip_vloss {
+                    let unclipped = (new_values.clone() - returns_t.clone()).square();
+                    let v_clipped =
+                        old_values_t.clone() + (new_values - old_values_t).clamp(-clip, clip);
+                    let clipped_sq = (v_clipped - returns_t).square();
+                    unclipped.max_pair(clipped_sq).mean().mul_scalar(0.5)
+                } else {
+                    (new_values - returns_t).square().mean().mul_scalar(0.5)
+                };
+                let entropy_loss = entropy.mean();
+                let mut loss = pg_loss.clone()
+                    - entropy_loss.clone().mul_scalar(cfg.ent_coef as f32)
+                    + v_loss.clone().mul_scalar(cfg.vf_coef as f32);
+                let mut pfo_value = 0.0;
+                if pfo {
+                    let z_old = Tensor::<2>::from_data(
+                        TensorData::new(gather(&batch.features, feat_dim, idx), [b, feat_dim]),
+                        &device,
+                    );
+                    let pfo_loss = (z - z_old).square().mean();
+                    pfo_value = scalar(pfo_loss.clone()) as f64;
+                    loss = loss + pfo_loss.mul_scalar(cfg.pfo_coef as f32);
+                }
+                let (v_value, pg_value, ent_value) = (
+                    scalar(v_loss) as f64,
+                    scalar(pg_loss) as f64,
+                    scalar(entropy_loss) as f64,
+                );
+                if !(v_value.is_finite() && pg_value.is_finite()) {
+                    return Err(AgentError::Numeric(format!(
+                        "PPO loss is not finite (policy {pg_value}, value {v_value}) at update {}",
+                        progress.updates + 1
+                    )));
+                }
+                let mut grads = GradientsParams::from_grads(loss.backward(), model);
+                let grad_norm = clip_grad_norm(model, &mut grads, cfg.max_grad_norm as f32);
+                let model = self.model.take().expect("model present");
+                self.model = Some(self.optim.step(lr, model, grads));
+
+                for (s, v) in sums.iter_mut().zip([
+                    v_value,
+                    pg_value,
+                    ent_value,
+                    pfo_value,
+                    old_kl,
+                    kl,
+                    clipfrac,
+                    grad_norm as f64,
+                ]) {
+                    *s += v;
+                }
+                count += 1;
+                epoch_kl += kl;
+                epoch_count += 1;
+            }
+            epochs_done += 1;
+            if cfg.target_kl > 0.0 && epoch_kl / epoch_count as f64 > cfg.target_kl {
+                break;
+            }
+        }
+        let avg = |i: usize| sums[i] / count.max(1) as f64;
+        let ev = explained_variance(&batch.values, &batch.returns);
+
+        // Diagnostics on the features of up to 512 observations of the batch.
+        let due = cfg.diagnostics_every > 0
+            && (progress.updates as usize).is_multiple_of(cfg.diagnostics_every);
+        let policy = self.acting_policy();
+        if due || self.last_stats.is_none() {
+            let rows = n.min(512);
+            let stats = |w: &MlpWeights| {
+                let mut scratch = w.scratch();
+                let mut out = vec![0.0; w.output_dim()];
+                let d = w.feature_dim();
+                let mut feats = vec![0.0f32; rows * d];
+                for r in 0..rows {
+                    let i = r * n / rows;
+                    w.forward_with_features(
+                        &batch.obs[i * dim..(i + 1) * dim],
+                        &mut scratch,
+                        &mut out,
+                        &mut feats[r * d..(r + 1) * d],
+                    );
+                }
+                let act = match w.activation {
+                    Activation::Relu => diagnostics::Activation::Relu,
+                    Activation::Tanh => diagnostics::Activation::Tanh,
+                };
+                diagnostics::feature_stats(&feats, rows, d, act)
+            };
+            self.last_stats = Some((stats(&policy.actor), stats(&policy.critic)));
+        }
+        let (sa, sc) = self.last_stats.clone().expect("computed above");
+        let mut row = vec![
+            lr,
+            clip as f64,
+            avg(0),
+            avg(1),
+            avg(2),
+            avg(3),
+            avg(4),
+            avg(5),
+            avg(6),
+            ev,
+            avg(7),
+            epochs_done as f64,
+        ];
+        for (s, w) in [(&sa, &policy.actor), (&sc, &policy.critic)] {
+            row.extend([
+                s.effective_rank,
+                s.srank as f64,
+                s.feature_rank as f64,
+                s.dead_fraction,
+                s.mean_norm,
+                weight_norm(w),
+            ]);
+        }
+        let _ = self.layer_norm;
+        Ok(row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categorical_sampling_respects_masks_and_probabilities() {
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
+        let logits = [0.0f32, 1.0, 2.0];
+        let mask = [true, false, true];
+        let mut counts = [0usize; 3];
+        for _ in 0..20_000 {
+            let a = sample_categorical(&logits, Some(&mask), ActMode::Sample, &mut rng);
+            counts[a.index] += 1;
+            let p2 = (2.0f32).exp() / (1.0 + (2.0f32).exp());
+            let want = if a.index == 2 {
+                p2.ln()
+            } else {
+                (1.0 - p2).ln()
+            };
+            assert!((a.log_prob - want).abs() < 1e-5);
+        }
+        assert_eq!(counts[1], 0);
+        let frac2 = counts[2] as f64 / 20_000.0;
+        assert!((frac2 - 0.8808).abs() < 0.01, "{frac2}");
+        let best = sample_categorical(
+            &logits,
+            Some(&[true, true, false]),
+            ActMode::Deterministic,
+            &mut rng,
+        );
+        assert_eq!(best.index, 1);
+    }
+
+    #[test]
+    fn explained_variance_of_perfect_and_useless_values() {
+        let r = [1.0f32, 2.0, 3.0];
+        assert!((explained_variance(&r, &r) - 1.0).abs() < 1e-12);
+        assert!(explained_variance(&[2.0, 2.0, 2.0], &r).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,857 @@
+//! Runs on disk: the run directory, training and resuming, checkpoints, evaluation.
+//!
+//! A run directory holds (DESIGN.md, "What a run writes"):
+//!
+//! ```text
+//! DIR/config.toml                 the resolved configuration, written first
+//! DIR/metrics.csv                 one row per update: LEADING_COLUMNS, then the learner's
+//! DIR/checkpoints/learner-N.agentry   everything to resume at env step N
+//! DIR/checkpoints/policy-N.agentry    the acting policy alone (loadable without burn state)
+//! DIR/summary.json                final figures and the last evaluation
+//! ```
+//!
+//! Checkpoints are written every `run.checkpoint_interval` env steps and at the end,
+//! each atomically (see [`crate::checkpoint`]); the newest three of each kind are kept.
+//! Before a checkpoint is written, `metrics.csv` is flushed to disk, so every row up to
+//! the checkpoint is on disk when the checkpoint is. Resuming loads the newest learner
+//! checkpoint and cuts `metrics.csv` back to the rows at or before its step, so no row
+//! is repeated and none is lost. A run resumes with fresh episodes: the environments
+//! are reset with seeds derived from (run seed, actor, env step), and an episode that
+//! was running at the checkpoint is not counted.
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use agentry_envs::{Action, Dtype, ObsMut, Out, derive_seed, registry};
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{Sections, write_atomic};
+use crate::config::{Config, ConfigError, EnvConfig};
+use crate::error::AgentError;
+use crate::ppo::{ActMode, ActionKind, Ppo, PpoPolicy, PpoShape};
+use crate::runner::{self, Control, LEADING_COLUMNS, Learner, RunSpec, RunState};
+
+/// The file names inside a run directory.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    /// The directory.
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    /// The run directory at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        RunDir { path: path.into() }
+    }
+    /// `config.toml`.
+    pub fn config(&self) -> PathBuf {
+        self.path.join("config.toml")
+    }
+    /// `metrics.csv`.
+    pub fn metrics(&self) -> PathBuf {
+        self.path.join("metrics.csv")
+    }
+    /// `summary.json`.
+    pub fn summary(&self) -> PathBuf {
+        self.path.join("summary.json")
+    }
+    /// `checkpoints/`.
+    pub fn checkpoints(&self) -> PathBuf {
+        self.path.join("checkpoints")
+    }
+
+    /// The checkpoints of `prefix` (`learner` or `policy`) by env step, oldest first.
+    pub fn list(&self, prefix: &str) -> Result<Vec<(u64, PathBuf)>, AgentError> {
+        let dir = self.checkpoints();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(AgentError::io(dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| AgentError::io(&dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(step) = name
+                .strip_prefix(prefix)
+                .and_then(|s| s.strip_prefix('-'))
+                .and_then(|s| s.strip_suffix(".agentry"))
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                out.push((step, entry.path()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The newest checkpoint of `prefix`.
+    pub fn latest(&self, prefix: &str) -> Result<Option<(u64, PathBuf)>, AgentError> {
+        Ok(self.list(prefix)?.pop())
+    }
+
+    fn checkpoint_path(&self, prefix: &str, step: u64) -> PathBuf {
+        self.checkpoints()
+            .join(format!("{prefix}-{step:012}.agentry"))
+    }
+}
+
+/// How checkpoints of each kind are kept.
+const KEEP_CHECKPOINTS: usize = 3;
+
+/// What the policy file holds besides the weights: enough to rebuild the environment.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PolicyMeta {
+    /// The algorithm that trained it.
+    pub algo: String,
+    /// The environment it was trained on.
+    pub env: EnvConfig,
+    /// Env steps of training behind it.
+    pub env_steps: u64,
+}
+
+/// The record kinds in the checkpoint container.
+pub const PPO_LEARNER: &str = "ppo-learner";
+/// A PPO acting policy.
+pub const PPO_POLICY: &str = "ppo-policy";
+
+/// A learner whose full state goes into a checkpoint.
+pub trait Persist: Learner {
+    /// The container kind of its learner record.
+    fn kind(&self) -> &'static str;
+    /// Add the learner's sections (model, optimizer, generators).
+    fn save(&self, out: &mut Sections) -> Result<(), AgentError>;
+    /// Restore from what [`save`](Self::save) wrote; `path` names the file in errors.
+    fn load(&mut self, sections: &mut Sections, path: &Path) -> Result<(), AgentError>;
+    /// The policy record: its kind and bytes.
+    fn policy_record(&self) -> Result<(&'static str, Vec<u8>), AgentError>;
+}
+
+impl Persist for Ppo {
+    fn kind(&self) -> &'static str {
+        PPO_LEARNER
+    }
+
+    fn save(&self, out: &mut Sections) -> Result<(), AgentError> {
+        out.put("model", self.model_bytes()?);
+        out.put("optimizer", self.optimizer_bytes()?);
+        out.put("rng", self.rng_state().into_bytes());
+        out.put(
+            "shape",
+            serde_json::to_vec(self.shape()).expect("the shape serialises"),
+        );
+        Ok(())
+    }
+
+    fn load(&mut self, s: &mut Sections, path: &Path) -> Result<(), AgentError> {
+        let shape: PpoShape = serde_json::from_slice(&s.take("shape", path)?)
+            .map_err(|e| AgentError::checkpoint(path, format!("section `shape`: {e}")))?;
+        if &shape != self.shape() {
+            return Err(AgentError::checkpoint(
+                path,
+                format!(
+                    "was written for observations of width {} and actions {:?}, but the \
+                     environment has width {} and actions {:?}",
+                    shape.obs_dim,
+                    shape.action,
+                    self.shape().obs_dim,
+                    self.shape().action
+                ),
+            ));
+        }
+        let model = s.take("model", path)?;
+        let optim = s.take("optimizer", path)?;
+        let rng = String::from_utf8(s.take("rng", path)?)
+            .map_err(|_| AgentError::checkpoint(path, "section `rng` is not text"))?;
+        self.restore(model, optim, &rng)
+            .map_err(|m| AgentError::checkpoint(path, m))
+    }
+
+    fn policy_record(&self) -> Result<(&'static str, Vec<u8>), AgentError> {
+        let policy = self.acting_policy();
+        Ok((
+            PPO_POLICY,
+            serde_json::to_vec(&policy).expect("a policy serialises"),
+        ))
+    }
+}
+
+/// How a training run starts.
+#[derive(Clone, Debug)]
+pub enum Start {
+    /// A new run with this configuration, in `out` (default `runs/{algo}-{env}-seed{seed}`,
+    /// with `-2`, `-3`, ... appended when taken).
+    New {
+        /// The resolved configuration.
+        config: Config,
+        /// The run directory.
+        out: Option<PathBuf>,
+    },
+    /// Continue the run in `dir`, to `steps` total env steps when given.
+    Resume {
+        /// The run directory.
+        dir: PathBuf,
+        /// The new total.
+        steps: Option<u64>,
+    },
+}
+
+/// Hooks a caller (the CLI's progress display, a test) gets during training.
+pub trait Observer {
+    /// The run is about to go on from `state` toward `config.run.steps`.
+    fn start(
+        &mut self,
+        _dir: &Path,
+        _config: &Config,
+        _state: &RunState,
+        _resumed_from: Option<u64>,
+    ) {
+    }
+    /// After each update, with the metrics row; `Control::Stop` ends the run at once
+    /// without a final checkpoint (as if the process had been killed).
+    fn update(&mut self, _state: &RunState, _names: &[String], _row: &[f64]) -> Control {
+        Control::Continue
+    }
+    /// A checkpoint was written at `env_steps`.
+    fn checkpoint(&mut self, _env_steps: u64) {}
+}
+
+/// An observer that does nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// How a training call ended.
+#[derive(Clone, Debug)]
+pub struct TrainOutcome {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// The counters at the end.
+    pub state: RunState,
+    /// Whether the observer stopped it before its target.
+    pub stopped: bool,
+    /// The configuration it ran with.
+    pub config: Config,
+}
+
+/// Train: start a new run or resume one; see the [module docs](self).
+pub fn train(start: Start, observer: &mut dyn Observer) -> Result<TrainOutcome, AgentError> {
+    let (dir, config, resume) = match start {
+        Start::New { config, out } => {
+            let dir = new_run_dir(&config, out)?;
+            (dir, config, false)
+        }
+        Start::Resume { dir, steps } => {
+            let config = read_config(&dir)?;
+            let mut config = config;
+            if let Some(steps) = steps {
+                config.run.steps = steps;
+                let per_round = (config.run.actors * config.run.envs_per_actor) as u64;
+                if steps % per_round != 0 {
+                    return Err(ConfigError::new(
+                        "run.steps",
+                        "--steps",
+                        format!(
+                            "{steps} is not a multiple of actors × envs_per_actor = {per_round}"
+                        ),
+                    )
+                    .into());
+                }
+                let rd = RunDir::new(&dir);
+                write_atomic(&rd.config(), config.to_toml().as_bytes())?;
+            }
+            (dir, config, true)
+        }
+    };
+    match config.run.algo.as_str() {
+        "ppo" => {
+            let shape = env_shape(&config.env)?;
+            let mut learner = Ppo::new(
+                &config.ppo,
+                config.plasticity.layer_norm,
+                shape,
+                config.run.seed,
+            );
+            drive(&mut learner, &dir, config, resume, observer)
+        }
+        other => Err(ConfigError::new(
+            "run.algo",
+            "config.toml",
+            format!("`{other}` cannot be trained yet; valid: ppo"),
+        )
+        .into()),
+    }
+}
+
+/// Read and validate `DIR/config.toml`.
+pub fn read_config(dir: &Path) -> Result<Config, AgentError> {
+    let rd = RunDir::new(dir);
+    let path = rd.config();
+    let text = fs::read_to_string(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            AgentError::Invalid(format!(
+                "{} is not a run directory: it has no config.toml",
+                dir.display()
+            ))
+        } else {
+            AgentError::io(&path, e)
+        }
+    })?;
+    Ok(Config::from_toml(&text, &path.display().to_string())?)
+}
+
+/// The observation width and action kind of an environment.
+pub fn env_shape(env: &EnvConfig) -> Result<PpoShape, AgentError> {
+    let e = registry::make(&env.name, &env.params)?;
+    Ok(PpoShape {
+        obs_dim: e.observation_space().flat_dim(),
+        action: ActionKind::of(e.action_space(), e.action_mask_len())?,
+    })
+}
+
+fn new_run_dir(config: &Config, out: Option<PathBuf>) -> Result<PathBuf, AgentError> {
+    let dir = match out {
+        Some(dir) => {
+            if dir.join("config.toml").exists() {
+                return Err(AgentError::Invalid(format!(
+                    "{} already holds a run; continue it with --resume {0} or choose another --out",
+                    dir.display()
+                )));
+            }
+            dir
+        }
+        None => {
+            let base = format!(
+                "runs/{}-{}-seed{}",
+                config.run.algo, config.env.name, config.run.seed
+            );
+            let mut dir = PathBuf::from(&base);
+            let mut n = 2;
+            while dir.exists() {
+                dir = PathBuf::from(format!("{base}-{n}"));
+                n += 1;
+            }
+            dir
+        }
+    };
+    fs::create_dir_all(dir.join("checkpoints")).map_err(|e| AgentError::io(&dir, e))?;
+    write_atomic(&dir.join("config.toml"), config.to_toml().as_bytes())?;
+    Ok(dir)
+}
+
+/// The meta section of a learner checkpoint.
+#[derive(Serialize, Deserialize)]
+struct LearnerMeta {
+    config: String,
+    state: RunState,
+}
+
+/// The learner checkpoint of `dir` at or after which the run goes on, validated.
+fn load_latest<L: Persist>(
+    learner: &mut L,
+    rd: &RunDir,
+    config: &Config,
+) -> Result<Option<RunState>, AgentError> {
+    let Some((_, path)) = rd.latest("learner")? else {
+        return Ok(None);
+    };
+    let mut s = Sections::read_kind(&path, learner.kind())?;
+    let meta: LearnerMeta = serde_json::from_slice(&s.take("meta", &path)?)
+        .map_err(|e| AgentError::checkpoint(&path, format!("section `meta`: {e}")))?;
+    let saved = Config::from_toml(&meta.config, &path.display().to_string())
+        .map_err(|e| AgentError::checkpoint(&path, format!("its configuration: {e}")))?;
+    let mut a = saved.clone();
+    let mut b = config.clone();
+    a.run.steps = 0;
+    b.run.steps = 0;
+    if a != b {
+        return Err(AgentError::checkpoint(
+            &path,
+            format!(
+                "was written by a run with another configuration than {}: {}",
+                rd.config().display(),
+                first_difference(&a.to_toml(), &b.to_toml())
+            ),
+        ));
+    }
+    learner.load(&mut s, &path)?;
+    Ok(Some(meta.state))
+}
+
+fn first_difference(a: &str, b: &str) -> String {
+    for (x, y) in a.lines().zip(b.lines()) {
+        if x != y {
+            return format!("checkpoint has `{x}`, config.toml has `{y}`");
+        }
+    }
+    "the sections differ".into()
+}
+
+fn save_checkpoint<L: Persist>(
+    learner: &L,
+    rd: &RunDir,
+    config: &Config,
+    state: &RunState,
+) -> Result<(), AgentError> {
+    fs::create_dir_all(rd.checkpoints()).map_err(|e| AgentError::io(rd.checkpoints(), e))?;
+    let step = state.env_steps;
+    let (policy_kind, policy) = learner.policy_record()?;
+    let mut s = Sections::new(learner.kind());
+    s.put(
+        "meta",
+        serde_json::to_vec(&LearnerMeta {
+            config: config.to_toml(),
+            state: state.clone(),
+        })
+        .expect("meta serialises"),
+    );
+    learner.save(&mut s)?;
+    s.put("policy", policy.clone());
+    s.write_atomic(&rd.checkpoint_path("learner", step))?;
+
+    let mut p = Sections::new(policy_kind);
+    p.put(
+        "meta",
+        serde_json::to_vec(&PolicyMeta {
+            algo: config.run.algo.clone(),
+            env: config.env.clone(),
+            env_steps: step,
+        })
+        .expect("meta serialises"),
+    );
+    p.put("policy", policy);
+    p.write_atomic(&rd.checkpoint_path("policy", step))?;
+
+    for prefix in ["learner", "policy"] {
+        let all = rd.list(prefix)?;
+        if all.len() > KEEP_CHECKPOINTS {
+            for (_, old) in &all[..all.len() - KEEP_CHECKPOINTS] {
+                let _ = fs::remove_file(old);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `metrics.csv`, appended row by row.
+struct Metrics {
+    path: PathBuf,
+    file: BufWriter<fs::File>,
+}
+
+impl Metrics {
+    /// Open for a run at `keep_upto` env steps (None: a fresh file with the header).
+    fn open(path: &Path, header: &str, keep_upto: Option<u64>) -> Result<Metrics, AgentError> {
+        let mut text = String::new();
+        text.push_str(header);
+        text.push('\n');
+        if let Some(limit) = keep_upto {
+            match fs::read_to_string(path) {
+                Ok(old) => {
+                    let mut lines = old.split_inclusive('\n');
+                    let first = lines.next().unwrap_or("");
+                    if first.trim_end() != header {
+                        return Err(AgentError::Invalid(format!(
+                            "{}: its header does not match this run's columns; move it \
+                             away to resume",
+                            path.display()
+                        )));
+                    }
+                    for line in lines {
+                        // A row cut by a crash has no newline: it is past the checkpoint.
+                        if !line.ends_with('\n') {
+                            break;
+                        }
+                        let step = line
+                            .split(',')
+                            .next()
+                            .and_then(|s| s.trim().parse::<f64>().ok());
+                        match step {
+                            Some(s) if s <= limit as f64 => text.push_str(line),
+                            _ => break,
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(AgentError::io(path, e)),
+            }
+        }
+        write_atomic(path, text.as_bytes())?;
+        let file = fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| AgentError::io(path, e))?;
+        Ok(Metrics {
+            path: path.to_path_buf(),
+            file: BufWriter::new(file),
+        })
+    }
+
+    fn row(&mut self, row: &[f64]) -> Result<(), AgentError> {
+        let mut line = String::with_capacity(16 * row.len());
+        for (i, v) in row.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            if v.is_finite() {
+                use std::fmt::Write as _;
+                let _ = write!(line, "{v}");
+            }
+        }
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| AgentError::io(&self.path, e))
+    }
+
+    fn sync(&mut self) -> Result<(), AgentError> {
+        self.file
+            .flush()
+            .map_err(|e| AgentError::io(&self.path, e))?;
+        self.file
+            .get_ref()
+            .sync_data()
+            .map_err(|e| AgentError::io(&self.path, e))
+    }
+}
+
+/// The figures `summary.json` holds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// The algorithm.
+    pub algo: String,
+    /// The environment's name.
+    pub env: String,
+    /// Env steps trained.
+    pub env_steps: u64,
+    /// Episodes finished in training.
+    pub episodes: u64,
+    /// Updates made.
+    pub updates: u64,
+    /// Training wall time over every session, seconds.
+    pub wall_time_s: f64,
+    /// Best `episode_return_mean` seen.
+    pub best_episode_return_mean: Option<f64>,
+    /// `episode_return_mean` at the end.
+    pub last_episode_return_mean: Option<f64>,
+    /// The last `agent eval`.
+    pub eval: Option<EvalReport>,
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+fn drive<L: Persist>(
+    learner: &mut L,
+    dir: &Path,
+    config: Config,
+    resume: bool,
+    observer: &mut dyn Observer,
+) -> Result<TrainOutcome, AgentError> {
+    let rd = RunDir::new(dir);
+    let mut state = RunState::default();
+    let mut resumed_from = None;
+    if resume && let Some(s) = load_latest(learner, &rd, &config)? {
+        resumed_from = Some(s.env_steps);
+        state = s;
+    }
+    let names: Vec<String> = LEADING_COLUMNS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(learner.metric_names())
+        .collect();
+    let header = names.join(",");
+    let mut metrics = Metrics::open(&rd.metrics(), &header, resumed_from)?;
+    observer.start(dir, &config, &state, resumed_from);
+
+    let env = config.env.clone();
+    let m = config.run.envs_per_actor;
+    let make_envs =
+        move |_actor: usize| agentry_envs::vector::make_vec(&env.name, &env.params, m, 1);
+    let spec = RunSpec {
+        make_envs: &make_envs,
+        actors: config.run.actors,
+        envs_per_actor: m,
+        seed: config.run.seed,
+        total_steps: config.run.steps,
+    };
+    let interval = config.run.checkpoint_interval;
+    let mut next_checkpoint = if interval == 0 {
+        u64::MAX
+    } else {
+        (state.env_steps / interval + 1) * interval
+    };
+    let mut last_saved = resumed_from;
+    let mut stopped = false;
+    runner::run(learner, &spec, &mut state, |learner, state, row| {
+        metrics.row(row)?;
+        if state.env_steps >= next_checkpoint && state.env_steps < config.run.steps {
+            metrics.sync()?;
+            save_checkpoint(learner, &rd, &config, state)?;
+            last_saved = Some(state.env_steps);
+            observer.checkpoint(state.env_steps);
+            next_checkpoint = (state.env_steps / interval + 1) * interval;
+        }
+        let c = observer.update(state, &names, row);
+        if c == Control::Stop {
+            stopped = true;
+        }
+        Ok(c)
+    })?;
+    metrics.sync()?;
+    if !stopped {
+        if last_saved != Some(state.env_steps) {
+            save_checkpoint(learner, &rd, &config, &state)?;
+            observer.checkpoint(state.env_steps);
+        }
+        let summary = Summary {
+            algo: config.run.algo.clone(),
+            env: config.env.name.clone(),
+            env_steps: state.env_steps,
+            episodes: state.episodes,
+            updates: state.updates,
+            wall_time_s: state.wall_time_s,
+            best_episode_return_mean: state.best_return_mean,
+            last_episode_return_mean: finite(state.return_mean()),
+            eval: None,
+        };
+        write_summary(&rd, &summary)?;
+    }
+    Ok(TrainOutcome {
+        dir: dir.to_path_buf(),
+        state,
+        stopped,
+        config,
+    })
+}
+
+fn write_summary(rd: &RunDir, summary: &Summary) -> Result<(), AgentError> {
+    let mut text = serde_json::to_string_pretty(summary).expect("a summary serialises");
+    text.push('\n');
+    write_atomic(&rd.summary(), text.as_bytes())
+}
+
+/// Read `DIR/summary.json` (None when the run has not finished a session).
+pub fn read_summary(dir: &Path) -> Result<Option<Summary>, AgentError> {
+    let path = RunDir::new(dir).summary();
+    match fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| AgentError::Invalid(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(AgentError::io(path, e)),
+    }
+}
+
+/// A policy file, loaded.
+#[derive(Clone, Debug)]
+pub struct LoadedPolicy {
+    /// Where it came from.
+    pub path: PathBuf,
+    /// Its metadata.
+    pub meta: PolicyMeta,
+    /// The PPO policy.
+    pub policy: PpoPolicy,
+}
+
+/// Load a policy file (`checkpoints/policy-N.agentry`, or an exported file).
+pub fn load_policy(path: &Path) -> Result<LoadedPolicy, AgentError> {
+    let mut s = Sections::read_kind(path, PPO_POLICY)?;
+    let meta: PolicyMeta = serde_json::from_slice(&s.take("meta", path)?)
+        .map_err(|e| AgentError::checkpoint(path, format!("section `meta`: {e}")))?;
+    let policy: PpoPolicy = serde_json::from_slice(&s.take("policy", path)?)
+        .map_err(|e| AgentError::checkpoint(path, format!("section `policy`: {e}")))?;
+    policy
+        .check()
+        .map_err(|m| AgentError::checkpoint(path, format!("section `policy`: {m}")))?;
+    Ok(LoadedPolicy {
+        path: path.to_path_buf(),
+        meta,
+        policy,
+    })
+}
+
+/// The newest policy of a run directory.
+pub fn load_run_policy(dir: &Path) -> Result<LoadedPolicy, AgentError> {
+    let rd = RunDir::new(dir);
+    if !rd.config().exists() {
+        return Err(AgentError::Invalid(format!(
+            "{} is not a run directory: it has no config.toml",
+            dir.display()
+        )));
+    }
+    match rd.latest("policy")? {
+        Some((_, path)) => load_policy(&path),
+        None => Err(AgentError::Invalid(format!(
+            "{} has no checkpoint yet: train it first (agent train --resume {0})",
+            dir.display()
+        ))),
+    }
+}
+
+/// What `agent eval` does.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Episodes to play.
+    pub episodes: usize,
+    /// Greedy actions (argmax / the Gaussian's mean) instead of sampled ones.
+    pub deterministic: bool,
+    /// Seed of the episodes and of sampling.
+    pub seed: u64,
+}
+
+/// Evaluation figures.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EvalReport {
+    /// Episodes played.
+    pub episodes: usize,
+    /// Mean return.
+    pub return_mean: f64,
+    /// Standard deviation of the returns.
+    pub return_std: f64,
+    /// Mean episode length.
+    pub length_mean: f64,
+    /// Greedy or sampled.
+    pub deterministic: bool,
+    /// The policy's training env steps.
+    pub env_steps: u64,
+}
+
+/// Play `opts.episodes` episodes of the policy's environment (`env` overrides it) and
+/// report; with `render`, write every frame there as ANSI text.
+pub fn evaluate(
+    loaded: &LoadedPolicy,
+    env: Option<&EnvConfig>,
+    opts: &EvalOptions,
+    mut render: Option<&mut dyn Write>,
+) -> Result<EvalReport, AgentError> {
+    let env_config = env.unwrap_or(&loaded.meta.env);
+    let mut env = registry::make(&env_config.name, &env_config.params)?;
+    let policy = &loaded.policy;
+    let shape = PpoShape {
+        obs_dim: env.observation_space().flat_dim(),
+        action: ActionKind::of(env.action_space(), env.action_mask_len())?,
+    };
+    if shape.obs_dim != policy.obs_dim || shape.action != policy.action {
+        return Err(AgentError::Invalid(format!(
+            "the policy in {} expects observations of width {} and actions {:?}; `{}` has \
+             width {} and actions {:?}",
+            loaded.path.display(),
+            policy.obs_dim,
+            policy.action,
+            env_config.name,
+            shape.obs_dim,
+            shape.action
+        )));
+    }
+    let dtype = env.observation_space().dtype();
+    let mut obs_f32 = vec![0f32; shape.obs_dim];
+    let mut obs_u8 = vec![0u8; if dtype == Dtype::U8 { shape.obs_dim } else { 0 }];
+    let mut mask = vec![false; env.action_mask_len()];
+    let mut extras = vec![0f64; env.extra_names().len()];
+    let mut ws = policy.workspace();
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(derive_seed(opts.seed, 0xE7A1));
+    let mode = if opts.deterministic {
+        ActMode::Deterministic
+    } else {
+        ActMode::Sample
+    };
+    let mut returns = Vec::with_capacity(opts.episodes);
+    let mut lengths = Vec::with_capacity(opts.episodes);
+    let mut action_buf = vec![0f32; shape.action.outputs()];
+    for episode in 0..opts.episodes {
+        let seed = derive_seed(opts.seed, episode as u64);
+        {
+            let out = Out {
+                obs: if dtype == Dtype::U8 {
+                    ObsMut::U8(&mut obs_u8)
+                } else {
+                    ObsMut::F32(&mut obs_f32)
+                },
+                action_mask: &mut mask,
+                extras: &mut extras,
+            };
+            env.reset_into(Some(seed), out)?;
+        }
+        let (mut ret, mut len) = (0.0, 0u64);
+        if let Some(w) = render.as_deref_mut() {
+            let _ = writeln!(w, "episode {}\n{}", episode + 1, env.render_ansi());
+        }
+        loop {
+            if dtype == Dtype::U8 {
+                for (f, &b) in obs_f32.iter_mut().zip(&obs_u8) {
+                    *f = b as f32;
+                }
+            }
+            let m = (!mask.is_empty()).then_some(mask.as_slice());
+            let acted = policy.act(&obs_f32, m, mode, &mut rng, &mut ws);
+            let action = match &policy.action {
+                ActionKind::Discrete { .. } => Action::Discrete(acted.index),
+                ActionKind::Continuous { low, high } => {
+                    for (j, a) in action_buf.iter_mut().enumerate() {
+                        *a = ws.action[j].clamp(low[j], high[j]);
+                    }
+                    Action::Continuous(&action_buf)
+                }
+            };
+            let out = Out {
+                obs: if dtype == Dtype::U8 {
+                    ObsMut::U8(&mut obs_u8)
+                } else {
+                    ObsMut::F32(&mut obs_f32)
+                },
+                action_mask: &mut mask,
+                extras: &mut extras,
+            };
+            let step = env.step_into(action, out)?;
+            ret += step.reward;
+            len += 1;
+            if let Some(w) = render.as_deref_mut() {
+                let _ = writeln!(
+                    w,
+                    "step {len}  reward {:+.3}  return {ret:.3}\n{}",
+                    step.reward,
+                    env.render_ansi()
+                );
+            }
+            if step.done() {
+                break;
+            }
+        }
+        returns.push(ret);
+        lengths.push(len as f64);
+    }
+    let n = returns.len().max(1) as f64;
+    let mean = returns.iter().sum::<f64>() / n;
+    let var = returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n;
+    Ok(EvalReport {
+        episodes: returns.len(),
+        return_mean: mean,
+        return_std: var.sqrt(),
+        length_mean: lengths.iter().sum::<f64>() / n,
+        deterministic: opts.deterministic,
+        env_steps: loaded.meta.env_steps,
+    })
+}
+
+/// Record an evaluation in `DIR/summary.json` (creating it if the run has none).
+pub fn record_eval(dir: &Path, report: &EvalReport) -> Result<(), AgentError> {
+    let rd = RunDir::new(dir);
+    let mut summary = match read_summary(dir)? {
+        Some(s) => s,
+        None => {
+            let config = read_config(dir)?;
+            Summary {
+                algo: config.run.algo,
+                env: config.env.name,
+                env_steps: report.env_steps,
+                ..Summary::default()
+            }
+        }
+    };
+    summary.eval = Some(report.clone());
+    write_summary(&rd, &summary)
+}
