@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 
 use agentry_agents::AgentError;
-use agentry_agents::config::{Config, ConfigRequest, resolve};
+use agentry_agents::config::{Config, ConfigRequest, EnvConfig, resolve};
 use agentry_agents::runner::{Control, RunState};
 use agentry_agents::train::{self, EvalOptions, Observer, Start};
 use agentry_envs::bench::{bench_single, bench_vector};
@@ -111,9 +111,23 @@ pub struct TrainArgs {
 /// Arguments of `agent eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// The run directory.
-    #[arg(long, value_name = "DIR")]
-    pub run: PathBuf,
+    /// The run directory (its newest policy; the result goes into its summary.json).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "policy",
+        conflicts_with = "policy"
+    )]
+    pub run: Option<PathBuf>,
+    /// A policy file (`checkpoints/policy-N.agentry` or an exported policy).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Evaluate on this environment instead of the one the policy was trained on.
+    #[arg(long)]
+    pub env: Option<String>,
+    /// An environment parameter, `KEY=VALUE`, over the training environment's (repeatable).
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
     /// Episodes to play.
     #[arg(long, default_value_t = 100)]
     pub episodes: usize,
@@ -321,7 +335,7 @@ fn train(args: TrainArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()
             })
             .map_err(|e| CliError::Usage(e.to_string()))?;
             Start::New {
-                config,
+                config: Box::new(config),
                 out: args.out.clone(),
             }
         }
@@ -460,12 +474,30 @@ fn eval(args: EvalArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), 
     if args.episodes == 0 {
         return Err(CliError::Usage("--episodes must be at least 1".into()));
     }
-    let loaded = train::load_run_policy(&args.run)?;
+    let loaded = match (&args.run, &args.policy) {
+        (Some(dir), _) => train::load_run_policy(dir)?,
+        (None, Some(file)) => train::load_policy(file)?,
+        (None, None) => unreachable!("clap requires --run or --policy"),
+    };
+    let given = Params::parse_assignments(&args.params)?;
+    let env = match &args.env {
+        Some(name) if agentry_envs::find(name)?.name != loaded.meta.env.name => EnvConfig {
+            name: agentry_envs::find(name)?.name.to_string(),
+            params: given,
+        },
+        _ => {
+            let mut env = loaded.meta.env.clone();
+            env.params.0.extend(given.0);
+            env
+        }
+    };
+    agentry_envs::make(&env.name, &env.params)?;
     let _ = writeln!(
         err,
-        "evaluating {} ({} env steps of training) for {} episodes",
+        "evaluating {} ({} env steps of training) on {} for {} episodes",
         loaded.path.display(),
         loaded.meta.env_steps,
+        env.name,
         args.episodes
     );
     let opts = EvalOptions {
@@ -474,17 +506,24 @@ fn eval(args: EvalArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), 
         seed: args.seed,
     };
     let report = if args.render {
-        train::evaluate(&loaded, None, &opts, Some(out))?
+        train::evaluate(&loaded, Some(&env), &opts, Some(out))?
     } else {
-        train::evaluate(&loaded, None, &opts, None)?
+        train::evaluate(&loaded, Some(&env), &opts, None)?
     };
-    train::record_eval(&args.run, &report)?;
+    if let Some(dir) = &args.run {
+        train::record_eval(dir, &report)?;
+    }
     writeln!(
         out,
-        "return {:.2} ± {:.2} over {} episodes (length {:.1}, {})",
+        "return {:.2} ± {:.2} over {} episodes (min {:.2}, max {:.2}; {:.1}% positive, \
+         {:.1}% negative; length {:.1}, {})",
         report.return_mean,
         report.return_std,
         report.episodes,
+        report.return_min,
+        report.return_max,
+        100.0 * report.positive_fraction,
+        100.0 * report.negative_fraction,
         report.length_mean,
         if report.deterministic {
             "greedy"

@@ -1111,3 +1111,60 @@ mod tests {
         assert!(explained_variance(&[2.0, 2.0, 2.0], &r).abs() < 1e-12);
     }
 }
+
+#[cfg(test)]
+mod truncation_tests {
+    use super::*;
+    use crate::runner::{Control, RunSpec, RunState, run};
+    use agentry_envs::testing::ConstantEnv;
+    use agentry_envs::vector::{SyncVecEnv, VecEnv};
+    use agentry_envs::wrappers::TimeLimit;
+
+    /// An environment whose only ending is truncation after 20 steps, reward 1 per step,
+    /// constant observation: the true value is 1/(1 − γ) = 10 for γ = 0.9. Treating the
+    /// truncation as a termination would pull it toward the average of the
+    /// finite-horizon returns, about 5.6.
+    #[test]
+    fn truncated_episodes_are_bootstrapped_not_terminal() {
+        let config = PpoConfig {
+            gamma: 0.9,
+            gae_lambda: 0.95,
+            rollout_steps: 32,
+            minibatch_size: 64,
+            epochs: 4,
+            learning_rate: 3e-3,
+            anneal_lr: false,
+            ..PpoConfig::default()
+        };
+        let shape = PpoShape {
+            obs_dim: 1,
+            action: ActionKind::Discrete {
+                n: 2,
+                masked: false,
+            },
+        };
+        let mut ppo = Ppo::new(&config, false, shape, 7);
+        let make = |_: usize| -> Result<Box<dyn VecEnv>, agentry_envs::EnvError> {
+            let envs: Vec<Box<dyn agentry_envs::Env>> = (0..4)
+                .map(|_| {
+                    Box::new(TimeLimit::new(ConstantEnv::new(), 20)) as Box<dyn agentry_envs::Env>
+                })
+                .collect();
+            Ok(Box::new(SyncVecEnv::new(envs)?))
+        };
+        let spec = RunSpec {
+            make_envs: &make,
+            actors: 1,
+            envs_per_actor: 4,
+            seed: 3,
+            total_steps: 40_000,
+        };
+        let mut state = RunState::default();
+        run(&mut ppo, &spec, &mut state, |_, _, _| Ok(Control::Continue)).unwrap();
+        assert_eq!(state.episodes, 2000);
+        let policy = ppo.acting_policy();
+        let mut ws = policy.workspace();
+        let v = policy.value(&[1.0], &mut ws);
+        assert!((v - 10.0).abs() < 0.5, "V = {v}, expected 1/(1 − 0.9) = 10");
+    }
+}

@@ -186,7 +186,7 @@ pub enum Start {
     /// with `-2`, `-3`, ... appended when taken).
     New {
         /// The resolved configuration.
-        config: Config,
+        config: Box<Config>,
         /// The run directory.
         out: Option<PathBuf>,
     },
@@ -241,7 +241,7 @@ pub fn train(start: Start, observer: &mut dyn Observer) -> Result<TrainOutcome, 
     let (dir, config, resume) = match start {
         Start::New { config, out } => {
             let dir = new_run_dir(&config, out)?;
-            (dir, config, false)
+            (dir, *config, false)
         }
         Start::Resume { dir, steps } => {
             let config = read_config(&dir)?;
@@ -579,11 +579,10 @@ fn drive<L: Persist>(
         total_steps: config.run.steps,
     };
     let interval = config.run.checkpoint_interval;
-    let mut next_checkpoint = if interval == 0 {
-        u64::MAX
-    } else {
-        (state.env_steps / interval + 1) * interval
-    };
+    let mut next_checkpoint = state
+        .env_steps
+        .checked_div(interval)
+        .map_or(u64::MAX, |k| (k + 1) * interval);
     let mut last_saved = resumed_from;
     let mut stopped = false;
     runner::run(learner, &spec, &mut state, |learner, state, row| {
@@ -712,8 +711,18 @@ pub struct EvalReport {
     pub return_mean: f64,
     /// Standard deviation of the returns.
     pub return_std: f64,
+    /// Lowest return.
+    pub return_min: f64,
+    /// Highest return.
+    pub return_max: f64,
+    /// Fraction of episodes with a positive return (tic-tac-toe: wins).
+    pub positive_fraction: f64,
+    /// Fraction of episodes with a negative return (tic-tac-toe: losses).
+    pub negative_fraction: f64,
     /// Mean episode length.
     pub length_mean: f64,
+    /// The environment played.
+    pub env: EnvConfig,
     /// Greedy or sampled.
     pub deterministic: bool,
     /// The policy's training env steps.
@@ -831,7 +840,12 @@ pub fn evaluate(
         episodes: returns.len(),
         return_mean: mean,
         return_std: var.sqrt(),
+        return_min: returns.iter().copied().fold(f64::INFINITY, f64::min),
+        return_max: returns.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        positive_fraction: returns.iter().filter(|&&r| r > 0.0).count() as f64 / n,
+        negative_fraction: returns.iter().filter(|&&r| r < 0.0).count() as f64 / n,
         length_mean: lengths.iter().sum::<f64>() / n,
+        env: env_config.clone(),
         deterministic: opts.deterministic,
         env_steps: loaded.meta.env_steps,
     })
@@ -854,4 +868,331 @@ pub fn record_eval(dir: &Path, report: &EvalReport) -> Result<(), AgentError> {
     };
     summary.eval = Some(report.clone());
     write_summary(&rd, &summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigRequest, resolve};
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("agentry-train-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn config(env: &str, steps: u64, sets: &[&str]) -> Config {
+        resolve(&ConfigRequest {
+            env: Some(env.into()),
+            steps: Some(steps),
+            sets: sets.iter().map(|s| s.to_string()).collect(),
+            ..ConfigRequest::default()
+        })
+        .unwrap()
+    }
+
+    /// The metrics rows as columns of numbers (NaN for empty fields).
+    fn metrics(dir: &Path) -> (Vec<String>, Vec<Vec<f64>>) {
+        let text = fs::read_to_string(RunDir::new(dir).metrics()).unwrap();
+        let mut lines = text.lines();
+        let header = lines.next().unwrap().split(',').map(String::from).collect();
+        let rows = lines
+            .map(|l| {
+                l.split(',')
+                    .map(|v| v.parse().unwrap_or(f64::NAN))
+                    .collect()
+            })
+            .collect();
+        (header, rows)
+    }
+
+    struct StopAt(u64);
+    impl Observer for StopAt {
+        fn update(&mut self, state: &RunState, _: &[String], _: &[f64]) -> Control {
+            if state.env_steps >= self.0 {
+                Control::Stop
+            } else {
+                Control::Continue
+            }
+        }
+    }
+
+    #[test]
+    fn an_interrupted_run_resumes_without_losing_or_repeating_a_step() {
+        let cfg = config("cartpole", 20_480, &["run.checkpoint_interval=4096"]);
+        let dir = temp_dir("resume");
+        let first = train(
+            Start::New {
+                config: Box::new(cfg.clone()),
+                out: Some(dir.clone()),
+            },
+            &mut StopAt(13_000),
+        )
+        .unwrap();
+        assert!(first.stopped);
+        let rd = RunDir::new(&dir);
+        assert_eq!(rd.latest("learner").unwrap().unwrap().0, 12_288);
+        let (_, before) = metrics(&dir);
+        assert!(
+            before.last().unwrap()[0] > 12_288.0,
+            "rows past the checkpoint were written"
+        );
+        assert!(!rd.summary().exists(), "an interrupted run has no summary");
+
+        let done = train(
+            Start::Resume {
+                dir: dir.clone(),
+                steps: None,
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        assert_eq!(done.state.env_steps, 20_480);
+        assert_eq!(done.state.updates, 80);
+        let (header, rows) = metrics(&dir);
+        let steps: Vec<f64> = rows.iter().map(|r| r[0]).collect();
+        let expected: Vec<f64> = (1..=80).map(|i| (i * 256) as f64).collect();
+        assert_eq!(steps, expected, "one row per update, none lost or repeated");
+        assert!(rows.iter().all(|r| r.len() == header.len()));
+        let summary = read_summary(&dir).unwrap().unwrap();
+        assert_eq!(summary.env_steps, 20_480);
+
+        // The rows up to the checkpoint are those of an uninterrupted run (one actor is
+        // deterministic), apart from the time and speed columns.
+        let whole = temp_dir("resume-whole");
+        train(
+            Start::New {
+                config: Box::new(cfg),
+                out: Some(whole.clone()),
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        let (_, reference) = metrics(&whole);
+        let timing = ["wall_time_s", "charts/SPS"];
+        for (a, b) in rows.iter().zip(&reference).take(48) {
+            for ((x, y), name) in a.iter().zip(b).zip(&header) {
+                if !timing.contains(&name.as_str()) {
+                    assert!(
+                        x == y || (x.is_nan() && y.is_nan()),
+                        "{name} at step {}: {x} vs {y}",
+                        a[0]
+                    );
+                }
+            }
+        }
+
+        // A finished run resumed again has nothing to do; a larger --steps goes on.
+        let again = train(
+            Start::Resume {
+                dir: dir.clone(),
+                steps: None,
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        assert_eq!(again.state.env_steps, 20_480);
+        assert_eq!(metrics(&dir).1.len(), 80);
+        let more = train(
+            Start::Resume {
+                dir: dir.clone(),
+                steps: Some(24_576),
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        assert_eq!(more.state.env_steps, 24_576);
+        assert_eq!(metrics(&dir).1.len(), 96);
+        assert_eq!(read_config(&dir).unwrap().run.steps, 24_576);
+        let _ = fs::remove_dir_all(&dir);
+        let _ = fs::remove_dir_all(&whole);
+    }
+
+    #[test]
+    fn damaged_or_mismatched_checkpoints_are_named_errors() {
+        let cfg = config("cartpole", 4096, &["run.checkpoint_interval=2048"]);
+        let dir = temp_dir("damaged");
+        train(
+            Start::New {
+                config: Box::new(cfg.clone()),
+                out: Some(dir.clone()),
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        let rd = RunDir::new(&dir);
+        let (step, path) = rd.latest("learner").unwrap().unwrap();
+        assert_eq!(step, 4096);
+        let good = fs::read(&path).unwrap();
+        let resume = || {
+            train(
+                Start::Resume {
+                    dir: dir.clone(),
+                    steps: Some(6144),
+                },
+                &mut Silent,
+            )
+        };
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+
+        let mut flipped = good.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 1;
+        fs::write(&path, &flipped).unwrap();
+        let e = resume().unwrap_err().to_string();
+        assert!(e.contains(&name) && e.contains("checksum"), "{e}");
+
+        fs::write(&path, &good[..good.len() / 3]).unwrap();
+        let e = resume().unwrap_err().to_string();
+        assert!(e.contains(&name) && e.contains("truncated"), "{e}");
+
+        fs::write(&path, &good).unwrap();
+        let text = fs::read_to_string(rd.config()).unwrap();
+        fs::write(
+            rd.config(),
+            text.replace("hidden = [64, 64]", "hidden = [32, 32]"),
+        )
+        .unwrap();
+        let e = resume().unwrap_err().to_string();
+        assert!(
+            e.contains(&name) && e.contains("another configuration"),
+            "{e}"
+        );
+        fs::write(rd.config(), &text).unwrap();
+
+        // The policy file loads alone and evaluates; the result lands in summary.json.
+        let loaded = load_run_policy(&dir).unwrap();
+        assert_eq!(loaded.meta.env_steps, 4096);
+        let opts = EvalOptions {
+            episodes: 3,
+            deterministic: true,
+            seed: 0,
+        };
+        let report = evaluate(&loaded, None, &opts, None).unwrap();
+        assert_eq!(report.episodes, 3);
+        assert!(report.return_mean >= 1.0);
+        record_eval(&dir, &report).unwrap();
+        assert_eq!(read_summary(&dir).unwrap().unwrap().eval, Some(report));
+        let (_, policy_path) = rd.latest("policy").unwrap().unwrap();
+        let e = Sections::read_kind(&policy_path, PPO_LEARNER)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected a ppo-learner record"), "{e}");
+
+        // A new run into a directory that holds one is refused.
+        let e = train(
+            Start::New {
+                config: Box::new(cfg),
+                out: Some(dir.clone()),
+            },
+            &mut Silent,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--resume"), "{e}");
+
+        // Without a checkpoint a resumed run starts again from step 0.
+        fs::remove_dir_all(rd.checkpoints()).unwrap();
+        let again = resume().unwrap();
+        assert_eq!(again.state.env_steps, 6144);
+        let (_, rows) = metrics(&dir);
+        assert_eq!(rows.len(), 24);
+        assert_eq!(rows[0][0], 256.0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    fn cartpole_preset_solves(seed: u64) {
+        let mut cfg = config("cartpole", 100_000, &[]);
+        cfg.run.seed = seed;
+        let dir = temp_dir(&format!("cartpole-{seed}"));
+        let out = train(
+            Start::New {
+                config: Box::new(cfg),
+                out: Some(dir.clone()),
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        let best = out.state.best_return_mean.unwrap();
+        assert!(
+            best >= 475.0,
+            "seed {seed}: best episode_return_mean {best} < 475 within 100k steps"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cartpole_preset_reaches_475_within_100k_steps_seed_1() {
+        cartpole_preset_solves(1);
+    }
+
+    #[test]
+    fn cartpole_preset_reaches_475_within_100k_steps_seed_2() {
+        cartpole_preset_solves(2);
+    }
+
+    #[test]
+    fn cartpole_preset_reaches_475_within_100k_steps_seed_3() {
+        cartpole_preset_solves(3);
+    }
+
+    #[test]
+    fn dark_room_preset_finds_the_far_goal() {
+        let cfg = config("dark-room", 300_000, &[]);
+        let dir = temp_dir("dark-room");
+        let out = train(
+            Start::New {
+                config: Box::new(cfg),
+                out: Some(dir.clone()),
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        // 18 moves to the goal leave at most 82 steps on it.
+        let last = out.state.return_mean();
+        assert!(last >= 60.0, "mean return {last} of the 82 possible");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tictactoe_preset_beats_random_and_draws_minimax() {
+        let cfg = config("tictactoe", 300_000, &[]);
+        let dir = temp_dir("tictactoe");
+        train(
+            Start::New {
+                config: Box::new(cfg.clone()),
+                out: Some(dir.clone()),
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        let loaded = load_run_policy(&dir).unwrap();
+        let against = |opponent: &str| {
+            let mut env = cfg.env.clone();
+            env.params.0.insert(
+                "opponent".into(),
+                agentry_envs::ParamValue::Str(opponent.into()),
+            );
+            let opts = EvalOptions {
+                episodes: 1000,
+                deterministic: true,
+                seed: 11,
+            };
+            evaluate(&loaded, Some(&env), &opts, None).unwrap()
+        };
+        let random = against("random");
+        assert!(
+            random.negative_fraction <= 0.01,
+            "lost {:.1}% of 1000 games to the random player",
+            100.0 * random.negative_fraction
+        );
+        let minimax = against("minimax");
+        let draws = 1.0 - minimax.positive_fraction - minimax.negative_fraction;
+        assert!(
+            draws >= 0.95,
+            "drew {:.1}% of 1000 games against minimax",
+            100.0 * draws
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

@@ -155,3 +155,51 @@ impl Env for ByteEnv {
         self.inner.render_ansi()
     }
 }
+
+/// An environment that never ends by itself: the observation is always `[1.0]`, every
+/// action (of `Discrete(2)`) earns reward 1. Wrapped in a time limit it is the test of
+/// truncation handling: its only ending is truncation, so a correct learner's value is
+/// `1 / (1 − γ)` everywhere, while one that treats truncation as termination learns
+/// less.
+#[derive(Debug)]
+pub struct ConstantEnv {
+    obs_space: Space,
+    act_space: Space,
+}
+
+impl ConstantEnv {
+    /// The environment.
+    pub fn new() -> Self {
+        ConstantEnv {
+            obs_space: Space::Box(BoxSpace::new(vec![0.0], vec![2.0])),
+            act_space: Space::Discrete(2),
+        }
+    }
+}
+
+impl Default for ConstantEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Env for ConstantEnv {
+    fn observation_space(&self) -> &Space {
+        &self.obs_space
+    }
+    fn action_space(&self) -> &Space {
+        &self.act_space
+    }
+    fn reset_into(&mut self, _seed: Option<u64>, out: Out<'_>) -> Result<()> {
+        out.obs.f32()?[0] = 1.0;
+        Ok(())
+    }
+    fn step_into(&mut self, action: Action<'_>, out: Out<'_>) -> Result<Step> {
+        self.act_space.check(&action)?;
+        out.obs.f32()?[0] = 1.0;
+        Ok(Step::running(1.0))
+    }
+    fn render_ansi(&self) -> String {
+        "constant".into()
+    }
+}

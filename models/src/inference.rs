@@ -165,7 +165,8 @@ impl MlpWeights {
             }
             for (i, n) in self.norms.iter().enumerate() {
                 let w = self.layers[i].fan_out;
-                if n.gamma.len() != w || n.beta.len() != w || !(n.epsilon > 0.0) {
+                if n.gamma.len() != w || n.beta.len() != w || n.epsilon.is_nan() || n.epsilon <= 0.0
+                {
                     return Err(format!("norm layer {i} does not fit a width of {w}"));
                 }
             }
