@@ -108,3 +108,114 @@ fn bench_envs_rejects_unknown_environments_and_bad_parameters_with_code_2() {
     let out = agent(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("agentry-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn train_resume_eval_and_plot_end_to_end() {
+    let dir = temp_dir("run");
+    let d = dir.to_str().unwrap();
+    let out = agent(&[
+        "train", "--env", "cartpole", "--steps", "2048", "--seed", "5", "--out", d,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("2048 env steps"), "{stdout}");
+    // Not a terminal: plain progress lines, no carriage returns.
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("env_steps 2048") && !stderr.contains('\r'),
+        "{stderr}"
+    );
+    for f in ["config.toml", "metrics.csv", "summary.json"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(
+        config.contains("seed = 5") && config.contains("name = \"cartpole\""),
+        "{config}"
+    );
+
+    let out = agent(&["train", "--resume", d, "--steps", "4096", "-q"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 1 + 4096 / 256);
+    assert!(metrics.lines().last().unwrap().starts_with("4096,"));
+
+    let out = agent(&["eval", "--run", d, "--episodes", "3", "--deterministic"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("over 3 episodes"));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["env_steps"], 4096);
+    assert_eq!(summary["eval"]["episodes"], 3);
+
+    let out = agent(&["eval", "--run", d, "--episodes", "1", "--render"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("step 1"), "frames are printed");
+
+    let svg = dir.join("curve.svg");
+    let out = agent(&["plot", d, "--out", svg.to_str().unwrap(), "--smooth", "3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.contains("episode_return_mean"));
+
+    let out = agent(&["plot", d, "--metric", "losses/aproxkl", "--out", "x.png"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("losses/approx_kl"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A second `train` into the same directory is refused, naming --resume.
+    let out = agent(&["train", "--env", "cartpole", "--steps", "2048", "--out", d]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--resume"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_configuration_exits_2_with_one_line_naming_the_key() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--env", "cartpole", "--set", "ppo.learning_rat=3"],
+            "ppo.learning_rat",
+        ),
+        (&["--env", "cartpole", "--set", "ppo.gamma=2"], "ppo.gamma"),
+        (
+            &["--env", "cartpole", "--set", "ppo.epochs=many"],
+            "ppo.epochs",
+        ),
+        (&["--env", "cartpol"], "cartpole"),
+        (&["--env", "mountain-car"], "--algo ppo --env cartpole"),
+        (&["--env", "cartpole", "--algo", "sarsa"], "run.algo"),
+        (&["--env", "dark-room", "--set", "env.size=1"], "env.size"),
+        (
+            &["--env", "cartpole", "--config", "/nonexistent/agentry.toml"],
+            "agentry.toml",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut all = vec!["train"];
+        all.extend_from_slice(args);
+        let out = agent(&all);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let err = text(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = agent(&["eval", "--run", "/nonexistent/run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("not a run directory"));
+}
