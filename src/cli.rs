@@ -48,6 +48,8 @@ pub enum Command {
 pub enum BenchCommand {
     /// Environment steps per second: one environment, then a vector of them.
     Envs(BenchEnvsArgs),
+    /// Single-observation policy latency (a PPO actor MLP, as an embedded agent runs it).
+    Inference(BenchInferenceArgs),
 }
 
 /// Arguments of `agent bench envs`.
@@ -159,6 +161,23 @@ pub struct PlotArgs {
     pub smooth: usize,
 }
 
+/// Arguments of `agent bench inference`.
+#[derive(Debug, Args)]
+pub struct BenchInferenceArgs {
+    /// Observation width.
+    #[arg(long, default_value_t = 4)]
+    pub obs: usize,
+    /// Discrete actions.
+    #[arg(long, default_value_t = 2)]
+    pub actions: usize,
+    /// Hidden widths, comma-separated.
+    #[arg(long, default_value = "64,64", value_delimiter = ',')]
+    pub hidden: Vec<usize>,
+    /// Calls per measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub calls: u64,
+}
+
 /// Why a command failed, which decides the exit code.
 #[derive(Debug)]
 pub enum CliError {
@@ -221,6 +240,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Cli
         Command::Bench {
             what: BenchCommand::Envs(args),
         } => bench_envs(&args, out, err),
+        Command::Bench {
+            what: BenchCommand::Inference(args),
+        } => bench_inference(&args, out),
     }
 }
 
@@ -266,6 +288,79 @@ fn list_envs(out: &mut dyn Write) -> Result<(), CliError> {
             writeln!(out, "      {}: {}{default} — {}", p.name, p.kind, p.doc).map_err(io_err)?;
         }
     }
+    Ok(())
+}
+
+fn bench_inference(args: &BenchInferenceArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    use agentry_agents::ppo::{ActMode, ActionKind, Ppo, PpoShape};
+    use rand::SeedableRng;
+    if args.obs == 0 || args.actions == 0 || args.calls == 0 || args.hidden.contains(&0) {
+        return Err(CliError::Usage(
+            "--obs, --actions, --calls and every --hidden width must be at least 1".into(),
+        ));
+    }
+    let config = agentry_agents::config::PpoConfig {
+        hidden: args.hidden.clone(),
+        ..Default::default()
+    };
+    let shape = PpoShape {
+        obs_dim: args.obs,
+        action: ActionKind::Discrete {
+            n: args.actions,
+            masked: false,
+        },
+    };
+    let policy = Ppo::new(&config, false, shape, 1).acting_policy();
+    let mut ws = policy.workspace();
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
+    let obs: Vec<f32> = (0..args.obs).map(|i| 0.1 * i as f32 - 0.2).collect();
+    let mut logits = vec![0f32; args.actions];
+    let mut scratch = policy.actor.scratch();
+    let time = |f: &mut dyn FnMut(u64)| {
+        for i in 0..args.calls / 10 {
+            f(i);
+        }
+        let t = Instant::now();
+        for i in 0..args.calls {
+            f(i);
+        }
+        t.elapsed().as_secs_f64() * 1e9 / args.calls as f64
+    };
+    let mut sink = 0f32;
+    let mut x = obs.clone();
+    let forward = time(&mut |i| {
+        x[0] = (i & 7) as f32 * 0.01;
+        policy
+            .actor
+            .forward(std::hint::black_box(&x), &mut scratch, &mut logits);
+        sink += logits[0];
+    });
+    let mut picked = 0usize;
+    let act = time(&mut |i| {
+        x[0] = (i & 7) as f32 * 0.01;
+        let a = policy.act(
+            std::hint::black_box(&x),
+            None,
+            ActMode::Sample,
+            &mut rng,
+            &mut ws,
+        );
+        picked += a.index;
+    });
+    std::hint::black_box((sink, picked));
+    let dims: Vec<String> = std::iter::once(args.obs)
+        .chain(args.hidden.iter().copied())
+        .chain(std::iter::once(args.actions))
+        .map(|d| d.to_string())
+        .collect();
+    writeln!(
+        out,
+        "{} tanh MLP, one observation per call, {} calls, 1 thread\n\
+         forward: {forward:.0} ns/call\nact (forward + sample): {act:.0} ns/call",
+        dims.join("-"),
+        args.calls
+    )
+    .map_err(io_err)?;
     Ok(())
 }
 
