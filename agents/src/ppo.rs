@@ -524,7 +524,7 @@ pub const METRICS: &[&str] = &[
 impl Ppo {
     /// A fresh learner; the networks are initialised from `seed`.
     pub fn new(config: &PpoConfig, layer_norm: bool, shape: PpoShape, seed: u64) -> Self {
-        let device = agentry_models::cpu_autodiff();
+        let device = agentry_models::training_device();
         let mlp = |out: usize, gain: f32| {
             MlpConfig::new(shape.obs_dim, &config.hidden, out)
                 .with_activation(config.activation)
