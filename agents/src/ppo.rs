@@ -820,7 +820,7 @@ impl runner::Learner for Ppo {
     }
 
     fn actor(&self, _index: usize, seed: u64) -> PpoActor {
-        PpoActor::new(seed, self.config.pfo_coef > 0.0)
+        PpoActor::new(seed, true)
     }
 
     fn metric_names(&self) -> Vec<String> {
@@ -851,7 +851,8 @@ impl runner::Learner for Ppo {
             ActionKind::Discrete { n, masked } => (*n, *masked, false),
             ActionKind::Continuous { low, .. } => (low.len(), false, true),
         };
-        let pfo = cfg.pfo_coef > 0.0 && !batch.features.is_empty();
+        // The feature drift is logged always (PFO's diagnostic); it enters the loss with β > 0.
+        let pfo = !batch.features.is_empty();
         let feat_dim = if pfo { batch.features.len() / n } else { 0 };
         let mb = cfg.minibatch_size.min(n).max(1);
         let device = self.device.clone();
@@ -969,9 +970,13 @@ impl runner::Learner for Ppo {
                         TensorData::new(gather(&batch.features, feat_dim, idx), [b, feat_dim]),
                         &device,
                     );
-                    let pfo_loss = (z - z_old).square().mean();
-                    pfo_value = scalar(pfo_loss.clone()) as f64;
-                    loss = loss + pfo_loss.mul_scalar(cfg.pfo_coef as f32);
+                    if cfg.pfo_coef > 0.0 {
+                        let pfo_loss = (z - z_old).square().mean();
+                        pfo_value = scalar(pfo_loss.clone()) as f64;
+                        loss = loss + pfo_loss.mul_scalar(cfg.pfo_coef as f32);
+                    } else {
+                        pfo_value = scalar((z.detach() - z_old).square().mean()) as f64;
+                    }
                 }
                 let (v_value, pg_value, ent_value) = (
                     scalar(v_loss) as f64,
