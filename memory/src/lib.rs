@@ -1,2 +1,133 @@
-//! agentry-memory (see DESIGN.md).
+//! Experience memories for agentry, with no deep-learning framework.
+//!
+//! # Design
+//!
+//! Packing experience and storing it are separate (as in acme's adders):
+//!
+//! - An **adder** ([`OneStep`], [`NStep`]) takes the [`Step`]s of *one* environment
+//!   stream and completes transitions; a vector environment of N copies uses N adders.
+//! - A **memory** ([`UniformReplay`], [`PrioritizedReplay`], or [`Replay`] for either)
+//!   is a [`TransitionSink`]: it stores whatever [`TransitionRef`] it is given, in
+//!   fixed-capacity ring storage that overwrites the oldest item.
+//! - **Sampling** fills a caller-owned [`Batch`] whose arrays were allocated once;
+//!   randomness comes from a generator the caller passes in, so runs are reproducible
+//!   and the memory's saved state needs no RNG.
+//!
+//! Storage is flat and preallocated: observations of all items live in one
+//! `Vec<f32>` of `capacity × obs_dim` (and likewise the next observations), actions,
+//! rewards, discounts and step counts in one `Vec` each. Inserting, sampling and
+//! updating priorities allocate nothing.
+//!
+//! ```
+//! use agentry_memory::{Adder, Batch, NStep, PrioritizedReplay, Prioritization, Step};
+//! use rand::SeedableRng;
+//!
+//! let mut replay = PrioritizedReplay::new(10_000, 4, Prioritization::default())?;
+//! let mut adder = NStep::new(3, 0.99, 4)?; // one per environment
+//! let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(0);
+//! let mut batch = Batch::new(32, 4);
+//! for t in 0..100 {
+//!     let (obs, next_obs) = ([t as f32; 4], [t as f32 + 1.0; 4]);
+//!     let step = Step {
+//!         obs: &obs,
+//!         action: t % 2,
+//!         reward: 1.0,
+//!         terminated: false,
+//!         truncated: t % 50 == 49, // a time limit: still bootstraps
+//!         next_obs: &next_obs,
+//!     };
+//!     adder.add(&step, &mut replay)?;
+//! }
+//! replay.sample(&mut rng, 0.4, &mut batch)?;
+//! // target_i = rewards[i] + discounts[i] * max_a Q(next_obs_i, a), loss weighted by weights[i]
+//! let td_errors = vec![0.1; 32];
+//! replay.update_priorities(batch.indices(), &td_errors)?;
+//! # Ok::<(), agentry_memory::MemoryError>(())
+//! ```
+//!
+//! # N-step transitions, termination and truncation
+//!
+//! The transition that starts at step `t` of an episode spans `k = min(n, steps left)`
+//! steps and stores
+//!
+//! - `obs` = the observation at `t`, `action` = the action taken at `t`;
+//! - `reward` = `r_t + γ r_(t+1) + … + γ^(k-1) r_(t+k-1)`;
+//! - `next_obs` = the observation after step `t+k-1` — at an episode end, the *final*
+//!   observation (which a vector environment keeps aside when it auto-resets);
+//! - `discount` = `γ^k`, or **0 if the episode terminated** at step `t+k-1`;
+//! - `steps` = `k`.
+//!
+//! The learner's target is `reward + discount · V(next_obs)`, with no `done` flag:
+//! termination is already in `discount`. Following Gymnasium, a **truncated** episode
+//! (a time limit) did not reach a terminal state, so its last windows keep `γ^k` and
+//! bootstrap from the final observation; only `terminated` zeroes the discount (a step
+//! with both flags counts as terminated). When either flag is set, the adder emits every
+//! window still open — the full one and the shorter ones — so no transition crosses an
+//! episode boundary and the adder starts the next episode empty. An episode still
+//! running when the stream stops leaves up to `n - 1` steps pending; [`Adder::clear`]
+//! drops them.
+//!
+//! # Prioritized replay
+//!
+//! [`PrioritizedReplay`] is the proportional variant of Schaul et al. (2016): priorities
+//! `p = (|δ| + ε)^α` (clamped to `[1e-150, 1e150]`) in a [`SumTree`] (with a min tree over the same leaves for the
+//! largest importance weight), new items at the largest priority so far, stratified
+//! sampling, weights `(N·P(i))^-β / max w` with β annealed by the caller. Sampled
+//! indices are insertion indices, so an update for an item overwritten since it was
+//! sampled is skipped rather than applied to its replacement.
+//!
+//! # Memory use and saved state
+//!
+//! In memory: `capacity × (8·obs_dim + 16)` bytes for the items, plus
+//! `24 × capacity.next_power_of_two()` for the prioritized trees — for a million
+//! CartPole transitions (obs_dim 4) about 48 MB, plus 25 MB of trees.
+//!
+//! `to_bytes` / `load_bytes` save and restore the contents, the ring position and (for
+//! prioritized replay) the priorities, α, ε and the largest priority; there is no RNG
+//! state in a memory. With `len` items held the saved state is exactly
+//!
+//! - uniform: `len × (8·obs_dim + 16) + 41` bytes;
+//! - prioritized: `len × (8·obs_dim + 24) + 65` bytes (8 bytes per item for its
+//!   priority; the trees' inner nodes are rebuilt on load),
+//!
+//! so about `capacity × (8·obs_dim + 16)` (+8 per item) for a full memory: 48 MB (56 MB)
+//! for a million CartPole transitions. The format is little-endian:
+//!
+//! ```text
+//! "AGRM", version u32 = 1, kind u8 (1 uniform, 2 prioritized),
+//! capacity u64, obs_dim u64, inserted u64,
+//! [prioritized: alpha f64, epsilon f64, max_priority f64]
+//! columns in slot order: obs, next_obs (len × obs_dim f32), actions u32, rewards f32,
+//!                        discounts f32, steps u32 (len each),
+//! [prioritized: priorities f64 × len]
+//! checksum u64 of every byte before it
+//! ```
+//!
+//! Loading goes into a memory built with the same capacity and `obs_dim` (and α, ε),
+//! reading straight into its preallocated arrays, so it allocates nothing whatever the
+//! input claims. Truncated, trailing, damaged (checksum) or mismatched input is a
+//! [`MemoryError::Load`] and leaves the memory unchanged.
 #![warn(missing_docs)]
+
+pub mod adder;
+pub mod batch;
+pub mod bench;
+mod codec;
+pub mod error;
+pub mod prioritized;
+pub mod replay;
+mod storage;
+pub mod sum_tree;
+#[cfg(test)]
+mod testing;
+pub mod transition;
+pub mod uniform;
+
+pub use adder::{Adder, NStep, OneStep};
+pub use batch::Batch;
+pub use error::{MemoryError, Result};
+pub use prioritized::{Prioritization, PrioritizedReplay};
+pub use replay::Replay;
+pub use sum_tree::SumTree;
+pub use transition::{Step, Transition, TransitionRef, TransitionSink};
+pub use uniform::UniformReplay;

@@ -1,0 +1,129 @@
+//! What an adder receives ([`Step`]), what it emits ([`Transition`], [`TransitionRef`])
+//! and where it emits to ([`TransitionSink`]).
+
+use crate::error::{MemoryError, Result};
+
+/// One environment step of one environment stream, as an adder receives it.
+///
+/// `next_obs` is the observation returned by `step`; when the episode ended
+/// (`terminated || truncated`) it must be the *final* observation of that episode, not
+/// the first observation of the next one that an auto-resetting vector environment
+/// returns in its place.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Step<'a> {
+    /// The observation the action was chosen from.
+    pub obs: &'a [f32],
+    /// The action taken (an index into a discrete action space).
+    pub action: u32,
+    /// The reward returned by this step.
+    pub reward: f32,
+    /// The episode reached a terminal state: nothing follows, bootstrap with 0.
+    pub terminated: bool,
+    /// The episode was cut short (a time limit): bootstrap from `next_obs`.
+    pub truncated: bool,
+    /// The observation after the step (the final one when the episode ended).
+    pub next_obs: &'a [f32],
+}
+
+impl Step<'_> {
+    /// Whether this step ends the episode (terminated or truncated).
+    pub fn done(&self) -> bool {
+        self.terminated || self.truncated
+    }
+}
+
+/// A borrowed transition: what adders emit and what buffers store, without copying.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TransitionRef<'a> {
+    /// The observation of the first step of the window.
+    pub obs: &'a [f32],
+    /// The action taken at that first step.
+    pub action: u32,
+    /// The discounted reward sum `r_0 + γ r_1 + … + γ^(k-1) r_(k-1)` over the window.
+    pub reward: f32,
+    /// The observation after the last step of the window (to bootstrap from).
+    pub next_obs: &'a [f32],
+    /// The multiplier of the bootstrap value: `γ^k`, or 0 when the episode terminated
+    /// inside the window. A truncated episode keeps `γ^k`.
+    pub discount: f32,
+    /// The number `k` of environment steps the window spans (1 ≤ k ≤ n).
+    pub steps: u32,
+}
+
+impl TransitionRef<'_> {
+    /// An owned copy.
+    pub fn to_transition(&self) -> Transition {
+        Transition {
+            obs: self.obs.to_vec(),
+            action: self.action,
+            reward: self.reward,
+            next_obs: self.next_obs.to_vec(),
+            discount: self.discount,
+            steps: self.steps,
+        }
+    }
+}
+
+/// An owned transition. The fields mean what they mean in [`TransitionRef`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    /// The observation of the first step of the window.
+    pub obs: Vec<f32>,
+    /// The action taken at that first step.
+    pub action: u32,
+    /// The discounted reward sum over the window.
+    pub reward: f32,
+    /// The observation after the last step of the window.
+    pub next_obs: Vec<f32>,
+    /// `γ^k`, or 0 when the episode terminated inside the window.
+    pub discount: f32,
+    /// The number `k` of environment steps the window spans.
+    pub steps: u32,
+}
+
+impl Transition {
+    /// A borrowed view.
+    pub fn view(&self) -> TransitionRef<'_> {
+        TransitionRef {
+            obs: &self.obs,
+            action: self.action,
+            reward: self.reward,
+            next_obs: &self.next_obs,
+            discount: self.discount,
+            steps: self.steps,
+        }
+    }
+}
+
+/// Somewhere an adder can put the transitions it completes: a replay memory, or a
+/// `Vec<Transition>` (handy in tests and for moving a chunk of experience between threads).
+pub trait TransitionSink {
+    /// Store one transition. Fails if its observations do not have the sink's length.
+    fn insert(&mut self, transition: TransitionRef<'_>) -> Result<()>;
+}
+
+impl TransitionSink for Vec<Transition> {
+    fn insert(&mut self, transition: TransitionRef<'_>) -> Result<()> {
+        self.push(transition.to_transition());
+        Ok(())
+    }
+}
+
+impl<S: TransitionSink + ?Sized> TransitionSink for &mut S {
+    fn insert(&mut self, transition: TransitionRef<'_>) -> Result<()> {
+        (**self).insert(transition)
+    }
+}
+
+/// Checks that `got` has the length `expected`.
+pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Result<()> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(MemoryError::Length {
+            what,
+            expected,
+            got,
+        })
+    }
+}
