@@ -50,6 +50,8 @@ pub enum BenchCommand {
     Envs(BenchEnvsArgs),
     /// Single-observation policy latency (a PPO actor MLP, as an embedded agent runs it).
     Inference(BenchInferenceArgs),
+    /// Replay-memory sampling: uniform, and prioritized with priority updates.
+    Replay(BenchReplayArgs),
 }
 
 /// Arguments of `agent bench envs`.
@@ -178,6 +180,23 @@ pub struct BenchInferenceArgs {
     pub calls: u64,
 }
 
+/// Arguments of `agent bench replay`.
+#[derive(Debug, Args)]
+pub struct BenchReplayArgs {
+    /// Transitions the memories hold (filled before timing).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub capacity: usize,
+    /// Observation width.
+    #[arg(long, default_value_t = 4)]
+    pub obs_dim: usize,
+    /// Batch sizes, comma-separated.
+    #[arg(long, default_value = "32,256", value_delimiter = ',')]
+    pub batch: Vec<usize>,
+    /// Samples per figure (divided into batches).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub samples: usize,
+}
+
 /// Why a command failed, which decides the exit code.
 #[derive(Debug)]
 pub enum CliError {
@@ -243,6 +262,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Cli
         Command::Bench {
             what: BenchCommand::Inference(args),
         } => bench_inference(&args, out),
+        Command::Bench {
+            what: BenchCommand::Replay(args),
+        } => bench_replay(&args, out),
     }
 }
 
@@ -361,6 +383,31 @@ fn bench_inference(args: &BenchInferenceArgs, out: &mut dyn Write) -> Result<(),
         args.calls
     )
     .map_err(io_err)?;
+    Ok(())
+}
+
+fn bench_replay(args: &BenchReplayArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    if args.capacity == 0 || args.obs_dim == 0 || args.batch.contains(&0) {
+        return Err(CliError::Usage(
+            "--capacity, --obs-dim and every --batch must be at least 1".into(),
+        ));
+    }
+    for &batch in &args.batch {
+        let iters = (args.samples / batch).max(1);
+        let r = agentry_memory::bench::bench_sampling(args.capacity, args.obs_dim, batch, iters)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        writeln!(
+            out,
+            "capacity {}, obs_dim {}, batch {batch}: uniform {:.2} M samples/s, prioritized \
+             (sample + update) {:.2} M samples/s, prioritized inserts {:.2} M/s",
+            args.capacity,
+            args.obs_dim,
+            r.uniform_samples_per_sec / 1e6,
+            r.prioritized_samples_per_sec / 1e6,
+            r.prioritized_inserts_per_sec / 1e6
+        )
+        .map_err(io_err)?;
+    }
     Ok(())
 }
 

@@ -295,7 +295,12 @@ mod tests {
         let w = Tensor::<2>::random([16, 33], Distribution::Normal(0.0, 1.0), &device);
         let g_fast = (fast.clone() * w.clone()).sum().backward();
         let g_exact = (exact.clone() * w).sum().backward();
-        let to_vec = |t: Tensor<2>| t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+        let to_vec = |t: Tensor<2>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap()
+        };
         let close = |a: Vec<f32>, b: Vec<f32>| {
             a.iter()
                 .zip(&b)
