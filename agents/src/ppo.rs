@@ -742,6 +742,32 @@ impl ModuleVisitor for GradSquares<'_> {
     }
 }
 
+/// What the actor's half of a minibatch step returns.
+struct ActorSide {
+    /// None when the loss is not finite.
+    grads: Option<GradientsParams>,
+    pg: f64,
+    entropy: f64,
+    pfo: f64,
+    old_kl: f64,
+    kl: f64,
+    clipfrac: f64,
+}
+
+/// Move the gradients of a module's parameters from one set into another.
+struct MoveGrads<'a> {
+    from: &'a mut GradientsParams,
+    to: &'a mut GradientsParams,
+}
+
+impl ModuleVisitor for MoveGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.from.remove::<D>(param.id) {
+            self.to.register::<D>(param.id, g);
+        }
+    }
+}
+
 /// Multiply every gradient by `scale`.
 struct GradScale<'a> {
     grads: &'a mut GradientsParams,
@@ -894,102 +920,144 @@ impl runner::Learner for Ppo {
                 let old_values_t = t1(old_values);
 
                 let model = self.model.as_ref().expect("model present");
-                let (out, z) = model.actor.forward_with_features(obs.clone());
-                let (new_logp, entropy) = if continuous {
-                    let head = model
-                        .head
-                        .as_ref()
-                        .expect("a Gaussian head for Box actions");
-                    let acts = Tensor::<2>::from_data(
+                let z_old = pfo.then(|| {
+                    Tensor::<2>::from_data(
+                        TensorData::new(gather(&batch.features, feat_dim, idx), [b, feat_dim]),
+                        &device,
+                    )
+                });
+                let acts_continuous = continuous.then(|| {
+                    Tensor::<2>::from_data(
                         TensorData::new(
                             gather(&batch.actions_continuous, n_actions, idx),
                             [b, n_actions],
                         ),
                         &device,
-                    );
-                    let logp = head.log_prob(out, acts);
-                    (logp, head.entropy())
-                } else {
-                    let mask = masked.then(|| {
-                        Tensor::<2, Bool>::from_data(
-                            TensorData::new(gather(&batch.masks, n_actions, idx), [b, n_actions]),
-                            &device,
-                        )
-                    });
-                    let log_probs = masked_log_softmax(out, mask);
-                    let acts: Vec<i64> = idx.iter().map(|&i| batch.actions[i] as i64).collect();
-                    let acts = Tensor::<1, Int>::from_data(TensorData::new(acts, [b]), &device);
-                    (
-                        categorical_log_prob(log_probs.clone(), acts),
-                        categorical_entropy(log_probs),
                     )
-                };
-                let new_values = model.critic.forward(obs).reshape([b]);
-
-                let log_ratio = new_logp - old_logp_t;
-                let ratio = log_ratio.clone().exp();
-                // KL and clip statistics, without gradient, in plain Rust.
-                let lr_v = log_ratio
-                    .clone()
-                    .inner()
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .expect("f32");
-                let (mut old_kl, mut kl, mut clipped) = (0.0f64, 0.0f64, 0usize);
-                for &l in &lr_v {
-                    let r = (l as f64).exp();
-                    old_kl += -(l as f64);
-                    kl += (r - 1.0) - l as f64;
-                    if (r - 1.0).abs() > clip as f64 {
-                        clipped += 1;
-                    }
-                }
-                let (old_kl, kl, clipfrac) =
-                    (old_kl / b as f64, kl / b as f64, clipped as f64 / b as f64);
-
-                let pg1 = adv_t.clone().neg() * ratio.clone();
-                let pg2 = adv_t.neg() * ratio.clamp(1.0 - clip, 1.0 + clip);
-                let pg_loss = pg1.max_pair(pg2).mean();
-                let v_loss = if cfg.clip_vloss {
-                    let unclipped = (new_values.clone() - returns_t.clone()).square();
-                    let v_clipped =
-                        old_values_t.clone() + (new_values - old_values_t).clamp(-clip, clip);
-                    let clipped_sq = (v_clipped - returns_t).square();
-                    unclipped.max_pair(clipped_sq).mean().mul_scalar(0.5)
-                } else {
-                    (new_values - returns_t).square().mean().mul_scalar(0.5)
-                };
-                let entropy_loss = entropy.mean();
-                let mut loss = pg_loss.clone()
-                    - entropy_loss.clone().mul_scalar(cfg.ent_coef as f32)
-                    + v_loss.clone().mul_scalar(cfg.vf_coef as f32);
-                let mut pfo_value = 0.0;
-                if pfo {
-                    let z_old = Tensor::<2>::from_data(
-                        TensorData::new(gather(&batch.features, feat_dim, idx), [b, feat_dim]),
+                });
+                let mask = (masked && !continuous).then(|| {
+                    Tensor::<2, Bool>::from_data(
+                        TensorData::new(gather(&batch.masks, n_actions, idx), [b, n_actions]),
                         &device,
-                    );
-                    if cfg.pfo_coef > 0.0 {
-                        let pfo_loss = (z - z_old).square().mean();
-                        pfo_value = scalar(pfo_loss.clone()) as f64;
-                        loss = loss + pfo_loss.mul_scalar(cfg.pfo_coef as f32);
-                    } else {
-                        pfo_value = scalar((z.detach() - z_old).square().mean()) as f64;
-                    }
-                }
-                let (v_value, pg_value, ent_value) = (
-                    scalar(v_loss) as f64,
-                    scalar(pg_loss) as f64,
-                    scalar(entropy_loss) as f64,
+                    )
+                });
+                let acts_discrete = (!continuous).then(|| {
+                    let acts: Vec<i64> = idx.iter().map(|&i| batch.actions[i] as i64).collect();
+                    Tensor::<1, Int>::from_data(TensorData::new(acts, [b]), &device)
+                });
+                let obs_critic = obs.clone();
+                // The actor's and the critic's losses share no parameter (separate
+                // networks, as the PFO paper trains them): their backward passes run on
+                // the two cores at once, then the gradients are clipped by their joint
+                // norm and applied in one optimizer step, exactly as one backward of the
+                // summed loss would give.
+                let (actor_side, critic_side) = rayon::join(
+                    || -> ActorSide {
+                        let (out, z) = model.actor.forward_with_features(obs);
+                        let (new_logp, entropy) = match (&model.head, acts_continuous) {
+                            (Some(head), Some(acts)) => {
+                                let logp = head.log_prob(out, acts);
+                                (logp, head.entropy())
+                            }
+                            _ => {
+                                let log_probs = masked_log_softmax(out, mask);
+                                let acts = acts_discrete.expect("discrete actions");
+                                (
+                                    categorical_log_prob(log_probs.clone(), acts),
+                                    categorical_entropy(log_probs),
+                                )
+                            }
+                        };
+                        let log_ratio = new_logp - old_logp_t;
+                        let ratio = log_ratio.clone().exp();
+                        // KL and clip statistics, without gradient, in plain Rust.
+                        let lr_v = log_ratio
+                            .inner()
+                            .into_data()
+                            .convert::<f32>()
+                            .try_into_vec::<f32>()
+                            .expect("f32");
+                        let (mut old_kl, mut kl, mut clipped) = (0.0f64, 0.0f64, 0usize);
+                        for &l in &lr_v {
+                            let r = (l as f64).exp();
+                            old_kl += -(l as f64);
+                            kl += (r - 1.0) - l as f64;
+                            if (r - 1.0).abs() > clip as f64 {
+                                clipped += 1;
+                            }
+                        }
+                        let pg1 = adv_t.clone().neg() * ratio.clone();
+                        let pg2 = adv_t.neg() * ratio.clamp(1.0 - clip, 1.0 + clip);
+                        let pg_loss = pg1.max_pair(pg2).mean();
+                        let entropy_loss = entropy.mean();
+                        let mut loss =
+                            pg_loss.clone() - entropy_loss.clone().mul_scalar(cfg.ent_coef as f32);
+                        let mut pfo_value = 0.0;
+                        if let Some(z_old) = z_old {
+                            if cfg.pfo_coef > 0.0 {
+                                let pfo_loss = (z - z_old).square().mean();
+                                pfo_value = scalar(pfo_loss.clone()) as f64;
+                                loss = loss + pfo_loss.mul_scalar(cfg.pfo_coef as f32);
+                            } else {
+                                pfo_value = scalar((z.detach() - z_old).square().mean()) as f64;
+                            }
+                        }
+                        let pg_value = scalar(pg_loss) as f64;
+                        let ent_value = scalar(entropy_loss) as f64;
+                        let grads = pg_value
+                            .is_finite()
+                            .then(|| GradientsParams::from_grads(loss.backward(), model));
+                        ActorSide {
+                            grads,
+                            pg: pg_value,
+                            entropy: ent_value,
+                            pfo: pfo_value,
+                            old_kl: old_kl / b as f64,
+                            kl: kl / b as f64,
+                            clipfrac: clipped as f64 / b as f64,
+                        }
+                    },
+                    || -> (Option<GradientsParams>, f64) {
+                        let new_values = model.critic.forward(obs_critic).reshape([b]);
+                        let v_loss = if cfg.clip_vloss {
+                            let unclipped = (new_values.clone() - returns_t.clone()).square();
+                            let v_clipped = old_values_t.clone()
+                                + (new_values - old_values_t).clamp(-clip, clip);
+                            let clipped_sq = (v_clipped - returns_t).square();
+                            unclipped.max_pair(clipped_sq).mean().mul_scalar(0.5)
+                        } else {
+                            (new_values - returns_t).square().mean().mul_scalar(0.5)
+                        };
+                        let v_value = scalar(v_loss.clone()) as f64;
+                        let grads = v_value.is_finite().then(|| {
+                            GradientsParams::from_grads(
+                                v_loss.mul_scalar(cfg.vf_coef as f32).backward(),
+                                model,
+                            )
+                        });
+                        (grads, v_value)
+                    },
                 );
-                if !(v_value.is_finite() && pg_value.is_finite()) {
+                let (critic_grads, v_value) = critic_side;
+                let ActorSide {
+                    grads: actor_grads,
+                    pg: pg_value,
+                    entropy: ent_value,
+                    pfo: pfo_value,
+                    old_kl,
+                    kl,
+                    clipfrac,
+                } = actor_side;
+                let (Some(mut grads), Some(mut critic_grads)) = (actor_grads, critic_grads) else {
                     return Err(AgentError::Numeric(format!(
                         "PPO loss is not finite (policy {pg_value}, value {v_value}) at update {}",
                         progress.updates + 1
                     )));
-                }
-                let mut grads = GradientsParams::from_grads(loss.backward(), model);
+                };
+                model.critic.visit(&mut MoveGrads {
+                    from: &mut critic_grads,
+                    to: &mut grads,
+                });
                 let grad_norm = clip_grad_norm(model, &mut grads, cfg.max_grad_norm as f32);
                 let model = self.model.take().expect("model present");
                 self.model = Some(self.optim.step(lr, model, grads));
