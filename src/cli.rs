@@ -144,6 +144,9 @@ pub struct EvalArgs {
     /// Seed of the evaluation episodes.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Cut an episode after this many steps.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_steps: u64,
 }
 
 /// Arguments of `agent plot`.
@@ -227,7 +230,7 @@ impl std::fmt::Display for CliError {
 impl From<AgentError> for CliError {
     fn from(e: AgentError) -> Self {
         match e {
-            AgentError::Config(_) | AgentError::Invalid(_) => CliError::Usage(e.to_string()),
+            AgentError::Config(_) | AgentError::Usage(_) => CliError::Usage(e.to_string()),
             AgentError::EnvSetup(env) => env.into(),
             other => CliError::Runtime(other.to_string()),
         }
@@ -646,6 +649,7 @@ fn eval(args: EvalArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), 
         episodes: args.episodes,
         deterministic: args.deterministic,
         seed: args.seed,
+        max_steps: args.max_steps,
     };
     let report = if args.render {
         train::evaluate(&loaded, Some(&env), &opts, Some(out))?
@@ -708,9 +712,25 @@ where
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    // A panic is a bug: it ends with one line and exit code 1, not a backtrace (the
+    // actors' panics are caught by the runtime and reported as errors anyway).
+    std::panic::set_hook(Box::new(|_| {}));
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr();
-    match run(cli, &mut stdout, &mut stderr) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(cli, &mut stdout, &mut stderr)
+    }))
+    .unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(CliError::Runtime(format!(
+            "internal error (please report it): {msg}"
+        )))
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = writeln!(stderr, "error: {e}");

@@ -48,6 +48,10 @@ pub enum AgentError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The user asked for something that cannot be done (not a run directory, a run
+    /// directory already in use, a policy that does not fit the environment): exit 2.
+    #[error("{0}")]
+    Usage(String),
     /// The numbers went wrong (a NaN loss, ...).
     #[error("{0}")]
     Numeric(String),
@@ -86,8 +90,8 @@ impl AgentError {
         }
     }
 
-    /// Whether this is a configuration error (exit code 2).
+    /// Whether this is a configuration or usage error (exit code 2).
     pub fn is_config(&self) -> bool {
-        matches!(self, AgentError::Config(_))
+        matches!(self, AgentError::Config(_) | AgentError::Usage(_))
     }
 }

@@ -20,6 +20,10 @@ use agentry_models::{
     Activation, GaussianHead, Init, Mlp, MlpConfig, MlpWeights, categorical_entropy,
     categorical_log_prob, masked_log_softmax,
 };
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
@@ -600,18 +604,24 @@ impl Ppo {
     /// and [`rng_state`](Self::rng_state) saved. The byte blobs must be intact (the
     /// checkpoint container verifies their checksum before this is called).
     pub fn restore(&mut self, model: Vec<u8>, optim: Vec<u8>, rng: &str) -> Result<(), String> {
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model))
+        // burn checks little of a record's inside (tensor byte lengths against shapes,
+        // parameter ids), so a record that passed our checksum but was written by
+        // something else can still make it panic: every step is caught.
+        let record = catch(|| ModuleRecord::from_bytes(Bytes::from_bytes_vec(model)))
+            .map_err(|e| format!("model record: {e}"))?
             .map_err(|e| format!("model record: {e}"))?;
-        let fresh = self.model.take().expect("model present");
-        let model =
-            catch(|| fresh.load_record(record)).map_err(|e| format!("model record: {e}"))?;
-        self.model = Some(model);
+        let fresh = self.model.clone().expect("model present");
+        let model = catch(|| fresh.try_load_record(record))
+            .map_err(|e| format!("model record: {e}"))?
+            .map_err(|e| format!("model record: {e}"))?;
         let adam = AdamConfig::new()
             .with_epsilon(self.config.adam_eps as f32)
             .init();
-        self.optim = adam
-            .from_bytes(Bytes::from_bytes_vec(optim))
+        let optim = catch(|| adam.from_bytes(Bytes::from_bytes_vec(optim)))
+            .map_err(|e| format!("optimizer record: {e}"))?
             .map_err(|e| format!("optimizer record: {e}"))?;
+        self.model = Some(model);
+        self.optim = optim;
         self.rng = serde_json::from_str(rng).map_err(|e| format!("generator state: {e}"))?;
         Ok(())
     }
@@ -738,6 +748,115 @@ impl ModuleVisitor for GradSquares<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.get::<D>(param.id) {
             self.total += scalar(g.square().sum());
+        }
+    }
+}
+
+/// What the critic's half of a minibatch step returns: its gradients (None when the
+/// loss is not finite) and the value loss.
+type CriticOut = (Option<GradientsParams>, f64);
+type CriticJob = Box<dyn FnOnce() -> CriticOut + Send>;
+
+const IDLE: u8 = 0;
+const READY: u8 = 1;
+const DONE: u8 = 2;
+const STOP: u8 = 3;
+
+struct HelperShared {
+    state: AtomicU8,
+    job: Mutex<Option<CriticJob>>,
+    result: Mutex<Option<std::thread::Result<CriticOut>>>,
+}
+
+/// A second thread for one update: it runs the critic's half of each minibatch while the
+/// learner runs the actor's. Both sides wait by spinning, then yielding (a sleep and
+/// wake-up costs tens of microseconds on this VM, a tenth of a minibatch); the thread
+/// lives only while the actors are idle, and is joined when the update ends.
+struct Helper {
+    shared: Arc<HelperShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Spin until `done()` holds, yielding the core now and then.
+fn spin_until(mut done: impl FnMut() -> bool) {
+    loop {
+        for _ in 0..2_000 {
+            if done() {
+                return;
+            }
+        }
+        std::thread::yield_now();
+    }
+}
+
+impl Helper {
+    fn new() -> Self {
+        let shared = Arc::new(HelperShared {
+            state: AtomicU8::new(IDLE),
+            job: Mutex::new(None),
+            result: Mutex::new(None),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("learner-helper".into())
+            .spawn(move || {
+                loop {
+                    let mut state = IDLE;
+                    spin_until(|| {
+                        state = s.state.load(Ordering::Acquire);
+                        state != IDLE && state != DONE
+                    });
+                    if state == STOP {
+                        return;
+                    }
+                    let job = s.job.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    let out = match job {
+                        Some(job) => catch_unwind(AssertUnwindSafe(job)),
+                        None => Ok((None, f64::NAN)),
+                    };
+                    *s.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
+                    s.state.store(DONE, Ordering::Release);
+                }
+            })
+            .expect("spawning the learner's helper thread");
+        Helper {
+            shared,
+            thread: Some(thread),
+        }
+    }
+
+    fn submit(&self, job: CriticJob) {
+        *self.shared.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
+        self.shared.state.store(READY, Ordering::Release);
+    }
+
+    fn wait(&self) -> Result<CriticOut, AgentError> {
+        spin_until(|| self.shared.state.load(Ordering::Acquire) == DONE);
+        let out = self
+            .shared
+            .result
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("a finished job leaves its result");
+        self.shared.state.store(IDLE, Ordering::Release);
+        out.map_err(|p| {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            AgentError::Invalid(format!("the critic's update panicked: {msg}"))
+        })
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        // Only reached between jobs (wait() has returned or no job was submitted).
+        self.shared.state.store(STOP, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -887,6 +1006,7 @@ impl runner::Learner for Ppo {
         let mut sums = [0.0f64; 8]; // v, pg, ent, pfo, old_kl, kl, clipfrac, grad_norm
         let mut count = 0usize;
         let mut epochs_done = 0;
+        let helper = Helper::new();
         for _epoch in 0..cfg.epochs {
             // Fisher–Yates with the learner's own generator.
             for i in (1..n).rev() {
@@ -948,96 +1068,96 @@ impl runner::Learner for Ppo {
                 let obs_critic = obs.clone();
                 // The actor's and the critic's losses share no parameter (separate
                 // networks, as the PFO paper trains them): their backward passes run on
-                // the two cores at once, then the gradients are clipped by their joint
-                // norm and applied in one optimizer step, exactly as one backward of the
-                // summed loss would give.
-                let (actor_side, critic_side) = rayon::join(
-                    || -> ActorSide {
-                        let (out, z) = model.actor.forward_with_features(obs);
-                        let (new_logp, entropy) = match (&model.head, acts_continuous) {
-                            (Some(head), Some(acts)) => {
-                                let logp = head.log_prob(out, acts);
-                                (logp, head.entropy())
-                            }
-                            _ => {
-                                let log_probs = masked_log_softmax(out, mask);
-                                let acts = acts_discrete.expect("discrete actions");
-                                (
-                                    categorical_log_prob(log_probs.clone(), acts),
-                                    categorical_entropy(log_probs),
-                                )
-                            }
-                        };
-                        let log_ratio = new_logp - old_logp_t;
-                        let ratio = log_ratio.clone().exp();
-                        // KL and clip statistics, without gradient, in plain Rust.
-                        let lr_v = log_ratio
-                            .inner()
-                            .into_data()
-                            .convert::<f32>()
-                            .try_into_vec::<f32>()
-                            .expect("f32");
-                        let (mut old_kl, mut kl, mut clipped) = (0.0f64, 0.0f64, 0usize);
-                        for &l in &lr_v {
-                            let r = (l as f64).exp();
-                            old_kl += -(l as f64);
-                            kl += (r - 1.0) - l as f64;
-                            if (r - 1.0).abs() > clip as f64 {
-                                clipped += 1;
-                            }
+                // the two cores at once (the critic's on the helper thread, with a clone
+                // of the critic whose parameters keep their ids), then the gradients are
+                // clipped by their joint norm and applied in one optimizer step, exactly
+                // as one backward of the summed loss would give.
+                let critic = model.critic.clone();
+                let (clip_vloss, vf_coef) = (cfg.clip_vloss, cfg.vf_coef as f32);
+                helper.submit(Box::new(move || -> (Option<GradientsParams>, f64) {
+                    let new_values = critic.forward(obs_critic).reshape([b]);
+                    let v_loss = if clip_vloss {
+                        let unclipped = (new_values.clone() - returns_t.clone()).square();
+                        let v_clipped =
+                            old_values_t.clone() + (new_values - old_values_t).clamp(-clip, clip);
+                        let clipped_sq = (v_clipped - returns_t).square();
+                        unclipped.max_pair(clipped_sq).mean().mul_scalar(0.5)
+                    } else {
+                        (new_values - returns_t).square().mean().mul_scalar(0.5)
+                    };
+                    let v_value = scalar(v_loss.clone()) as f64;
+                    let grads = v_value.is_finite().then(|| {
+                        GradientsParams::from_grads(v_loss.mul_scalar(vf_coef).backward(), &critic)
+                    });
+                    (grads, v_value)
+                }));
+                let actor_half = || -> ActorSide {
+                    let (out, z) = model.actor.forward_with_features(obs);
+                    let (new_logp, entropy) = match (&model.head, acts_continuous) {
+                        (Some(head), Some(acts)) => {
+                            let logp = head.log_prob(out, acts);
+                            (logp, head.entropy())
                         }
-                        let pg1 = adv_t.clone().neg() * ratio.clone();
-                        let pg2 = adv_t.neg() * ratio.clamp(1.0 - clip, 1.0 + clip);
-                        let pg_loss = pg1.max_pair(pg2).mean();
-                        let entropy_loss = entropy.mean();
-                        let mut loss =
-                            pg_loss.clone() - entropy_loss.clone().mul_scalar(cfg.ent_coef as f32);
-                        let mut pfo_value = 0.0;
-                        if let Some(z_old) = z_old {
-                            if cfg.pfo_coef > 0.0 {
-                                let pfo_loss = (z - z_old).square().mean();
-                                pfo_value = scalar(pfo_loss.clone()) as f64;
-                                loss = loss + pfo_loss.mul_scalar(cfg.pfo_coef as f32);
-                            } else {
-                                pfo_value = scalar((z.detach() - z_old).square().mean()) as f64;
-                            }
-                        }
-                        let pg_value = scalar(pg_loss) as f64;
-                        let ent_value = scalar(entropy_loss) as f64;
-                        let grads = pg_value
-                            .is_finite()
-                            .then(|| GradientsParams::from_grads(loss.backward(), model));
-                        ActorSide {
-                            grads,
-                            pg: pg_value,
-                            entropy: ent_value,
-                            pfo: pfo_value,
-                            old_kl: old_kl / b as f64,
-                            kl: kl / b as f64,
-                            clipfrac: clipped as f64 / b as f64,
-                        }
-                    },
-                    || -> (Option<GradientsParams>, f64) {
-                        let new_values = model.critic.forward(obs_critic).reshape([b]);
-                        let v_loss = if cfg.clip_vloss {
-                            let unclipped = (new_values.clone() - returns_t.clone()).square();
-                            let v_clipped = old_values_t.clone()
-                                + (new_values - old_values_t).clamp(-clip, clip);
-                            let clipped_sq = (v_clipped - returns_t).square();
-                            unclipped.max_pair(clipped_sq).mean().mul_scalar(0.5)
-                        } else {
-                            (new_values - returns_t).square().mean().mul_scalar(0.5)
-                        };
-                        let v_value = scalar(v_loss.clone()) as f64;
-                        let grads = v_value.is_finite().then(|| {
-                            GradientsParams::from_grads(
-                                v_loss.mul_scalar(cfg.vf_coef as f32).backward(),
-                                model,
+                        _ => {
+                            let log_probs = masked_log_softmax(out, mask);
+                            let acts = acts_discrete.expect("discrete actions");
+                            (
+                                categorical_log_prob(log_probs.clone(), acts),
+                                categorical_entropy(log_probs),
                             )
-                        });
-                        (grads, v_value)
-                    },
-                );
+                        }
+                    };
+                    let log_ratio = new_logp - old_logp_t;
+                    let ratio = log_ratio.clone().exp();
+                    // KL and clip statistics, without gradient, in plain Rust.
+                    let lr_v = log_ratio
+                        .inner()
+                        .into_data()
+                        .convert::<f32>()
+                        .try_into_vec::<f32>()
+                        .expect("f32");
+                    let (mut old_kl, mut kl, mut clipped) = (0.0f64, 0.0f64, 0usize);
+                    for &l in &lr_v {
+                        let r = (l as f64).exp();
+                        old_kl += -(l as f64);
+                        kl += (r - 1.0) - l as f64;
+                        if (r - 1.0).abs() > clip as f64 {
+                            clipped += 1;
+                        }
+                    }
+                    let pg1 = adv_t.clone().neg() * ratio.clone();
+                    let pg2 = adv_t.neg() * ratio.clamp(1.0 - clip, 1.0 + clip);
+                    let pg_loss = pg1.max_pair(pg2).mean();
+                    let entropy_loss = entropy.mean();
+                    let mut loss =
+                        pg_loss.clone() - entropy_loss.clone().mul_scalar(cfg.ent_coef as f32);
+                    let mut pfo_value = 0.0;
+                    if let Some(z_old) = z_old {
+                        if cfg.pfo_coef > 0.0 {
+                            let pfo_loss = (z - z_old).square().mean();
+                            pfo_value = scalar(pfo_loss.clone()) as f64;
+                            loss = loss + pfo_loss.mul_scalar(cfg.pfo_coef as f32);
+                        } else {
+                            pfo_value = scalar((z.detach() - z_old).square().mean()) as f64;
+                        }
+                    }
+                    let pg_value = scalar(pg_loss) as f64;
+                    let ent_value = scalar(entropy_loss) as f64;
+                    let grads = pg_value
+                        .is_finite()
+                        .then(|| GradientsParams::from_grads(loss.backward(), model));
+                    ActorSide {
+                        grads,
+                        pg: pg_value,
+                        entropy: ent_value,
+                        pfo: pfo_value,
+                        old_kl: old_kl / b as f64,
+                        kl: kl / b as f64,
+                        clipfrac: clipped as f64 / b as f64,
+                    }
+                };
+                let actor_side = actor_half();
+                let critic_side = helper.wait()?;
                 let (critic_grads, v_value) = critic_side;
                 let ActorSide {
                     grads: actor_grads,
@@ -1059,6 +1179,14 @@ impl runner::Learner for Ppo {
                     to: &mut grads,
                 });
                 let grad_norm = clip_grad_norm(model, &mut grads, cfg.max_grad_norm as f32);
+                if !(grad_norm.is_finite() && ent_value.is_finite() && pfo_value.is_finite()) {
+                    return Err(AgentError::Numeric(format!(
+                        "PPO update {} produced a non-finite value (gradient norm {grad_norm}, \
+                         entropy {ent_value}, PFO loss {pfo_value}); the parameters were not \
+                         changed",
+                        progress.updates + 1
+                    )));
+                }
                 let model = self.model.take().expect("model present");
                 self.model = Some(self.optim.step(lr, model, grads));
 

@@ -238,33 +238,26 @@ pub struct TrainOutcome {
 
 /// Train: start a new run or resume one; see the [module docs](self).
 pub fn train(start: Start, observer: &mut dyn Observer) -> Result<TrainOutcome, AgentError> {
+    let start_steps = match &start {
+        Start::Resume { steps, .. } => *steps,
+        Start::New { .. } => None,
+    };
     let (dir, config, resume) = match start {
         Start::New { config, out } => {
             let dir = new_run_dir(&config, out)?;
             (dir, *config, false)
         }
         Start::Resume { dir, steps } => {
-            let config = read_config(&dir)?;
-            let mut config = config;
+            let mut config = read_config(&dir)?;
             if let Some(steps) = steps {
                 config.run.steps = steps;
-                let per_round = (config.run.actors * config.run.envs_per_actor) as u64;
-                if steps % per_round != 0 {
-                    return Err(ConfigError::new(
-                        "run.steps",
-                        "--steps",
-                        format!(
-                            "{steps} is not a multiple of actors × envs_per_actor = {per_round}"
-                        ),
-                    )
-                    .into());
-                }
-                let rd = RunDir::new(&dir);
-                write_atomic(&rd.config(), config.to_toml().as_bytes())?;
+                // Every rule of a fresh configuration holds for the new total too.
+                Config::from_toml(&config.to_toml(), "--steps")?;
             }
             (dir, config, true)
         }
     };
+    let rewrite_steps = start_steps.is_some();
     match config.run.algo.as_str() {
         "ppo" => {
             let shape = env_shape(&config.env)?;
@@ -274,7 +267,7 @@ pub fn train(start: Start, observer: &mut dyn Observer) -> Result<TrainOutcome, 
                 shape,
                 config.run.seed,
             );
-            drive(&mut learner, &dir, config, resume, observer)
+            drive(&mut learner, &dir, config, resume, rewrite_steps, observer)
         }
         other => Err(ConfigError::new(
             "run.algo",
@@ -291,7 +284,7 @@ pub fn read_config(dir: &Path) -> Result<Config, AgentError> {
     let path = rd.config();
     let text = fs::read_to_string(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            AgentError::Invalid(format!(
+            AgentError::Usage(format!(
                 "{} is not a run directory: it has no config.toml",
                 dir.display()
             ))
@@ -314,8 +307,11 @@ pub fn env_shape(env: &EnvConfig) -> Result<PpoShape, AgentError> {
 fn new_run_dir(config: &Config, out: Option<PathBuf>) -> Result<PathBuf, AgentError> {
     let dir = match out {
         Some(dir) => {
-            if dir.join("config.toml").exists() {
-                return Err(AgentError::Invalid(format!(
+            let has_checkpoints = fs::read_dir(dir.join("checkpoints"))
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
+            if dir.join("config.toml").exists() || has_checkpoints {
+                return Err(AgentError::Usage(format!(
                     "{} already holds a run; continue it with --resume {0} or choose another --out",
                     dir.display()
                 )));
@@ -389,6 +385,41 @@ fn first_difference(a: &str, b: &str) -> String {
     "the sections differ".into()
 }
 
+/// Write `policy-N` from `learner-N` when the policy file is missing.
+fn restore_missing_policy(rd: &RunDir, step: u64) -> Result<(), AgentError> {
+    let path = rd.checkpoint_path("policy", step);
+    if path.exists() {
+        return Ok(());
+    }
+    let learner_path = rd.checkpoint_path("learner", step);
+    let mut s = Sections::read(&learner_path)?;
+    let policy = s.take("policy", &learner_path)?;
+    let meta: LearnerMeta = serde_json::from_slice(&s.take("meta", &learner_path)?)
+        .map_err(|e| AgentError::checkpoint(&learner_path, format!("section `meta`: {e}")))?;
+    let config = Config::from_toml(&meta.config, &learner_path.display().to_string())?;
+    let kind = match s.kind.as_str() {
+        PPO_LEARNER => PPO_POLICY,
+        other => {
+            return Err(AgentError::checkpoint(
+                &learner_path,
+                format!("unknown learner kind {other}"),
+            ));
+        }
+    };
+    let mut p = Sections::new(kind);
+    p.put(
+        "meta",
+        serde_json::to_vec(&PolicyMeta {
+            algo: config.run.algo.clone(),
+            env: config.env.clone(),
+            env_steps: step,
+        })
+        .expect("meta serialises"),
+    );
+    p.put("policy", policy);
+    p.write_atomic(&path)
+}
+
 fn save_checkpoint<L: Persist>(
     learner: &L,
     rd: &RunDir,
@@ -453,7 +484,7 @@ impl Metrics {
                     let mut lines = old.split_inclusive('\n');
                     let first = lines.next().unwrap_or("");
                     if first.trim_end() != header {
-                        return Err(AgentError::Invalid(format!(
+                        return Err(AgentError::Usage(format!(
                             "{}: its header does not match this run's columns; move it \
                              away to resume",
                             path.display()
@@ -549,15 +580,34 @@ fn drive<L: Persist>(
     dir: &Path,
     config: Config,
     resume: bool,
+    rewrite_steps: bool,
     observer: &mut dyn Observer,
 ) -> Result<TrainOutcome, AgentError> {
     let rd = RunDir::new(dir);
     let mut state = RunState::default();
     let mut resumed_from = None;
     if resume && let Some(s) = load_latest(learner, &rd, &config)? {
+        if s.env_steps > config.run.steps {
+            return Err(ConfigError::new(
+                "run.steps",
+                "--steps",
+                format!(
+                    "{} is below the {} env steps the run has already made",
+                    config.run.steps, s.env_steps
+                ),
+            )
+            .into());
+        }
         resumed_from = Some(s.env_steps);
         state = s;
+        // A crash between the learner file and the policy file of a checkpoint leaves
+        // the policy missing: write it from the learner file's copy.
+        restore_missing_policy(&rd, state.env_steps)?;
     }
+    if rewrite_steps {
+        write_atomic(&rd.config(), config.to_toml().as_bytes())?;
+    }
+    let previous_eval = read_summary(dir).ok().flatten().and_then(|s| s.eval);
     let names: Vec<String> = LEADING_COLUMNS
         .iter()
         .map(|s| s.to_string())
@@ -615,7 +665,8 @@ fn drive<L: Persist>(
             wall_time_s: state.wall_time_s,
             best_episode_return_mean: state.best_return_mean,
             last_episode_return_mean: finite(state.return_mean()),
-            eval: None,
+            // Kept: its env_steps says which policy it evaluated.
+            eval: previous_eval,
         };
         write_summary(&rd, &summary)?;
     }
@@ -677,14 +728,21 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy, AgentError> {
 pub fn load_run_policy(dir: &Path) -> Result<LoadedPolicy, AgentError> {
     let rd = RunDir::new(dir);
     if !rd.config().exists() {
-        return Err(AgentError::Invalid(format!(
+        return Err(AgentError::Usage(format!(
             "{} is not a run directory: it has no config.toml",
             dir.display()
         )));
     }
+    // A learner checkpoint newer than every policy file (a crash between the two
+    // writes) still holds the policy: restore the file from it.
+    if let Some((step, _)) = rd.latest("learner")?
+        && rd.latest("policy")?.is_none_or(|(p, _)| p < step)
+    {
+        restore_missing_policy(&rd, step)?;
+    }
     match rd.latest("policy")? {
         Some((_, path)) => load_policy(&path),
-        None => Err(AgentError::Invalid(format!(
+        None => Err(AgentError::Usage(format!(
             "{} has no checkpoint yet: train it first (agent train --resume {0})",
             dir.display()
         ))),
@@ -700,6 +758,9 @@ pub struct EvalOptions {
     pub deterministic: bool,
     /// Seed of the episodes and of sampling.
     pub seed: u64,
+    /// An episode is cut after this many steps (an environment without a time limit
+    /// and a policy that never fails would otherwise play forever).
+    pub max_steps: u64,
 }
 
 /// Evaluation figures.
@@ -745,7 +806,7 @@ pub fn evaluate(
         action: ActionKind::of(env.action_space(), env.action_mask_len())?,
     };
     if shape.obs_dim != policy.obs_dim || shape.action != policy.action {
-        return Err(AgentError::Invalid(format!(
+        return Err(AgentError::Usage(format!(
             "the policy in {} expects observations of width {} and actions {:?}; `{}` has \
              width {} and actions {:?}",
             loaded.path.display(),
@@ -826,7 +887,7 @@ pub fn evaluate(
                     env.render_ansi()
                 );
             }
-            if step.done() {
+            if step.done() || len >= opts.max_steps {
                 break;
             }
         }
@@ -904,6 +965,10 @@ mod tests {
             })
             .collect();
         (header, rows)
+    }
+
+    fn sections_rng(path: &Path) -> Vec<u8> {
+        Sections::read(path).unwrap().get("rng").unwrap().to_vec()
     }
 
     struct StopAt(u64);
@@ -1046,7 +1111,70 @@ mod tests {
         let e = resume().unwrap_err().to_string();
         assert!(e.contains(&name) && e.contains("truncated"), "{e}");
 
+        // Intact container, contents from elsewhere: an error, not a panic.
+        let mut forged = Sections::decode(&good, &path).unwrap();
+        forged.put("model", b"not a burn record".to_vec());
+        forged.write_atomic(&path).unwrap();
+        let e = resume().unwrap_err().to_string();
+        assert!(e.contains(&name) && e.contains("model record"), "{e}");
+        let mut forged = Sections::decode(&good, &path).unwrap();
+        forged.put("optimizer", vec![0xFF; 64]);
+        forged.write_atomic(&path).unwrap();
+        let e = resume().unwrap_err().to_string();
+        assert!(e.contains(&name) && e.contains("optimizer record"), "{e}");
+
         fs::write(&path, &good).unwrap();
+        // What the checkpoint holds comes back exactly.
+        let mut fresh = Ppo::new(&cfg.ppo, false, env_shape(&cfg.env).unwrap(), 99);
+        let mut sections = Sections::read(&path).unwrap();
+        let (model, optim) = (
+            sections.get("model").unwrap().to_vec(),
+            sections.get("optimizer").unwrap().to_vec(),
+        );
+        fresh.load(&mut sections, &path).unwrap();
+        assert_eq!(fresh.model_bytes().unwrap(), model);
+        // The Adam moments came back too: one identical update from the restored learner
+        // and from one restored without them (fresh optimizer) moves the weights
+        // differently.
+        let step_once = |learner: &mut Ppo| {
+            let env = cfg.env.clone();
+            let make = move |_: usize| agentry_envs::vector::make_vec(&env.name, &env.params, 8, 1);
+            let spec = RunSpec {
+                make_envs: &make,
+                actors: 1,
+                envs_per_actor: 8,
+                seed: 5,
+                total_steps: 256,
+            };
+            runner::run(learner, &spec, &mut RunState::default(), |_, _, _| {
+                Ok(Control::Continue)
+            })
+            .unwrap();
+            learner.model_bytes().unwrap()
+        };
+        let mut without = Ppo::new(&cfg.ppo, false, env_shape(&cfg.env).unwrap(), 99);
+        let fresh_optim = without.optimizer_bytes().unwrap();
+        let rng = String::from_utf8(sections_rng(&path)).unwrap();
+        without.restore(model.clone(), fresh_optim, &rng).unwrap();
+        assert_eq!(without.model_bytes().unwrap(), model);
+        assert_ne!(step_once(&mut fresh), step_once(&mut without));
+        let _ = optim;
+
+        // A new total below the steps made, or zero, is refused and config.toml kept.
+        for steps in [0, 2048] {
+            let e = train(
+                Start::Resume {
+                    dir: dir.clone(),
+                    steps: Some(steps),
+                },
+                &mut Silent,
+            )
+            .unwrap_err();
+            assert!(e.is_config(), "{e}");
+            assert!(e.to_string().contains("run.steps"), "{e}");
+        }
+        assert_eq!(read_config(&dir).unwrap().run.steps, 4096);
+
         let text = fs::read_to_string(rd.config()).unwrap();
         fs::write(
             rd.config(),
@@ -1061,17 +1189,34 @@ mod tests {
         fs::write(rd.config(), &text).unwrap();
 
         // The policy file loads alone and evaluates; the result lands in summary.json.
+        // Without it (a crash between the two files) it is restored from the learner's.
+        let (_, policy_file) = rd.latest("policy").unwrap().unwrap();
+        fs::remove_file(&policy_file).unwrap();
         let loaded = load_run_policy(&dir).unwrap();
+        assert!(policy_file.exists());
         assert_eq!(loaded.meta.env_steps, 4096);
         let opts = EvalOptions {
             episodes: 3,
             deterministic: true,
             seed: 0,
+            max_steps: 100_000,
         };
         let report = evaluate(&loaded, None, &opts, None).unwrap();
         assert_eq!(report.episodes, 3);
         assert!(report.return_mean >= 1.0);
         record_eval(&dir, &report).unwrap();
+        assert_eq!(
+            read_summary(&dir).unwrap().unwrap().eval,
+            Some(report.clone())
+        );
+        train(
+            Start::Resume {
+                dir: dir.clone(),
+                steps: None,
+            },
+            &mut Silent,
+        )
+        .unwrap();
         assert_eq!(read_summary(&dir).unwrap().unwrap().eval, Some(report));
         let (_, policy_path) = rd.latest("policy").unwrap().unwrap();
         let e = Sections::read_kind(&policy_path, PPO_LEARNER)
@@ -1177,6 +1322,7 @@ mod tests {
                 episodes: 1000,
                 deterministic: true,
                 seed: 11,
+                max_steps: 100_000,
             };
             evaluate(&loaded, Some(&env), &opts, None).unwrap()
         };
