@@ -853,7 +853,9 @@ impl Helper {
 
 impl Drop for Helper {
     fn drop(&mut self) {
-        // Only reached between jobs (wait() has returned or no job was submitted).
+        // A job may still be running when the learner unwinds from a panic: let it
+        // finish first, or its DONE would overwrite STOP and the join would never return.
+        spin_until(|| matches!(self.shared.state.load(Ordering::Acquire), IDLE | DONE));
         self.shared.state.store(STOP, Ordering::Release);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -1310,6 +1312,29 @@ mod tests {
         let r = [1.0f32, 2.0, 3.0];
         assert!((explained_variance(&r, &r) - 1.0).abs() < 1e-12);
         assert!(explained_variance(&[2.0, 2.0, 2.0], &r).abs() < 1e-12);
+    }
+}
+
+#[cfg(test)]
+mod helper_tests {
+    use super::*;
+
+    #[test]
+    fn the_helper_runs_jobs_reports_panics_and_never_hangs_on_drop() {
+        let helper = Helper::new();
+        for i in 0..100 {
+            helper.submit(Box::new(move || (None, i as f64)));
+            assert_eq!(helper.wait().unwrap().1, i as f64);
+        }
+        helper.submit(Box::new(|| panic!("boom")));
+        let e = helper.wait().unwrap_err().to_string();
+        assert!(e.contains("boom"), "{e}");
+        // Dropped with a job still running (as when the learner unwinds).
+        helper.submit(Box::new(|| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            (None, 0.0)
+        }));
+        drop(helper);
     }
 }
 
