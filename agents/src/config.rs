@@ -190,6 +190,10 @@ pub struct PpoConfig {
     pub init_log_std: f64,
     /// Compute the feature diagnostics every this many updates (0: never).
     pub diagnostics_every: usize,
+    /// Normalise observations by a running mean and variance (SB3's `VecNormalize`
+    /// for observations: clipped to ±10); the statistics are part of the policy and of
+    /// checkpoints.
+    pub normalize_obs: bool,
 }
 
 impl Default for PpoConfig {
@@ -216,6 +220,7 @@ impl Default for PpoConfig {
             activation: Activation::Tanh,
             init_log_std: 0.0,
             diagnostics_every: 10,
+            normalize_obs: false,
         }
     }
 }

@@ -84,6 +84,78 @@ impl ActionKind {
     }
 }
 
+/// A frozen observation normaliser: `clamp((x − mean) · inv_std, ±clip)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObsNorm {
+    /// Mean per observation entry.
+    pub mean: Vec<f32>,
+    /// 1 / sqrt(var + 1e-8) per entry.
+    pub inv_std: Vec<f32>,
+    /// Bound of the normalised values.
+    pub clip: f32,
+}
+
+impl ObsNorm {
+    fn apply(&self, obs: &[f32], out: &mut [f32]) {
+        for (((o, &x), &m), &s) in out.iter_mut().zip(obs).zip(&self.mean).zip(&self.inv_std) {
+            *o = ((x - m) * s).clamp(-self.clip, self.clip);
+        }
+    }
+}
+
+/// Running mean and variance of observations (Chan et al.'s parallel merge), the
+/// learner's side of observation normalisation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunningStats {
+    /// Observations seen (starts at a tiny pseudo-count, as SB3's `RunningMeanStd`).
+    pub count: f64,
+    /// Mean per entry.
+    pub mean: Vec<f64>,
+    /// Population variance per entry.
+    pub var: Vec<f64>,
+}
+
+impl RunningStats {
+    /// Mean 0, variance 1, pseudo-count 1e-4.
+    pub fn new(dim: usize) -> Self {
+        RunningStats {
+            count: 1e-4,
+            mean: vec![0.0; dim],
+            var: vec![1.0; dim],
+        }
+    }
+
+    /// Merge a batch given by its count, per-entry sums and sums of squares.
+    pub fn merge(&mut self, n: f64, sum: &[f64], sumsq: &[f64]) {
+        if n <= 0.0 {
+            return;
+        }
+        let total = self.count + n;
+        for i in 0..self.mean.len() {
+            let b_mean = sum[i] / n;
+            let b_var = (sumsq[i] / n - b_mean * b_mean).max(0.0);
+            let delta = b_mean - self.mean[i];
+            let m2 = self.var[i] * self.count + b_var * n + delta * delta * self.count * n / total;
+            self.mean[i] += delta * n / total;
+            self.var[i] = m2 / total;
+        }
+        self.count = total;
+    }
+
+    /// The normaliser acting policies use.
+    pub fn frozen(&self) -> ObsNorm {
+        ObsNorm {
+            mean: self.mean.iter().map(|&m| m as f32).collect(),
+            inv_std: self
+                .var
+                .iter()
+                .map(|&v| (1.0 / (v + 1e-8).sqrt()) as f32)
+                .collect(),
+            clip: 10.0,
+        }
+    }
+}
+
 /// How to pick an action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ActMode {
@@ -107,6 +179,9 @@ pub struct PpoPolicy {
     pub critic: MlpWeights,
     /// log σ of the Gaussian (continuous actions), else empty.
     pub log_std: Vec<f32>,
+    /// The observation normaliser the networks expect (with `ppo.normalize_obs`).
+    #[serde(default)]
+    pub obs_norm: Option<ObsNorm>,
 }
 
 /// Per-caller buffers for [`PpoPolicy::act`] (allocated once, reused every call).
@@ -119,6 +194,8 @@ pub struct Workspace {
     /// The last continuous action sampled (unclipped).
     pub action: Vec<f32>,
     value: [f32; 1],
+    /// The normalised observation.
+    input: Vec<f32>,
 }
 
 /// What [`PpoPolicy::act`] chose.
@@ -167,6 +244,15 @@ impl PpoPolicy {
         if self.log_std.len() != log_std || self.log_std.iter().any(|v| !v.is_finite()) {
             return Err("log_std does not fit the action space".into());
         }
+        if let Some(n) = &self.obs_norm
+            && (n.mean.len() != self.obs_dim
+                || n.inv_std.len() != self.obs_dim
+                || n.mean.iter().chain(&n.inv_std).any(|v| !v.is_finite())
+                || n.clip.is_nan()
+                || n.clip <= 0.0)
+        {
+            return Err("the observation normaliser does not fit the observations".into());
+        }
         Ok(())
     }
 
@@ -179,6 +265,14 @@ impl PpoPolicy {
             features: vec![0.0; self.actor.feature_dim()],
             action: vec![0.0; self.action.outputs()],
             value: [0.0],
+            input: vec![
+                0.0;
+                if self.obs_norm.is_some() {
+                    self.obs_dim
+                } else {
+                    0
+                }
+            ],
         }
     }
 
@@ -192,6 +286,13 @@ impl PpoPolicy {
         rng: &mut impl Rng,
         ws: &mut Workspace,
     ) -> Acted {
+        let obs = match &self.obs_norm {
+            Some(norm) => {
+                norm.apply(obs, &mut ws.input);
+                &ws.input[..]
+            }
+            None => obs,
+        };
         self.actor
             .forward_with_features(obs, &mut ws.actor, &mut ws.out, &mut ws.features);
         match &self.action {
@@ -213,8 +314,23 @@ impl PpoPolicy {
 
     /// The critic's value of `obs`.
     pub fn value(&self, obs: &[f32], ws: &mut Workspace) -> f32 {
+        let obs = match &self.obs_norm {
+            Some(norm) => {
+                norm.apply(obs, &mut ws.input);
+                &ws.input[..]
+            }
+            None => obs,
+        };
         self.critic.forward(obs, &mut ws.critic, &mut ws.value);
         ws.value[0]
+    }
+
+    /// `obs` as the networks see it (normalised when the policy normalises), into `out`.
+    pub fn network_input(&self, obs: &[f32], out: &mut [f32]) {
+        match &self.obs_norm {
+            Some(norm) => norm.apply(obs, out),
+            None => out.copy_from_slice(obs),
+        }
     }
 
     /// The actor's last hidden pre-activations from the last [`act`](Self::act).
@@ -303,6 +419,11 @@ pub struct PpoChunk {
     pub features: Vec<f32>,
     /// Episodes that ended in this chunk.
     pub episodes: Vec<Episode>,
+    /// Per-entry sums and sums of squares of the raw observations (for the running
+    /// normaliser; empty when observations are not normalised).
+    pub obs_sum: Vec<f64>,
+    /// See `obs_sum`.
+    pub obs_sumsq: Vec<f64>,
 }
 
 impl Chunk for PpoChunk {
@@ -394,6 +515,8 @@ impl runner::Actor for PpoActor {
                 0
             }),
             episodes: Vec::new(),
+            obs_sum: vec![0.0; if policy.obs_norm.is_some() { dim } else { 0 }],
+            obs_sumsq: vec![0.0; if policy.obs_norm.is_some() { dim } else { 0 }],
         };
         self.discrete.resize(m, 0);
         self.continuous.resize(m * act_dim, 0.0);
@@ -415,7 +538,23 @@ impl runner::Actor for PpoActor {
                 if t > 0 && !self.done[i] {
                     c.next_values[(t - 1) * m + i] = value;
                 }
-                c.obs.extend_from_slice(&self.obs_row);
+                if policy.obs_norm.is_some() {
+                    for ((s, q), &x) in c
+                        .obs_sum
+                        .iter_mut()
+                        .zip(&mut c.obs_sumsq)
+                        .zip(&self.obs_row)
+                    {
+                        *s += x as f64;
+                        *q += (x as f64) * (x as f64);
+                    }
+                    // The learner trains on what the networks saw.
+                    let start = c.obs.len();
+                    c.obs.resize(start + dim, 0.0);
+                    policy.network_input(&self.obs_row, &mut c.obs[start..]);
+                } else {
+                    c.obs.extend_from_slice(&self.obs_row);
+                }
                 c.log_probs.push(acted.log_prob);
                 c.values.push(value);
                 if self.record_features {
@@ -495,6 +634,7 @@ pub struct Ppo {
     optim: ModuleOptimizer,
     rng: rand_pcg::Pcg64Mcg,
     last_stats: Option<(FeatureStats, FeatureStats)>,
+    obs_stats: Option<RunningStats>,
 }
 
 /// The metric columns PPO logs, after the runner's leading ones.
@@ -538,6 +678,9 @@ impl Ppo {
                     output_gain: gain,
                 })
         };
+        let obs_stats = config
+            .normalize_obs
+            .then(|| RunningStats::new(shape.obs_dim));
         let actor = mlp(shape.action.outputs(), 0.01).init_seeded(&device, seed ^ 0xAC);
         let critic = mlp(1, 1.0).init_seeded(&device, seed ^ 0xC0);
         let head = match &shape.action {
@@ -563,6 +706,7 @@ impl Ppo {
                 .init(),
             rng: rand_pcg::Pcg64Mcg::seed_from_u64(agentry_envs::derive_seed(seed, 0x5EED)),
             last_stats: None,
+            obs_stats,
         }
     }
 
@@ -593,6 +737,23 @@ impl Ppo {
             .into_bytes()
             .map_err(|e| AgentError::Invalid(format!("serialising the optimizer: {e}")))?;
         Ok(bytes.to_vec())
+    }
+
+    /// The observation statistics (with `ppo.normalize_obs`).
+    pub fn obs_stats(&self) -> Option<&RunningStats> {
+        self.obs_stats.as_ref()
+    }
+
+    /// Replace the observation statistics (restoring a checkpoint).
+    pub fn set_obs_stats(&mut self, stats: RunningStats) -> Result<(), String> {
+        if self.obs_stats.is_none() {
+            return Err("observation statistics for a learner that does not normalise".into());
+        }
+        if stats.mean.len() != self.shape.obs_dim || stats.var.len() != self.shape.obs_dim {
+            return Err("observation statistics of the wrong width".into());
+        }
+        self.obs_stats = Some(stats);
+        Ok(())
     }
 
     /// The minibatch-shuffling generator's state.
@@ -647,6 +808,7 @@ impl Ppo {
                         .expect("f32 data")
                 })
                 .unwrap_or_default(),
+            obs_norm: self.obs_stats.as_ref().map(RunningStats::frozen),
         }
     }
 }
@@ -981,6 +1143,16 @@ impl runner::Learner for Ppo {
     ) -> Result<Vec<f64>, AgentError> {
         let cfg = self.config.clone();
         let batch = Batch::of(&chunks, cfg.gamma as f32, cfg.gae_lambda as f32);
+        // The chunks hold what the networks saw (normalised with the policy's frozen
+        // statistics); the raw sums update the statistics the next policy acts with.
+        if let Some(stats) = &mut self.obs_stats {
+            for c in &chunks {
+                let n = (c.steps * c.num_envs) as f64;
+                if c.obs_sum.len() == stats.mean.len() {
+                    stats.merge(n, &c.obs_sum, &c.obs_sumsq);
+                }
+            }
+        }
         let n = batch.len;
         let frac = progress.remaining_fraction(n as u64);
         let lr = if cfg.anneal_lr {

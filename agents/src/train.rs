@@ -143,6 +143,12 @@ impl Persist for Ppo {
             "shape",
             serde_json::to_vec(self.shape()).expect("the shape serialises"),
         );
+        if let Some(stats) = self.obs_stats() {
+            out.put(
+                "obs_stats",
+                serde_json::to_vec(stats).expect("the statistics serialise"),
+            );
+        }
         Ok(())
     }
 
@@ -167,7 +173,14 @@ impl Persist for Ppo {
         let rng = String::from_utf8(s.take("rng", path)?)
             .map_err(|_| AgentError::checkpoint(path, "section `rng` is not text"))?;
         self.restore(model, optim, &rng)
-            .map_err(|m| AgentError::checkpoint(path, m))
+            .map_err(|m| AgentError::checkpoint(path, m))?;
+        if self.obs_stats().is_some() {
+            let stats = serde_json::from_slice(&s.take("obs_stats", path)?)
+                .map_err(|e| AgentError::checkpoint(path, format!("section `obs_stats`: {e}")))?;
+            self.set_obs_stats(stats)
+                .map_err(|m| AgentError::checkpoint(path, m))?;
+        }
+        Ok(())
     }
 
     fn policy_record(&self) -> Result<(&'static str, Vec<u8>), AgentError> {
@@ -1375,5 +1388,42 @@ mod tests {
             pfo_return > 150.0,
             "PFO return {pfo_return} (plain {plain_return})"
         );
+    }
+
+    /// With `ppo.normalize_obs` the policy carries the running statistics, the
+    /// checkpoint restores them, and the agent still learns.
+    #[test]
+    fn observation_normalisation_is_learned_saved_and_restored() {
+        let cfg = config("cartpole", 40_960, &["ppo.normalize_obs=true"]);
+        let dir = temp_dir("obs-norm");
+        let out = train(
+            Start::New {
+                config: Box::new(cfg.clone()),
+                out: Some(dir.clone()),
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        assert!(
+            out.state.return_mean() > 150.0,
+            "{}",
+            out.state.return_mean()
+        );
+        let loaded = load_run_policy(&dir).unwrap();
+        let norm = loaded
+            .policy
+            .obs_norm
+            .clone()
+            .expect("the policy normalises");
+        // CartPole's pole-angle entry has a std far below 1: the statistics moved.
+        assert!(norm.inv_std[2] > 2.0, "{norm:?}");
+        let rd = RunDir::new(&dir);
+        let (_, path) = rd.latest("learner").unwrap().unwrap();
+        let mut fresh = Ppo::new(&cfg.ppo, false, env_shape(&cfg.env).unwrap(), 3);
+        fresh
+            .load(&mut Sections::read(&path).unwrap(), &path)
+            .unwrap();
+        assert_eq!(fresh.acting_policy(), loaded.policy);
+        let _ = fs::remove_dir_all(&dir);
     }
 }

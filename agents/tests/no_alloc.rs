@@ -42,13 +42,15 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn acting_allocates_nothing_per_call() {
-    for (action, layer_norm) in [
-        (ActionKind::Discrete { n: 3, masked: true }, false),
+    for (action, layer_norm, normalize_obs) in [
+        (ActionKind::Discrete { n: 3, masked: true }, false, false),
+        (ActionKind::Discrete { n: 3, masked: true }, false, true),
         (
             ActionKind::Continuous {
                 low: vec![-2.0],
                 high: vec![2.0],
             },
+            true,
             true,
         ),
     ] {
@@ -56,7 +58,12 @@ fn acting_allocates_nothing_per_call() {
             obs_dim: 4,
             action: action.clone(),
         };
-        let policy = Ppo::new(&PpoConfig::default(), layer_norm, shape, 3).acting_policy();
+        let config = PpoConfig {
+            normalize_obs,
+            ..PpoConfig::default()
+        };
+        let policy = Ppo::new(&config, layer_norm, shape, 3).acting_policy();
+        assert_eq!(policy.obs_norm.is_some(), normalize_obs);
         let mut ws = policy.workspace();
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
         let mask = [true, false, true];
