@@ -1565,4 +1565,70 @@ mod truncation_tests {
         let v = policy.value(&[1.0], &mut ws);
         assert!((v - 10.0).abs() < 0.5, "V = {v}, expected 1/(1 − 0.9) = 10");
     }
+
+    /// A panic in one actor's environment, or an environment that cannot be built,
+    /// ends the run with an error naming the actor; every thread is joined (the test
+    /// returning at all shows nothing hangs).
+    #[test]
+    fn actor_panics_and_env_errors_end_the_run_with_an_error() {
+        use agentry_envs::testing::CountEnv;
+        let shape = PpoShape {
+            obs_dim: 2,
+            action: ActionKind::Discrete {
+                n: 3,
+                masked: false,
+            },
+        };
+        let config = PpoConfig {
+            rollout_steps: 8,
+            minibatch_size: 8,
+            ..PpoConfig::default()
+        };
+        let mut ppo = Ppo::new(&config, false, shape, 1);
+        let make = |actor: usize| -> Result<Box<dyn VecEnv>, agentry_envs::EnvError> {
+            let mut env = CountEnv::new(1000);
+            if actor == 1 {
+                env.panic_at = Some(20);
+            }
+            let envs: Vec<Box<dyn agentry_envs::Env>> = vec![Box::new(env)];
+            Ok(Box::new(SyncVecEnv::new(envs)?))
+        };
+        let spec = RunSpec {
+            make_envs: &make,
+            actors: 2,
+            envs_per_actor: 1,
+            seed: 3,
+            total_steps: 1000,
+        };
+        let e = run(&mut ppo, &spec, &mut RunState::default(), |_, _, _| {
+            Ok(Control::Continue)
+        })
+        .unwrap_err();
+        // The vector environment turns its copy's panic into an error; the runtime
+        // names the actor.
+        assert!(matches!(e, AgentError::Env { actor: 1, .. }), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("panicked") && text.contains("step 20"),
+            "{text}"
+        );
+
+        let failing = |actor: usize| -> Result<Box<dyn VecEnv>, agentry_envs::EnvError> {
+            if actor == 0 {
+                Err(agentry_envs::EnvError::Invalid("no such device".into()))
+            } else {
+                make(actor)
+            }
+        };
+        let spec = RunSpec {
+            make_envs: &failing,
+            ..spec
+        };
+        let e = run(&mut ppo, &spec, &mut RunState::default(), |_, _, _| {
+            Ok(Control::Continue)
+        })
+        .unwrap_err();
+        assert!(matches!(e, AgentError::Env { actor: 0, .. }), "{e}");
+        assert!(e.to_string().contains("no such device"), "{e}");
+    }
 }
