@@ -419,18 +419,29 @@ fn restore_missing_policy(rd: &RunDir, step: u64) -> Result<(), AgentError> {
             ));
         }
     };
+    write_policy(&path, kind, &config, step, policy)
+}
+
+/// Write a policy file: the policy record of `kind` and what rebuilds its environment.
+fn write_policy(
+    path: &Path,
+    kind: &str,
+    config: &Config,
+    env_steps: u64,
+    policy: Vec<u8>,
+) -> Result<(), AgentError> {
     let mut p = Sections::new(kind);
     p.put(
         "meta",
         serde_json::to_vec(&PolicyMeta {
             algo: config.run.algo.clone(),
             env: config.env.clone(),
-            env_steps: step,
+            env_steps,
         })
         .expect("meta serialises"),
     );
     p.put("policy", policy);
-    p.write_atomic(&path)
+    p.write_atomic(path)
 }
 
 fn save_checkpoint<L: Persist>(
@@ -455,18 +466,13 @@ fn save_checkpoint<L: Persist>(
     s.put("policy", policy.clone());
     s.write_atomic(&rd.checkpoint_path("learner", step))?;
 
-    let mut p = Sections::new(policy_kind);
-    p.put(
-        "meta",
-        serde_json::to_vec(&PolicyMeta {
-            algo: config.run.algo.clone(),
-            env: config.env.clone(),
-            env_steps: step,
-        })
-        .expect("meta serialises"),
-    );
-    p.put("policy", policy);
-    p.write_atomic(&rd.checkpoint_path("policy", step))?;
+    write_policy(
+        &rd.checkpoint_path("policy", step),
+        policy_kind,
+        config,
+        step,
+        policy,
+    )?;
 
     for prefix in ["learner", "policy"] {
         let all = rd.list(prefix)?;
