@@ -14,6 +14,7 @@
 
 use agentry_envs::Space;
 use agentry_envs::vector::{VecAction, VecEnv};
+use agentry_envs::wrappers::RunningMeanStd;
 use agentry_models::diagnostics::{self, FeatureStats};
 use agentry_models::inference::Scratch;
 use agentry_models::{
@@ -103,56 +104,16 @@ impl ObsNorm {
     }
 }
 
-/// Running mean and variance of observations (Chan et al.'s parallel merge), the
-/// learner's side of observation normalisation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunningStats {
-    /// Observations seen (starts at a tiny pseudo-count, as SB3's `RunningMeanStd`).
-    pub count: f64,
-    /// Mean per entry.
-    pub mean: Vec<f64>,
-    /// Population variance per entry.
-    pub var: Vec<f64>,
-}
-
-impl RunningStats {
-    /// Mean 0, variance 1, pseudo-count 1e-4.
-    pub fn new(dim: usize) -> Self {
-        RunningStats {
-            count: 1e-4,
-            mean: vec![0.0; dim],
-            var: vec![1.0; dim],
-        }
-    }
-
-    /// Merge a batch given by its count, per-entry sums and sums of squares.
-    pub fn merge(&mut self, n: f64, sum: &[f64], sumsq: &[f64]) {
-        if n <= 0.0 {
-            return;
-        }
-        let total = self.count + n;
-        for i in 0..self.mean.len() {
-            let b_mean = sum[i] / n;
-            let b_var = (sumsq[i] / n - b_mean * b_mean).max(0.0);
-            let delta = b_mean - self.mean[i];
-            let m2 = self.var[i] * self.count + b_var * n + delta * delta * self.count * n / total;
-            self.mean[i] += delta * n / total;
-            self.var[i] = m2 / total;
-        }
-        self.count = total;
-    }
-
-    /// The normaliser acting policies use.
-    pub fn frozen(&self) -> ObsNorm {
-        ObsNorm {
-            mean: self.mean.iter().map(|&m| m as f32).collect(),
-            inv_std: self
-                .var
-                .iter()
-                .map(|&v| (1.0 / (v + 1e-8).sqrt()) as f32)
-                .collect(),
-            clip: 10.0,
-        }
+/// The normaliser acting policies use, frozen from the learner's running statistics.
+pub fn frozen_norm(stats: &RunningMeanStd) -> ObsNorm {
+    ObsNorm {
+        mean: stats.mean.iter().map(|&m| m as f32).collect(),
+        inv_std: stats
+            .var
+            .iter()
+            .map(|&v| (1.0 / (v + 1e-8).sqrt()) as f32)
+            .collect(),
+        clip: 10.0,
     }
 }
 
@@ -634,7 +595,7 @@ pub struct Ppo {
     optim: ModuleOptimizer,
     rng: rand_pcg::Pcg64Mcg,
     last_stats: Option<(FeatureStats, FeatureStats)>,
-    obs_stats: Option<RunningStats>,
+    obs_stats: Option<RunningMeanStd>,
 }
 
 /// The metric columns PPO logs, after the runner's leading ones.
@@ -680,7 +641,7 @@ impl Ppo {
         };
         let obs_stats = config
             .normalize_obs
-            .then(|| RunningStats::new(shape.obs_dim));
+            .then(|| RunningMeanStd::new(shape.obs_dim));
         let actor = mlp(shape.action.outputs(), 0.01).init_seeded(&device, seed ^ 0xAC);
         let critic = mlp(1, 1.0).init_seeded(&device, seed ^ 0xC0);
         let head = match &shape.action {
@@ -740,12 +701,12 @@ impl Ppo {
     }
 
     /// The observation statistics (with `ppo.normalize_obs`).
-    pub fn obs_stats(&self) -> Option<&RunningStats> {
+    pub fn obs_stats(&self) -> Option<&RunningMeanStd> {
         self.obs_stats.as_ref()
     }
 
     /// Replace the observation statistics (restoring a checkpoint).
-    pub fn set_obs_stats(&mut self, stats: RunningStats) -> Result<(), String> {
+    pub fn set_obs_stats(&mut self, stats: RunningMeanStd) -> Result<(), String> {
         if self.obs_stats.is_none() {
             return Err("observation statistics for a learner that does not normalise".into());
         }
@@ -808,7 +769,7 @@ impl Ppo {
                         .expect("f32 data")
                 })
                 .unwrap_or_default(),
-            obs_norm: self.obs_stats.as_ref().map(RunningStats::frozen),
+            obs_norm: self.obs_stats.as_ref().map(frozen_norm),
         }
     }
 }
@@ -1149,7 +1110,7 @@ impl runner::Learner for Ppo {
             for c in &chunks {
                 let n = (c.steps * c.num_envs) as f64;
                 if c.obs_sum.len() == stats.mean.len() {
-                    stats.merge(n, &c.obs_sum, &c.obs_sumsq);
+                    stats.merge_sums(n, &c.obs_sum, &c.obs_sumsq);
                 }
             }
         }

@@ -115,6 +115,23 @@ mod tests {
             assert!((a.mean[j] - b.mean[j]).abs() < 1e-9);
             assert!((a.var[j] - b.var[j]).abs() < 1e-9);
         }
+        // The same batch reported as sums (in two shares) merges to the same statistics.
+        let mut c = RunningMeanStd::new(3);
+        for share in rows.chunks(30) {
+            let mut sum = [0.0f64; 3];
+            let mut sumsq = [0.0f64; 3];
+            for r in share.chunks(3) {
+                for j in 0..3 {
+                    sum[j] += r[j] as f64;
+                    sumsq[j] += (r[j] as f64).powi(2);
+                }
+            }
+            c.merge_sums((share.len() / 3) as f64, &sum, &sumsq);
+        }
+        for j in 0..3 {
+            assert!((a.mean[j] - c.mean[j]).abs() < 1e-9);
+            assert!((a.var[j] - c.var[j]).abs() < 1e-9);
+        }
     }
 
     #[test]

@@ -62,6 +62,24 @@ impl RunningMeanStd {
         self.count += n;
     }
 
+    /// Add a batch given only by its size `n` and per-element sums and sums of squares
+    /// (how parallel workers report their share without sending the rows).
+    pub fn merge_sums(&mut self, n: f64, sum: &[f64], sumsq: &[f64]) {
+        if n <= 0.0 {
+            return;
+        }
+        let tot = self.count + n;
+        for j in 0..self.mean.len() {
+            let bmean = sum[j] / n;
+            let bvar = (sumsq[j] / n - bmean * bmean).max(0.0);
+            let delta = bmean - self.mean[j];
+            let m2 = self.var[j] * self.count + bvar * n + delta * delta * self.count * n / tot;
+            self.mean[j] += delta * n / tot;
+            self.var[j] = m2 / tot;
+        }
+        self.count = tot;
+    }
+
     /// Write `(x - mean) / sqrt(var + eps)`, clipped to `±clip`, into `x`.
     #[inline]
     pub fn normalize(&self, x: &mut [f32], eps: f64, clip: f64) {
