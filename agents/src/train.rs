@@ -990,6 +990,18 @@ mod tests {
         Sections::read(path).unwrap().get("rng").unwrap().to_vec()
     }
 
+    /// A new run of `cfg` in `dir`, to its end.
+    fn new_run(cfg: &Config, dir: &Path) -> TrainOutcome {
+        train(
+            Start::New {
+                config: Box::new(cfg.clone()),
+                out: Some(dir.to_path_buf()),
+            },
+            &mut Silent,
+        )
+        .unwrap()
+    }
+
     struct StopAt(u64);
     impl Observer for StopAt {
         fn update(&mut self, state: &RunState, _: &[String], _: &[f64]) -> Control {
@@ -1044,14 +1056,7 @@ mod tests {
         // The rows up to the checkpoint are those of an uninterrupted run (one actor is
         // deterministic), apart from the time and speed columns.
         let whole = temp_dir("resume-whole");
-        train(
-            Start::New {
-                config: Box::new(cfg),
-                out: Some(whole.clone()),
-            },
-            &mut Silent,
-        )
-        .unwrap();
+        new_run(&cfg, &whole);
         let (_, reference) = metrics(&whole);
         let timing = ["wall_time_s", "charts/SPS"];
         for (a, b) in rows.iter().zip(&reference).take(48) {
@@ -1096,14 +1101,7 @@ mod tests {
     fn damaged_or_mismatched_checkpoints_are_named_errors() {
         let cfg = config("cartpole", 4096, &["run.checkpoint_interval=2048"]);
         let dir = temp_dir("damaged");
-        train(
-            Start::New {
-                config: Box::new(cfg.clone()),
-                out: Some(dir.clone()),
-            },
-            &mut Silent,
-        )
-        .unwrap();
+        new_run(&cfg, &dir);
         let rd = RunDir::new(&dir);
         let (step, path) = rd.latest("learner").unwrap().unwrap();
         assert_eq!(step, 4096);
@@ -1269,14 +1267,7 @@ mod tests {
         let mut cfg = config("cartpole", 100_000, &[]);
         cfg.run.seed = seed;
         let dir = temp_dir(&format!("cartpole-{seed}"));
-        let out = train(
-            Start::New {
-                config: Box::new(cfg),
-                out: Some(dir.clone()),
-            },
-            &mut Silent,
-        )
-        .unwrap();
+        let out = new_run(&cfg, &dir);
         let best = out.state.best_return_mean.unwrap();
         assert!(
             best >= 475.0,
@@ -1304,14 +1295,7 @@ mod tests {
     fn dark_room_preset_finds_the_far_goal() {
         let cfg = config("dark-room", 300_000, &[]);
         let dir = temp_dir("dark-room");
-        let out = train(
-            Start::New {
-                config: Box::new(cfg),
-                out: Some(dir.clone()),
-            },
-            &mut Silent,
-        )
-        .unwrap();
+        let out = new_run(&cfg, &dir);
         // 18 moves to the goal leave at most 82 steps on it.
         let last = out.state.return_mean();
         assert!(last >= 60.0, "mean return {last} of the 82 possible");
@@ -1322,14 +1306,7 @@ mod tests {
     fn tictactoe_preset_beats_random_and_draws_minimax() {
         let cfg = config("tictactoe", 300_000, &[]);
         let dir = temp_dir("tictactoe");
-        train(
-            Start::New {
-                config: Box::new(cfg.clone()),
-                out: Some(dir.clone()),
-            },
-            &mut Silent,
-        )
-        .unwrap();
+        new_run(&cfg, &dir);
         let loaded = load_run_policy(&dir).unwrap();
         let against = |opponent: &str| {
             let mut env = cfg.env.clone();
@@ -1369,14 +1346,7 @@ mod tests {
         let run = |beta: &str, name: &str| {
             let cfg = config("cartpole", 40_960, &[&format!("ppo.pfo_coef={beta}")]);
             let dir = temp_dir(name);
-            let out = train(
-                Start::New {
-                    config: Box::new(cfg),
-                    out: Some(dir.clone()),
-                },
-                &mut Silent,
-            )
-            .unwrap();
+            let out = new_run(&cfg, &dir);
             let (header, rows) = metrics(&dir);
             let col = header.iter().position(|h| h == "losses/pfo_loss").unwrap();
             let drift = rows.iter().map(|r| r[col]).sum::<f64>() / rows.len() as f64;
@@ -1402,14 +1372,7 @@ mod tests {
     fn observation_normalisation_is_learned_saved_and_restored() {
         let cfg = config("cartpole", 40_960, &["ppo.normalize_obs=true"]);
         let dir = temp_dir("obs-norm");
-        let out = train(
-            Start::New {
-                config: Box::new(cfg.clone()),
-                out: Some(dir.clone()),
-            },
-            &mut Silent,
-        )
-        .unwrap();
+        let out = new_run(&cfg, &dir);
         assert!(
             out.state.return_mean() > 150.0,
             "{}",
