@@ -4,7 +4,7 @@
 //!   the hot path); [`EnvExt`] adds Gymnasium's owned `reset`/`step`.
 //! - [`Space`]: Discrete, MultiDiscrete and Box, with `contains` and seeded sampling.
 //! - [`wrappers`]: time limit, episode statistics, observation normalisation, frame
-//!   stacking, reward clipping and scaling.
+//!   stacking, reward clipping and scaling, macro-actions.
 //! - [`vector`]: synchronous and threaded vector environments with auto-reset.
 //! - [`make`]: build any registered environment by name with typed parameters.
 #![warn(missing_docs)]

@@ -12,9 +12,16 @@
 //!
 //! Both follow Gymnasium's split of episode ends: when a step has `terminated` the
 //! transitions whose window contains it get `discount = 0`; when it has only
-//! `truncated` they keep `discount = γ^k` and bootstrap from the final observation.
+//! `truncated` they keep `discount = γ^D` and bootstrap from the final observation.
 //! Either way the episode's remaining windows are flushed at that step, so no transition
 //! spans two episodes.
+//!
+//! Discounting counts primitive environment steps, not adder steps: a [`Step`] with
+//! `duration = d` (a macro-action that ran `d` primitive steps) discounts everything
+//! after it by `γ^d`. A window of steps with durations `d_0 … d_(k-1)` has reward
+//! `Σ_j γ^(D_j) r_j`, where `D_j = d_0 + … + d_(j-1)`, and `discount = γ^(D_k)`, and
+//! spans `steps = D_k` primitive steps. With every duration 1, `D_j = j` and this is the
+//! ordinary n-step return.
 
 use crate::error::{MemoryError, Result};
 use crate::transition::{Step, TransitionRef, TransitionSink, check_len};
@@ -24,8 +31,8 @@ pub trait Adder {
     /// Takes the next step of the stream and writes every transition it completes into
     /// `sink` (none, one, or — at an episode end — up to `n`).
     ///
-    /// Fails if the observations do not have the adder's length (nothing is recorded
-    /// then) or if the sink refuses a transition.
+    /// Fails if the observations do not have the adder's length or the step's
+    /// `duration` is 0 (nothing is recorded then), or if the sink refuses a transition.
     fn add<S: TransitionSink + ?Sized>(&mut self, step: &Step<'_>, sink: &mut S) -> Result<()>;
 
     /// Steps received whose transitions have not been emitted yet (at most `n - 1`).
@@ -48,11 +55,28 @@ fn check_gamma(gamma: f32) -> Result<()> {
 
 fn check_step(obs_dim: usize, step: &Step<'_>) -> Result<()> {
     check_len("obs", obs_dim, step.obs.len())?;
-    check_len("next_obs", obs_dim, step.next_obs.len())
+    check_len("next_obs", obs_dim, step.next_obs.len())?;
+    if step.duration == 0 {
+        return Err(MemoryError::InvalidConfig(
+            "step duration 0: a step spans at least one primitive environment step \
+             (duration = 1 for a primitive action)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
-/// The one-step adder: every step is emitted at once as a transition with `k = 1`,
-/// `discount = γ` (0 if the step terminated the episode).
+/// `γ^d`, exactly `γ` for `d = 1`.
+#[inline]
+fn gamma_pow(gamma: f64, d: u32) -> f64 {
+    match i32::try_from(d) {
+        Ok(d) => gamma.powi(d),
+        Err(_) => gamma.powf(f64::from(d)),
+    }
+}
+
+/// The one-step adder: every step is emitted at once as a transition with
+/// `steps = duration`, `discount = γ^duration` (0 if the step terminated the episode).
 #[derive(Clone, Debug, PartialEq)]
 pub struct OneStep {
     gamma: f32,
@@ -80,8 +104,12 @@ impl Adder for OneStep {
             action: step.action,
             reward: step.reward,
             next_obs: step.next_obs,
-            discount: if step.terminated { 0.0 } else { self.gamma },
-            steps: 1,
+            discount: if step.terminated {
+                0.0
+            } else {
+                gamma_pow(f64::from(self.gamma), step.duration) as f32
+            },
+            steps: step.duration,
         })
     }
 
@@ -93,9 +121,11 @@ impl Adder for OneStep {
 }
 
 /// The n-step adder: the transition starting at step `t` spans `k = min(n, steps left in
-/// the episode)` steps, with reward `Σ_{i<k} γ^i r_(t+i)`, the observation after step
-/// `t+k-1` as `next_obs`, and `discount = γ^k` — or 0 if the episode terminated at
-/// step `t+k-1`.
+/// the episode)` steps, with reward `Σ_{i<k} γ^(D_i) r_(t+i)`, the observation after
+/// step `t+k-1` as `next_obs`, and `discount = γ^(D_k)` — or 0 if the episode
+/// terminated at step `t+k-1` — where `D_i` is the number of primitive steps before
+/// step `t+i` in the window (`D_i = i` when every duration is 1; see the
+/// [module docs](self)). `steps` is `D_k`.
 ///
 /// It keeps the last `n - 1` steps in preallocated ring storage, so adding allocates
 /// nothing. Reward sums and powers of γ are computed in `f64`.
@@ -108,6 +138,10 @@ pub struct NStep {
     obs: Vec<f32>,
     actions: Vec<u32>,
     rewards: Vec<f32>,
+    /// Primitive steps each pending step spans.
+    durations: Vec<u32>,
+    /// Sum of the pending steps' durations.
+    spanned: u64,
     /// Ring position of the oldest pending step.
     head: usize,
     /// Number of pending steps.
@@ -134,6 +168,8 @@ impl NStep {
             obs: vec![0.0; ring],
             actions: vec![0; n],
             rewards: vec![0.0; n],
+            durations: vec![1; n],
+            spanned: 0,
             head: 0,
             len: 0,
         })
@@ -161,13 +197,16 @@ impl NStep {
         let mut reward = 0.0f64;
         let mut power = 1.0f64;
         for i in 0..self.len {
-            reward += power * f64::from(self.rewards[(self.head + i) % self.n]);
-            power *= gamma;
+            let slot = (self.head + i) % self.n;
+            reward += power * f64::from(self.rewards[slot]);
+            power *= gamma_pow(gamma, self.durations[slot]);
         }
+        // The window is every pending step; `add` keeps their total within u32.
+        let steps = u32::try_from(self.spanned).unwrap_or(u32::MAX);
         let slot = self.head;
-        let steps = self.len as u32;
         self.head = (self.head + 1) % self.n;
         self.len -= 1;
+        self.spanned -= u64::from(self.durations[slot]);
         sink.insert(TransitionRef {
             obs: &self.obs[slot * self.obs_dim..(slot + 1) * self.obs_dim],
             action: self.actions[slot],
@@ -182,10 +221,22 @@ impl NStep {
 impl Adder for NStep {
     fn add<S: TransitionSink + ?Sized>(&mut self, step: &Step<'_>, sink: &mut S) -> Result<()> {
         check_step(self.obs_dim, step)?;
+        // The oldest window will span every pending step and this one: its primitive
+        // step count must fit the `steps` field.
+        let spanned = self.spanned + u64::from(step.duration);
+        if spanned > u64::from(u32::MAX) {
+            return Err(MemoryError::InvalidConfig(format!(
+                "step duration {}: the n-step window would span {spanned} primitive steps, \
+                 more than u32::MAX",
+                step.duration
+            )));
+        }
         let slot = (self.head + self.len) % self.n;
         self.obs[slot * self.obs_dim..(slot + 1) * self.obs_dim].copy_from_slice(step.obs);
         self.actions[slot] = step.action;
         self.rewards[slot] = step.reward;
+        self.durations[slot] = step.duration;
+        self.spanned = spanned;
         self.len += 1;
         if step.done() {
             // Every pending window ends here; the shorter ones are flushed too, so the
@@ -209,6 +260,7 @@ impl Adder for NStep {
     fn clear(&mut self) {
         self.head = 0;
         self.len = 0;
+        self.spanned = 0;
     }
 }
 
@@ -218,8 +270,9 @@ mod tests {
     use crate::transition::Transition;
     use proptest::prelude::*;
 
-    /// Feeds one episode whose step `t` has observation `[base + t]`, next observation
-    /// `[base + t + 1]` and action `t`, ending by `end` at its last step (or not at all).
+    /// Feeds one episode of primitive steps (every duration 1): step `t` has observation
+    /// `[base + t]`, next observation `[base + t + 1]` and action `t`, and the episode
+    /// ends by `end` at its last step (or not at all).
     fn feed(
         adder: &mut impl Adder,
         out: &mut Vec<Transition>,
@@ -227,11 +280,28 @@ mod tests {
         rewards: &[f32],
         end: End,
     ) -> Vec<usize> {
+        feed_durations(adder, out, base, rewards, &vec![1; rewards.len()], end)
+    }
+
+    /// Like [`feed`], with step `t` spanning `durations[t]` primitive steps; observations
+    /// count primitive time, so step `t`'s is `[base + d_0 + … + d_(t-1)]` and a
+    /// transition's `next_obs - obs` is the number of primitive steps it spans.
+    fn feed_durations(
+        adder: &mut impl Adder,
+        out: &mut Vec<Transition>,
+        base: f32,
+        rewards: &[f32],
+        durations: &[u32],
+        end: End,
+    ) -> Vec<usize> {
+        assert_eq!(rewards.len(), durations.len());
         let mut emitted_per_step = Vec::new();
-        for (t, &reward) in rewards.iter().enumerate() {
+        let mut time = 0u32;
+        for (t, (&reward, &duration)) in rewards.iter().zip(durations).enumerate() {
             let last = t + 1 == rewards.len();
-            let obs = [base + t as f32];
-            let next_obs = [base + t as f32 + 1.0];
+            let obs = [base + time as f32];
+            time += duration;
+            let next_obs = [base + time as f32];
             let before = out.len();
             adder
                 .add(
@@ -239,6 +309,7 @@ mod tests {
                         obs: &obs,
                         action: t as u32,
                         reward,
+                        duration,
                         terminated: last && end == End::Terminated,
                         truncated: last && end == End::Truncated,
                         next_obs: &next_obs,
@@ -395,6 +466,7 @@ mod tests {
             obs: &[0.0],
             action: 0,
             reward: 0.0,
+            duration: 1,
             terminated: false,
             truncated: false,
             next_obs: &[0.0, 0.0],
@@ -410,45 +482,212 @@ mod tests {
         assert!(OneStep::new(-0.1, 2).is_err());
     }
 
-    /// The n-step transitions of whole episodes, straight from the definition.
-    fn reference(n: usize, gamma: f32, episodes: &[(Vec<f32>, End)]) -> Vec<Transition> {
+    #[test]
+    fn n2_durations_3_1_discount_by_primitive_steps() {
+        let mut adder = NStep::new(2, 0.5, 1).unwrap();
         let mut out = Vec::new();
-        for (e, (rewards, end)) in episodes.iter().enumerate() {
+        // A 3-step macro-action then a primitive one: the second reward is 3 primitive
+        // steps later, so it is discounted by 0.5^3; the window spans 4 primitive steps.
+        let per_step = feed_durations(
+            &mut adder,
+            &mut out,
+            0.0,
+            &[1.0, 2.0],
+            &[3, 1],
+            End::Terminated,
+        );
+        assert_eq!(per_step, [0, 2]);
+        assert_close(
+            &out,
+            &[
+                tr(0.0, 0, 1.0 + 0.125 * 2.0, 4.0, 0.0, 4),
+                tr(3.0, 1, 2.0, 4.0, 0.0, 1),
+            ],
+        );
+
+        out.clear();
+        feed_durations(
+            &mut adder,
+            &mut out,
+            10.0,
+            &[1.0, 2.0],
+            &[3, 1],
+            End::Truncated,
+        );
+        assert_close(
+            &out,
+            &[
+                tr(10.0, 0, 1.25, 14.0, 0.0625, 4),
+                tr(13.0, 1, 2.0, 14.0, 0.5, 1),
+            ],
+        );
+
+        out.clear();
+        let per_step = feed_durations(
+            &mut adder,
+            &mut out,
+            20.0,
+            &[1.0, 2.0, 4.0],
+            &[3, 1, 2],
+            End::Running,
+        );
+        assert_eq!(per_step, [0, 1, 1]);
+        assert_close(
+            &out,
+            &[
+                tr(20.0, 0, 1.25, 24.0, 0.0625, 4),
+                tr(23.0, 1, 2.0 + 0.5 * 4.0, 26.0, 0.125, 3),
+            ],
+        );
+        assert_eq!(adder.pending(), 1);
+    }
+
+    #[test]
+    fn one_step_discounts_by_the_duration() {
+        let mut adder = OneStep::new(0.5, 1).unwrap();
+        let mut out = Vec::new();
+        feed_durations(
+            &mut adder,
+            &mut out,
+            0.0,
+            &[1.75, 3.0],
+            &[3, 2],
+            End::Terminated,
+        );
+        assert_close(
+            &out,
+            &[
+                tr(0.0, 0, 1.75, 3.0, 0.125, 3),
+                tr(3.0, 1, 3.0, 5.0, 0.0, 2),
+            ],
+        );
+    }
+
+    #[test]
+    fn zero_duration_is_an_error_and_records_nothing() {
+        let step = |duration, terminated| Step {
+            obs: &[0.0],
+            action: 0,
+            reward: 1.0,
+            duration,
+            terminated,
+            truncated: false,
+            next_obs: &[1.0],
+        };
+        let mut out = Vec::new();
+        let mut one = OneStep::new(0.5, 1).unwrap();
+        let err = one.add(&step(0, false), &mut out).unwrap_err();
+        assert!(matches!(err, MemoryError::InvalidConfig(_)), "{err}");
+        assert!(err.to_string().contains("duration 0"), "{err}");
+        assert!(out.is_empty());
+
+        let mut adder = NStep::new(3, 0.5, 1).unwrap();
+        adder.add(&step(2, false), &mut out).unwrap();
+        for terminated in [false, true] {
+            assert!(matches!(
+                adder.add(&step(0, terminated), &mut out),
+                Err(MemoryError::InvalidConfig(_))
+            ));
+            assert_eq!(adder.pending(), 1);
+            assert!(out.is_empty());
+        }
+        // The pending step is intact: the episode goes on as if the bad step never came.
+        adder.add(&step(1, true), &mut out).unwrap();
+        assert_close(
+            &out,
+            &[
+                tr(0.0, 0, 1.0 + 0.25, 1.0, 0.0, 3),
+                tr(0.0, 0, 1.0, 1.0, 0.0, 1),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_window_must_span_at_most_u32_max_primitive_steps() {
+        let step = |duration| Step {
+            obs: &[0.0],
+            action: 0,
+            reward: 1.0,
+            duration,
+            terminated: false,
+            truncated: false,
+            next_obs: &[1.0],
+        };
+        let mut out = Vec::new();
+        let mut adder = NStep::new(2, 0.5, 1).unwrap();
+        adder.add(&step(u32::MAX), &mut out).unwrap();
+        let err = adder.add(&step(1), &mut out).unwrap_err();
+        assert!(matches!(err, MemoryError::InvalidConfig(_)), "{err}");
+        assert_eq!(adder.pending(), 1);
+        assert!(out.is_empty());
+
+        // Alone in a window, the longest duration is fine (and γ^d underflows to 0).
+        let mut adder = NStep::new(1, 0.5, 1).unwrap();
+        adder.add(&step(u32::MAX), &mut out).unwrap();
+        assert_close(&out, &[tr(0.0, 0, 1.0, 1.0, 0.0, u32::MAX)]);
+    }
+
+    /// One episode for the reference model: `(reward, duration)` per step, and its end.
+    type Episode = (Vec<(f32, u32)>, End);
+
+    /// The n-step transitions of whole episodes, straight from the definition: the
+    /// window starting at step `t` covers steps `t..t+k`, step `t+j` is discounted by
+    /// γ to the number of primitive steps before it in the window, the bootstrap by γ
+    /// to all of them. Observations count primitive time as in [`feed_durations`].
+    fn reference(n: usize, gamma: f32, episodes: &[Episode]) -> Vec<Transition> {
+        let g = f64::from(gamma);
+        let mut out = Vec::new();
+        for (e, (steps, end)) in episodes.iter().enumerate() {
             let base = 1000.0 * e as f32;
-            let len = rewards.len();
+            let len = steps.len();
+            // time[t] = primitive steps before step t.
+            let time: Vec<u32> = steps
+                .iter()
+                .scan(0, |acc, &(_, d)| {
+                    let before = *acc;
+                    *acc += d;
+                    Some(before)
+                })
+                .chain(std::iter::once(steps.iter().map(|&(_, d)| d).sum()))
+                .collect();
             for t in 0..len {
                 let k = n.min(len - t);
                 if k < n && *end == End::Running {
                     continue;
                 }
-                let g = f64::from(gamma);
                 let reward: f64 = (0..k)
-                    .map(|i| g.powi(i as i32) * f64::from(rewards[t + i]))
+                    .map(|j| {
+                        let before = time[t + j] - time[t];
+                        g.powi(before as i32) * f64::from(steps[t + j].0)
+                    })
                     .sum();
+                let spanned = time[t + k] - time[t];
                 let terminal_inside = *end == End::Terminated && t + k == len;
                 out.push(tr(
-                    base + t as f32,
+                    base + time[t] as f32,
                     t as u32,
                     reward as f32,
-                    base + (t + k) as f32,
+                    base + time[t + k] as f32,
                     if terminal_inside {
                         0.0
                     } else {
-                        g.powi(k as i32) as f32
+                        g.powi(spanned as i32) as f32
                     },
-                    k as u32,
+                    spanned,
                 ));
             }
         }
         out
     }
 
-    fn episodes() -> impl Strategy<Value = Vec<(Vec<f32>, End)>> {
+    /// Finished episodes and perhaps a running one, with durations in `durations`.
+    fn episodes(durations: std::ops::Range<u32>) -> impl Strategy<Value = Vec<Episode>> {
+        let step = (-10.0f32..10.0, durations);
         let end = prop_oneof![Just(End::Terminated), Just(End::Truncated)];
-        let episode = (prop::collection::vec(-10.0f32..10.0, 1..9), end);
+        let episode = (prop::collection::vec(step.clone(), 1..9), end);
         (
             prop::collection::vec(episode, 0..6),
-            prop::collection::vec(-10.0f32..10.0, 0..9),
+            prop::collection::vec(step, 0..9),
         )
             .prop_map(|(mut done, running)| {
                 if !running.is_empty() {
@@ -458,21 +697,57 @@ mod tests {
             })
     }
 
+    fn feed_all(adder: &mut impl Adder, eps: &[Episode]) -> Vec<Transition> {
+        let mut out = Vec::new();
+        for (e, (steps, end)) in eps.iter().enumerate() {
+            let (rewards, durations): (Vec<f32>, Vec<u32>) = steps.iter().copied().unzip();
+            feed_durations(
+                adder,
+                &mut out,
+                1000.0 * e as f32,
+                &rewards,
+                &durations,
+                *end,
+            );
+        }
+        out
+    }
+
+    /// Feeds `eps` to `adder` and compares with [`reference`] for window `n`.
+    fn check_reference(
+        adder: &mut impl Adder,
+        n: usize,
+        gamma: f32,
+        eps: &[Episode],
+    ) -> std::result::Result<(), TestCaseError> {
+        let out = feed_all(adder, eps);
+        let want = reference(n, gamma, eps);
+        prop_assert_eq!(out.len(), want.len());
+        for (g, w) in out.iter().zip(&want) {
+            prop_assert_eq!(
+                (&g.obs, g.action, &g.next_obs, g.steps),
+                (&w.obs, w.action, &w.next_obs, w.steps)
+            );
+            prop_assert!((g.reward - w.reward).abs() <= 1e-4 * (1.0 + w.reward.abs()));
+            prop_assert!((g.discount - w.discount).abs() <= 1e-6);
+        }
+        Ok(())
+    }
+
     proptest! {
         #[test]
-        fn nstep_matches_the_definition(n in 1usize..6, gamma in 0.0f32..=1.0, eps in episodes()) {
-            let mut adder = NStep::new(n, gamma, 1).unwrap();
-            let mut out = Vec::new();
-            for (e, (rewards, end)) in eps.iter().enumerate() {
-                feed(&mut adder, &mut out, 1000.0 * e as f32, rewards, *end);
-            }
-            let want = reference(n, gamma, &eps);
-            prop_assert_eq!(out.len(), want.len());
-            for (g, w) in out.iter().zip(&want) {
-                prop_assert_eq!((&g.obs, g.action, &g.next_obs, g.steps), (&w.obs, w.action, &w.next_obs, w.steps));
-                prop_assert!((g.reward - w.reward).abs() <= 1e-4 * (1.0 + w.reward.abs()));
-                prop_assert!((g.discount - w.discount).abs() <= 1e-6);
-            }
+        fn nstep_matches_the_definition(n in 1usize..6, gamma in 0.0f32..=1.0, eps in episodes(1..2)) {
+            check_reference(&mut NStep::new(n, gamma, 1).unwrap(), n, gamma, &eps)?;
+        }
+
+        #[test]
+        fn nstep_with_durations_matches_the_definition(
+            n in 1usize..6,
+            gamma in 0.0f32..=1.0,
+            eps in episodes(1..5),
+        ) {
+            check_reference(&mut NStep::new(n, gamma, 1).unwrap(), n, gamma, &eps)?;
+            check_reference(&mut OneStep::new(gamma, 1).unwrap(), 1, gamma, &eps)?;
         }
     }
 }

@@ -32,6 +32,7 @@
 //!         obs: &obs,
 //!         action: t % 2,
 //!         reward: 1.0,
+//!         duration: 1, // primitive steps this step spans (more for a macro-action)
 //!         terminated: false,
 //!         truncated: t % 50 == 49, // a time limit: still bootstraps
 //!         next_obs: &next_obs,
@@ -56,6 +57,19 @@
 //!   observation (which a vector environment keeps aside when it auto-resets);
 //! - `discount` = `γ^k`, or **0 if the episode terminated** at step `t+k-1`;
 //! - `steps` = `k`.
+//!
+//! That is for primitive actions (`Step::duration = 1`). A step may instead be a
+//! macro-action that ran `d` primitive environment steps open-loop (Hosu, Rebedea and
+//! Pascanu 2025), whose `reward` is already its discounted sum `Σ_{i<d} γ^i r_i`.
+//! Discounting then counts primitive steps: with durations `d_t … d_(t+k-1)` and
+//! `D_j = d_t + … + d_(t+j-1)` primitive steps before step `t+j` in the window,
+//!
+//! - `reward` = `Σ_{j<k} γ^(D_j) r_(t+j)`;
+//! - `discount` = `γ^(D_k)`, or 0 if the episode terminated inside the window;
+//! - `steps` = `D_k`, the primitive steps the window spans.
+//!
+//! A window still holds at most `n` (macro or primitive) steps. With every duration 1,
+//! `D_j = j` and these are the formulas above. A duration of 0 is an error.
 //!
 //! The learner's target is `reward + discount · V(next_obs)`, with no `done` flag:
 //! termination is already in `discount`. Following Gymnasium, a **truncated** episode

@@ -9,14 +9,23 @@ use crate::error::{MemoryError, Result};
 /// (`terminated || truncated`) it must be the *final* observation of that episode, not
 /// the first observation of the next one that an auto-resetting vector environment
 /// returns in its place.
+///
+/// A step may be a macro-action (Hosu, Rebedea and Pascanu 2025) that ran `duration`
+/// primitive environment steps open-loop; the adders then discount what follows it by
+/// `γ^duration` instead of `γ`. A primitive action has `duration = 1`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Step<'a> {
     /// The observation the action was chosen from.
     pub obs: &'a [f32],
     /// The action taken (an index into a discrete action space).
     pub action: u32,
-    /// The reward returned by this step.
+    /// The reward returned by this step: for a step that spans several primitive steps,
+    /// their discounted sum `Σ_{i<duration} γ^i r_i` (what `agentry_envs`'
+    /// `MacroActions` wrapper returns).
     pub reward: f32,
+    /// The number of primitive environment steps this step spans: 1 for a primitive
+    /// action, the number a macro-action actually ran otherwise. Must be at least 1.
+    pub duration: u32,
     /// The episode reached a terminal state: nothing follows, bootstrap with 0.
     pub terminated: bool,
     /// The episode was cut short (a time limit): bootstrap from `next_obs`.
@@ -39,14 +48,17 @@ pub struct TransitionRef<'a> {
     pub obs: &'a [f32],
     /// The action taken at that first step.
     pub action: u32,
-    /// The discounted reward sum `r_0 + γ r_1 + … + γ^(k-1) r_(k-1)` over the window.
+    /// The discounted reward sum over the window's steps, each discounted by the
+    /// primitive steps before it: `Σ_j γ^(D_j) r_j` with `D_j = d_0 + … + d_(j-1)` for
+    /// step durations `d_j` (`r_0 + γ r_1 + … + γ^(k-1) r_(k-1)` when every duration is 1).
     pub reward: f32,
     /// The observation after the last step of the window (to bootstrap from).
     pub next_obs: &'a [f32],
-    /// The multiplier of the bootstrap value: `γ^k`, or 0 when the episode terminated
-    /// inside the window. A truncated episode keeps `γ^k`.
+    /// The multiplier of the bootstrap value: `γ^steps`, or 0 when the episode
+    /// terminated inside the window. A truncated episode keeps `γ^steps`.
     pub discount: f32,
-    /// The number `k` of environment steps the window spans (1 ≤ k ≤ n).
+    /// The number of primitive environment steps the window spans: the sum of its
+    /// steps' durations (`k`, with `1 ≤ k ≤ n`, when every duration is 1).
     pub steps: u32,
 }
 
@@ -75,9 +87,9 @@ pub struct Transition {
     pub reward: f32,
     /// The observation after the last step of the window.
     pub next_obs: Vec<f32>,
-    /// `γ^k`, or 0 when the episode terminated inside the window.
+    /// `γ^steps`, or 0 when the episode terminated inside the window.
     pub discount: f32,
-    /// The number `k` of environment steps the window spans.
+    /// The number of primitive environment steps the window spans.
     pub steps: u32,
 }
 

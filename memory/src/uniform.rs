@@ -22,7 +22,7 @@ use crate::transition::{TransitionRef, TransitionSink};
 /// let mut adder = NStep::new(3, 0.99, 2)?;
 /// for t in 0..10 {
 ///     let (obs, next_obs) = ([t as f32, 0.0], [t as f32 + 1.0, 0.0]);
-///     let step = Step { obs: &obs, action: 1, reward: 1.0, terminated: t == 9, truncated: false, next_obs: &next_obs };
+///     let step = Step { obs: &obs, action: 1, reward: 1.0, duration: 1, terminated: t == 9, truncated: false, next_obs: &next_obs };
 ///     adder.add(&step, &mut replay)?;
 /// }
 /// assert_eq!(replay.len(), 10);

@@ -74,6 +74,7 @@ fn adding_sampling_updating_and_loading_allocate_nothing() {
                 obs: &obs,
                 action: t % 3,
                 reward: 1.0,
+                duration: 1 + t % 3,
                 terminated: t % 17 == 16,
                 truncated: t % 23 == 22,
                 next_obs: &next_obs,

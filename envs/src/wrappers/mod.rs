@@ -5,12 +5,14 @@
 
 mod episode_stats;
 mod frame_stack;
+mod macro_actions;
 mod normalize;
 mod reward;
 mod time_limit;
 
 pub use episode_stats::{EpisodeStatistics, EpisodeTracker};
 pub use frame_stack::FrameStack;
+pub use macro_actions::{MacroActions, check_macros, repeat_macros};
 pub use normalize::{NormalizeObservation, RunningMeanStd};
 pub use reward::{ClipReward, ScaleReward};
 pub use time_limit::TimeLimit;
