@@ -52,10 +52,27 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         "pendulum",
         include_str!("../../configs/ppo-pendulum.toml"),
     ),
+    (
+        "dqn",
+        "cartpole",
+        include_str!("../../configs/dqn-cartpole.toml"),
+    ),
+    (
+        "rainbow",
+        "cartpole",
+        include_str!("../../configs/rainbow-cartpole.toml"),
+    ),
 ];
 
 /// The algorithms `--algo` accepts (those implemented so far).
-pub const ALGOS: &[&str] = &["ppo"];
+pub const ALGOS: &[&str] = &["ppo", "dqn", "rainbow"];
+
+/// The algorithm sections, and the algorithms that read each.
+const ALGO_SECTIONS: &[(&str, &[&str])] = &[
+    ("ppo", &["ppo"]),
+    ("dqn", &["dqn", "rainbow"]),
+    ("rainbow", &["rainbow"]),
+];
 
 /// A configuration problem: which key, from where, and what is allowed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -225,6 +242,139 @@ impl Default for PpoConfig {
     }
 }
 
+/// `[dqn]`: the hyperparameters DQN and Rainbow share, named after Stable-Baselines3's
+/// `DQN` where it has them. The defaults are SB3's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DqnConfig {
+    /// Adam step size.
+    pub learning_rate: f64,
+    /// Adam ε.
+    pub adam_eps: f64,
+    /// Transitions per gradient step.
+    pub batch_size: usize,
+    /// Replay capacity in transitions.
+    pub buffer_size: usize,
+    /// Environment steps (over all environments) of uniformly random actions before
+    /// learning starts.
+    pub learning_starts: u64,
+    /// Discount γ.
+    pub gamma: f64,
+    /// Steps each environment takes between updates (SB3's `train_freq`): the size of
+    /// an actor's chunk.
+    pub train_freq: usize,
+    /// Gradient steps per environment step (SB3's `gradient_steps / (train_freq ×
+    /// n_envs)`): the replay ratio.
+    pub replay_ratio: f64,
+    /// Environment steps between copies of the online network into the target network.
+    pub target_update_interval: u64,
+    /// Fraction of the run over which ε falls linearly from its initial to its final value.
+    pub exploration_fraction: f64,
+    /// ε at the start.
+    pub exploration_initial_eps: f64,
+    /// ε at the end of the exploration fraction and after.
+    pub exploration_final_eps: f64,
+    /// Global gradient-norm clip (0: none).
+    pub max_grad_norm: f64,
+    /// Hidden widths: all but the last form the trunk; the last is the hidden layer of
+    /// each stream (see `agentry_models::qnet`).
+    pub hidden: Vec<usize>,
+    /// Hidden nonlinearity.
+    pub activation: Activation,
+}
+
+impl Default for DqnConfig {
+    fn default() -> Self {
+        DqnConfig {
+            learning_rate: 1e-4,
+            adam_eps: 1e-8,
+            batch_size: 32,
+            buffer_size: 1_000_000,
+            learning_starts: 100,
+            gamma: 0.99,
+            train_freq: 4,
+            replay_ratio: 0.25,
+            target_update_interval: 10_000,
+            exploration_fraction: 0.1,
+            exploration_initial_eps: 1.0,
+            exploration_final_eps: 0.05,
+            max_grad_norm: 10.0,
+            hidden: vec![64, 64],
+            activation: Activation::Relu,
+        }
+    }
+}
+
+/// `[rainbow]`: Rainbow's components, each a switch (Hessel et al. 2018, with
+/// Dopamine's names). All off is DQN; the defaults (all on) are Rainbow. Only
+/// `--algo rainbow` reads this section; `--algo dqn` runs with every switch off.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RainbowConfig {
+    /// Double Q-learning: the online network picks the next action, the target
+    /// network values it.
+    pub double: bool,
+    /// Separate value and advantage streams.
+    pub dueling: bool,
+    /// Factorised-Gaussian noisy layers in the streams.
+    pub noisy: bool,
+    /// σ₀ of the noisy layers.
+    pub noisy_sigma0: f64,
+    /// C51: a categorical return distribution on `atoms` points in `[v_min, v_max]`.
+    pub distributional: bool,
+    /// Atoms of the distribution.
+    pub atoms: usize,
+    /// Lowest return of the support.
+    pub v_min: f64,
+    /// Highest return of the support.
+    pub v_max: f64,
+    /// n of the n-step returns (1: one-step).
+    pub n_step: usize,
+    /// Prioritized replay (else uniform).
+    pub prioritized: bool,
+    /// Priority exponent α.
+    pub priority_alpha: f64,
+    /// Importance-sampling exponent β at the start, annealed linearly to 1 over the run.
+    pub priority_beta0: f64,
+    /// ε added to |δ| in the priorities.
+    pub priority_eps: f64,
+}
+
+impl Default for RainbowConfig {
+    fn default() -> Self {
+        RainbowConfig {
+            double: true,
+            dueling: true,
+            noisy: true,
+            noisy_sigma0: 0.5,
+            distributional: true,
+            atoms: 51,
+            v_min: -10.0,
+            v_max: 10.0,
+            n_step: 3,
+            prioritized: true,
+            priority_alpha: 0.5,
+            priority_beta0: 0.4,
+            priority_eps: 1e-6,
+        }
+    }
+}
+
+impl RainbowConfig {
+    /// Every component off: DQN.
+    pub fn off() -> Self {
+        RainbowConfig {
+            double: false,
+            dueling: false,
+            noisy: false,
+            distributional: false,
+            n_step: 1,
+            prioritized: false,
+            ..RainbowConfig::default()
+        }
+    }
+}
+
 /// `[plasticity]`: tools against plasticity loss, for any learner.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -241,16 +391,37 @@ pub struct Config {
     pub run: RunConfig,
     /// `[env]`.
     pub env: EnvConfig,
-    /// `[ppo]`.
+    /// `[ppo]` (`--algo ppo`).
     pub ppo: PpoConfig,
+    /// `[dqn]` (`--algo dqn` and `--algo rainbow`).
+    pub dqn: DqnConfig,
+    /// `[rainbow]` (`--algo rainbow`).
+    pub rainbow: RainbowConfig,
     /// `[plasticity]`.
     pub plasticity: PlasticityConfig,
 }
 
 impl Config {
     /// The configuration as TOML (what `config.toml` holds).
+    /// Only the sections the run's algorithm reads are written.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("a Config always serialises")
+        let mut table = toml::Table::try_from(self).expect("a Config always serialises");
+        for (section, readers) in ALGO_SECTIONS {
+            if !readers.contains(&self.run.algo.as_str()) {
+                table.remove(*section);
+            }
+        }
+        toml::to_string(&table).expect("a Config always serialises")
+    }
+
+    /// The Rainbow components the run uses: `[rainbow]` for `--algo rainbow`, all off
+    /// (DQN) otherwise.
+    pub fn rainbow_components(&self) -> RainbowConfig {
+        if self.run.algo == "rainbow" {
+            self.rainbow.clone()
+        } else {
+            RainbowConfig::off()
+        }
     }
 
     /// Read a resolved configuration back (from a run directory's `config.toml`).
@@ -259,6 +430,7 @@ impl Config {
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::new("", origin, syntax_message(&e)))?;
         let origins = Origins::all(origin);
+        check_sections(&table, &origins)?;
         let config = deserialize(table, &origins)?;
         config.validate(&origins)?;
         Ok(config)
@@ -321,6 +493,9 @@ impl Config {
                 other => err("env", other.to_string()),
             };
         }
+        if r.algo != "ppo" {
+            return self.validate_dqn(origins);
+        }
         let p = &self.ppo;
         let positive = [
             ("ppo.rollout_steps", p.rollout_steps),
@@ -374,6 +549,113 @@ impl Config {
                     p.hidden
                 ),
             );
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_dqn(&self, origins: &Origins) -> Result<(), ConfigError> {
+        let err = |key: &str, message: String| Err(ConfigError::new(key, origins.of(key), message));
+        let d = &self.dqn;
+        for (key, v) in [
+            ("dqn.batch_size", d.batch_size),
+            ("dqn.buffer_size", d.buffer_size),
+            ("dqn.train_freq", d.train_freq),
+        ] {
+            if v == 0 {
+                return err(key, "must be at least 1".into());
+            }
+        }
+        if d.buffer_size > 1 << 30 {
+            return err(
+                "dqn.buffer_size",
+                format!("{} is above 2^30", d.buffer_size),
+            );
+        }
+        if d.batch_size > d.buffer_size {
+            return err(
+                "dqn.batch_size",
+                format!(
+                    "{} is larger than dqn.buffer_size = {}",
+                    d.batch_size, d.buffer_size
+                ),
+            );
+        }
+        if d.target_update_interval == 0 {
+            return err("dqn.target_update_interval", "must be at least 1".into());
+        }
+        let ranges: [(&str, f64, f64, f64); 8] = [
+            ("dqn.learning_rate", d.learning_rate, f64::MIN_POSITIVE, 1.0),
+            ("dqn.adam_eps", d.adam_eps, f64::MIN_POSITIVE, 1.0),
+            ("dqn.gamma", d.gamma, 0.0, 1.0),
+            ("dqn.replay_ratio", d.replay_ratio, 0.0, 1e3),
+            ("dqn.exploration_fraction", d.exploration_fraction, 0.0, 1.0),
+            (
+                "dqn.exploration_initial_eps",
+                d.exploration_initial_eps,
+                0.0,
+                1.0,
+            ),
+            (
+                "dqn.exploration_final_eps",
+                d.exploration_final_eps,
+                0.0,
+                1.0,
+            ),
+            ("dqn.max_grad_norm", d.max_grad_norm, 0.0, 1e6),
+        ];
+        for (key, v, lo, hi) in ranges {
+            if !(v.is_finite() && (lo..=hi).contains(&v)) {
+                return err(key, format!("{v} is not in [{lo}, {hi}]"));
+            }
+        }
+        if d.hidden.is_empty() || d.hidden.iter().any(|&h| h == 0 || h > 65_536) {
+            return err(
+                "dqn.hidden",
+                format!(
+                    "{:?}: give one or more widths in 1..=65536, e.g. [256, 256]",
+                    d.hidden
+                ),
+            );
+        }
+        let b = &self.rainbow;
+        if !(1..=4096).contains(&b.atoms) {
+            return err("rainbow.atoms", format!("{} is not in 1..=4096", b.atoms));
+        }
+        if b.distributional && b.atoms < 2 {
+            return err(
+                "rainbow.atoms",
+                "a distribution needs at least 2 atoms (C51 uses 51)".into(),
+            );
+        }
+        if !(b.v_min.is_finite() && b.v_max.is_finite() && b.v_min < b.v_max) {
+            return err(
+                "rainbow.v_max",
+                format!(
+                    "the support [{}, {}] is empty: v_min < v_max",
+                    b.v_min, b.v_max
+                ),
+            );
+        }
+        if !(1..=1000).contains(&b.n_step) {
+            return err("rainbow.n_step", format!("{} is not in 1..=1000", b.n_step));
+        }
+        let ranges: [(&str, f64, f64, f64); 4] = [
+            ("rainbow.noisy_sigma0", b.noisy_sigma0, 0.0, 10.0),
+            ("rainbow.priority_alpha", b.priority_alpha, 0.0, 10.0),
+            ("rainbow.priority_beta0", b.priority_beta0, 0.0, 1.0),
+            (
+                "rainbow.priority_eps",
+                b.priority_eps,
+                f64::MIN_POSITIVE,
+                1.0,
+            ),
+        ];
+        for (key, v, lo, hi) in ranges {
+            if !(v.is_finite() && (lo..=hi).contains(&v)) {
+                return err(key, format!("{v} is not in [{lo}, {hi}]"));
+            }
         }
         Ok(())
     }
@@ -689,9 +971,33 @@ pub fn resolve(request: &ConfigRequest) -> Result<Config, ConfigError> {
         }
         flag(key, parse_value(value), &origin)?;
     }
+    check_sections(&table, &origins)?;
     let config = deserialize(table, &origins)?;
     config.validate(&origins)?;
     Ok(config)
+}
+
+/// An algorithm section the run's algorithm does not read is an error (a `[rainbow]`
+/// switch under `--algo dqn` would otherwise be silently ignored).
+fn check_sections(table: &toml::Table, origins: &Origins) -> Result<(), ConfigError> {
+    let algo = table
+        .get("run")
+        .and_then(|r| r.get("algo"))
+        .and_then(|a| a.as_str())
+        .unwrap_or("ppo");
+    for (section, readers) in ALGO_SECTIONS {
+        if table.contains_key(*section) && !readers.contains(&algo) {
+            return Err(ConfigError::new(
+                section,
+                origins.of(section),
+                format!(
+                    "is read only by --algo {}; this run's algorithm is {algo}",
+                    readers.join(" or --algo ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
@@ -719,9 +1025,71 @@ mod tests {
         for (algo, env, text) in PRESETS {
             let config = Config::from_toml(text, "preset").unwrap_or_else(|e| panic!("{e}"));
             assert_eq!((&config.run.algo[..], &config.env.name[..]), (*algo, *env));
-            let resolved = resolve(&req(env, &[])).unwrap();
+            let resolved = resolve(&ConfigRequest {
+                algo: Some(algo.to_string()),
+                ..req(env, &[])
+            })
+            .unwrap();
             assert_eq!(resolved, config, "{algo}-{env}");
+            // config.toml holds only the sections the algorithm reads, and reads back.
+            let text = config.to_toml();
+            assert_eq!(text.contains("[ppo]"), *algo == "ppo", "{algo}-{env}");
+            assert_eq!(
+                text.contains("[rainbow]"),
+                *algo == "rainbow",
+                "{algo}-{env}"
+            );
+            assert_eq!(Config::from_toml(&text, "x").unwrap(), config);
         }
+    }
+
+    #[test]
+    fn algorithm_sections_belong_to_their_algorithm() {
+        let dqn = |sets: &[&str]| {
+            resolve(&ConfigRequest {
+                algo: Some("dqn".into()),
+                ..req("cartpole", sets)
+            })
+        };
+        let config = dqn(&["dqn.batch_size=32"]).unwrap();
+        assert_eq!(config.dqn.batch_size, 32);
+        // DQN runs with every Rainbow component off; Rainbow with its section.
+        assert_eq!(config.rainbow_components(), RainbowConfig::off());
+        let e = dqn(&["rainbow.noisy=true"]).unwrap_err();
+        assert_eq!(e.key, "rainbow");
+        assert!(e.message.contains("--algo rainbow"), "{e}");
+        let e = dqn(&["ppo.epochs=3"]).unwrap_err();
+        assert_eq!(e.key, "ppo");
+        let e = resolve(&req("cartpole", &["dqn.batch_size=3"])).unwrap_err();
+        assert!(e.message.contains("this run's algorithm is ppo"), "{e}");
+        let rainbow = |sets: &[&str]| {
+            resolve(&ConfigRequest {
+                algo: Some("rainbow".into()),
+                ..req("cartpole", sets)
+            })
+        };
+        let config = rainbow(&["rainbow.n_step=5"]).unwrap();
+        assert_eq!(config.rainbow_components().n_step, 5);
+        for (set, key) in [
+            ("rainbow.v_min=200", "rainbow.v_max"),
+            ("rainbow.atoms=1", "rainbow.atoms"),
+            ("rainbow.n_step=0", "rainbow.n_step"),
+            ("rainbow.priority_beta0=2", "rainbow.priority_beta0"),
+            ("dqn.batch_size=0", "dqn.batch_size"),
+            ("dqn.batch_size=1000000", "dqn.batch_size"),
+            ("dqn.gamma=-1", "dqn.gamma"),
+            ("dqn.hidden=[]", "dqn.hidden"),
+        ] {
+            let e = rainbow(&[set]).unwrap_err();
+            assert_eq!(e.key, key, "{set}: {e}");
+        }
+        // No preset pairs DQN with a continuous-action environment.
+        let e = resolve(&ConfigRequest {
+            algo: Some("dqn".into()),
+            ..req("pendulum", &[])
+        })
+        .unwrap_err();
+        assert!(e.message.contains("no preset"), "{e}");
     }
 
     #[test]

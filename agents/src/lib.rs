@@ -4,6 +4,7 @@
 //!   channels; every algorithm plugs into it through [`runner::Learner`] and
 //!   [`runner::Actor`].
 //! - [`ppo`]: PPO with Proximal Feature Optimization.
+//! - [`dqn`]: DQN and Rainbow, every Rainbow component a switch.
 //! - [`train`]: run directories, checkpoints (in the [`checkpoint`] container),
 //!   resuming and evaluation.
 //! - [`plot`]: learning curves of run directories (PNG or SVG).
@@ -14,7 +15,9 @@
 pub mod bandits;
 pub mod checkpoint;
 pub mod config;
+pub mod dqn;
 pub mod error;
+mod grads;
 pub mod plot;
 pub mod ppo;
 pub mod returns;

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::PpoConfig;
 use crate::error::AgentError;
+use crate::grads::clip_grad_norm;
 use crate::returns::{Rollout, gae};
 use crate::runner::{self, Chunk, Episode, Progress};
 
@@ -861,20 +862,6 @@ fn scalar(t: Tensor<1>) -> f32 {
     t.into_scalar::<f32>()
 }
 
-/// Sum of squared gradients over the module's parameters.
-struct GradSquares<'a> {
-    grads: &'a GradientsParams,
-    total: f32,
-}
-
-impl ModuleVisitor for GradSquares<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(g) = self.grads.get::<D>(param.id) {
-            self.total += scalar(g.square().sum());
-        }
-    }
-}
-
 /// What the critic's half of a minibatch step returns: its gradients (None when the
 /// loss is not finite) and the value loss.
 type CriticOut = (Option<GradientsParams>, f64);
@@ -1010,35 +997,6 @@ impl ModuleVisitor for MoveGrads<'_> {
             self.to.register::<D>(param.id, g);
         }
     }
-}
-
-/// Multiply every gradient by `scale`.
-struct GradScale<'a> {
-    grads: &'a mut GradientsParams,
-    scale: f32,
-}
-
-impl ModuleVisitor for GradScale<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(g) = self.grads.remove::<D>(param.id) {
-            self.grads.register::<D>(param.id, g.mul_scalar(self.scale));
-        }
-    }
-}
-
-/// Clip the global L2 norm of all gradients to `max_norm` (PyTorch's
-/// `clip_grad_norm_`; burn's own clipping works per parameter). Returns the norm before.
-fn clip_grad_norm(model: &ActorCritic, grads: &mut GradientsParams, max_norm: f32) -> f32 {
-    let mut sq = GradSquares { grads, total: 0.0 };
-    model.visit(&mut sq);
-    let norm = sq.total.sqrt();
-    if max_norm > 0.0 && norm > max_norm {
-        model.visit(&mut GradScale {
-            grads,
-            scale: max_norm / (norm + 1e-6),
-        });
-    }
-    norm
 }
 
 /// L2 norm of all of a network's parameters.

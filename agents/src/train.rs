@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Sections, write_atomic};
 use crate::config::{Config, ConfigError, EnvConfig};
+use crate::dqn::{Dqn, QPolicy, QShape};
 use crate::error::AgentError;
 use crate::ppo::{ActMode, ActionKind, Ppo, PpoPolicy, PpoShape};
 use crate::runner::{self, Control, LEADING_COLUMNS, Learner, RunSpec, RunState};
@@ -117,6 +118,19 @@ pub struct PolicyMeta {
 pub const PPO_LEARNER: &str = "ppo-learner";
 /// A PPO acting policy.
 pub const PPO_POLICY: &str = "ppo-policy";
+/// A DQN or Rainbow learner.
+pub const DQN_LEARNER: &str = "dqn-learner";
+/// A Q-network acting policy (DQN or Rainbow).
+pub const Q_POLICY: &str = "q-policy";
+
+/// The policy kind a learner kind saves.
+fn policy_kind_of(learner: &str) -> Option<&'static str> {
+    match learner {
+        PPO_LEARNER => Some(PPO_POLICY),
+        DQN_LEARNER => Some(Q_POLICY),
+        _ => None,
+    }
+}
 
 /// A learner whose full state goes into a checkpoint.
 pub trait Persist: Learner {
@@ -188,6 +202,54 @@ impl Persist for Ppo {
         Ok((
             PPO_POLICY,
             serde_json::to_vec(&policy).expect("a policy serialises"),
+        ))
+    }
+}
+
+impl Persist for Dqn {
+    fn kind(&self) -> &'static str {
+        DQN_LEARNER
+    }
+
+    fn save(&self, out: &mut Sections) -> Result<(), AgentError> {
+        out.put("model", self.model_bytes()?);
+        out.put("target", self.target_bytes()?);
+        out.put("optimizer", self.optimizer_bytes()?);
+        out.put("state", self.state_json());
+        out.put(
+            "shape",
+            serde_json::to_vec(self.shape()).expect("the shape serialises"),
+        );
+        out.put("replay", self.replay_bytes());
+        Ok(())
+    }
+
+    fn load(&mut self, s: &mut Sections, path: &Path) -> Result<(), AgentError> {
+        let shape: QShape = serde_json::from_slice(&s.take("shape", path)?)
+            .map_err(|e| AgentError::checkpoint(path, format!("section `shape`: {e}")))?;
+        if &shape != self.shape() {
+            return Err(AgentError::checkpoint(
+                path,
+                format!(
+                    "was written for {:?}, but the environment has {:?}",
+                    shape,
+                    self.shape()
+                ),
+            ));
+        }
+        let model = s.take("model", path)?;
+        let target = s.take("target", path)?;
+        let optim = s.take("optimizer", path)?;
+        let state = s.take("state", path)?;
+        let replay = s.take("replay", path)?;
+        self.restore(model, target, optim, &state, &replay)
+            .map_err(|m| AgentError::checkpoint(path, m))
+    }
+
+    fn policy_record(&self) -> Result<(&'static str, Vec<u8>), AgentError> {
+        Ok((
+            Q_POLICY,
+            serde_json::to_vec(&self.acting_policy()).expect("a policy serialises"),
         ))
     }
 }
@@ -282,10 +344,22 @@ pub fn train(start: Start, observer: &mut dyn Observer) -> Result<TrainOutcome, 
             );
             drive(&mut learner, &dir, config, resume, rewrite_steps, observer)
         }
+        "dqn" | "rainbow" => {
+            let shape = q_shape(&config.env)?;
+            let mut learner = Dqn::new(
+                &config.dqn,
+                &config.rainbow_components(),
+                config.plasticity.layer_norm,
+                shape,
+                config.run.steps,
+                config.run.seed,
+            )?;
+            drive(&mut learner, &dir, config, resume, rewrite_steps, observer)
+        }
         other => Err(ConfigError::new(
             "run.algo",
             "config.toml",
-            format!("`{other}` cannot be trained yet; valid: ppo"),
+            format!("`{other}` cannot be trained yet; valid: ppo, dqn, rainbow"),
         )
         .into()),
     }
@@ -315,6 +389,23 @@ pub fn env_shape(env: &EnvConfig) -> Result<PpoShape, AgentError> {
         obs_dim: e.observation_space().flat_dim(),
         action: ActionKind::of(e.action_space(), e.action_mask_len())?,
     })
+}
+
+/// The observation width and actions of an environment, for a Q-learner (discrete
+/// actions only).
+pub fn q_shape(env: &EnvConfig) -> Result<QShape, AgentError> {
+    let e = registry::make(&env.name, &env.params)?;
+    match e.action_space() {
+        agentry_envs::Space::Discrete(n) => Ok(QShape {
+            obs_dim: e.observation_space().flat_dim(),
+            actions: *n,
+            masked: e.action_mask_len() > 0,
+        }),
+        other => Err(AgentError::Usage(format!(
+            "DQN and Rainbow act in Discrete action spaces; `{}` has {other:?} (use --algo ppo)",
+            env.name
+        ))),
+    }
 }
 
 fn new_run_dir(config: &Config, out: Option<PathBuf>) -> Result<PathBuf, AgentError> {
@@ -410,14 +501,11 @@ fn restore_missing_policy(rd: &RunDir, step: u64) -> Result<(), AgentError> {
     let meta: LearnerMeta = serde_json::from_slice(&s.take("meta", &learner_path)?)
         .map_err(|e| AgentError::checkpoint(&learner_path, format!("section `meta`: {e}")))?;
     let config = Config::from_toml(&meta.config, &learner_path.display().to_string())?;
-    let kind = match s.kind.as_str() {
-        PPO_LEARNER => PPO_POLICY,
-        other => {
-            return Err(AgentError::checkpoint(
-                &learner_path,
-                format!("unknown learner kind {other}"),
-            ));
-        }
+    let Some(kind) = policy_kind_of(&s.kind) else {
+        return Err(AgentError::checkpoint(
+            &learner_path,
+            format!("unknown learner kind {}", s.kind),
+        ));
     };
     write_policy(&path, kind, &config, step, policy)
 }
@@ -715,6 +803,36 @@ pub fn read_summary(dir: &Path) -> Result<Option<Summary>, AgentError> {
     }
 }
 
+/// A trained acting policy of any algorithm.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Policy {
+    /// A PPO policy.
+    Ppo(PpoPolicy),
+    /// A DQN or Rainbow policy.
+    Q(QPolicy),
+}
+
+impl Policy {
+    /// Observation width.
+    pub fn obs_dim(&self) -> usize {
+        match self {
+            Policy::Ppo(p) => p.obs_dim,
+            Policy::Q(p) => p.obs_dim,
+        }
+    }
+
+    /// The action space it acts in.
+    pub fn action(&self) -> ActionKind {
+        match self {
+            Policy::Ppo(p) => p.action.clone(),
+            Policy::Q(p) => ActionKind::Discrete {
+                n: p.actions,
+                masked: p.masked,
+            },
+        }
+    }
+}
+
 /// A policy file, loaded.
 #[derive(Clone, Debug)]
 pub struct LoadedPolicy {
@@ -722,20 +840,35 @@ pub struct LoadedPolicy {
     pub path: PathBuf,
     /// Its metadata.
     pub meta: PolicyMeta,
-    /// The PPO policy.
-    pub policy: PpoPolicy,
+    /// The policy.
+    pub policy: Policy,
 }
 
 /// Load a policy file (`checkpoints/policy-N.agentry`, or an exported file).
 pub fn load_policy(path: &Path) -> Result<LoadedPolicy, AgentError> {
-    let mut s = Sections::read_kind(path, PPO_POLICY)?;
+    let mut s = Sections::read(path)?;
     let meta: PolicyMeta = serde_json::from_slice(&s.take("meta", path)?)
         .map_err(|e| AgentError::checkpoint(path, format!("section `meta`: {e}")))?;
-    let policy: PpoPolicy = serde_json::from_slice(&s.take("policy", path)?)
-        .map_err(|e| AgentError::checkpoint(path, format!("section `policy`: {e}")))?;
-    policy
-        .check()
-        .map_err(|m| AgentError::checkpoint(path, format!("section `policy`: {m}")))?;
+    let bytes = s.take("policy", path)?;
+    let bad = |m: String| AgentError::checkpoint(path, format!("section `policy`: {m}"));
+    let policy = match s.kind.as_str() {
+        PPO_POLICY => {
+            let p: PpoPolicy = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+            p.check().map_err(bad)?;
+            Policy::Ppo(p)
+        }
+        Q_POLICY => {
+            let p: QPolicy = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+            p.check().map_err(bad)?;
+            Policy::Q(p)
+        }
+        other => {
+            return Err(AgentError::checkpoint(
+                path,
+                format!("holds a {other} record, not a policy ({PPO_POLICY} or {Q_POLICY})"),
+            ));
+        }
+    };
     Ok(LoadedPolicy {
         path: path.to_path_buf(),
         meta,
@@ -766,6 +899,11 @@ pub fn load_run_policy(dir: &Path) -> Result<LoadedPolicy, AgentError> {
             dir.display()
         ))),
     }
+}
+
+enum Workspaces {
+    Ppo(crate::ppo::Workspace),
+    Q(crate::dqn::QWorkspace),
 }
 
 /// What `agent eval` does.
@@ -824,13 +962,13 @@ pub fn evaluate(
         obs_dim: env.observation_space().flat_dim(),
         action: ActionKind::of(env.action_space(), env.action_mask_len())?,
     };
-    if shape.obs_dim != policy.obs_dim || shape.action != policy.action {
+    if shape.obs_dim != policy.obs_dim() || shape.action != policy.action() {
         return Err(AgentError::Usage(format!(
             "the policy in {} expects observations of width {} and actions {:?}; `{}` has \
              width {} and actions {:?}",
             loaded.path.display(),
-            policy.obs_dim,
-            policy.action,
+            policy.obs_dim(),
+            policy.action(),
             env_config.name,
             shape.obs_dim,
             shape.action
@@ -841,7 +979,10 @@ pub fn evaluate(
     let mut obs_u8 = vec![0u8; if dtype == Dtype::U8 { shape.obs_dim } else { 0 }];
     let mut mask = vec![false; env.action_mask_len()];
     let mut extras = vec![0f64; env.extra_names().len()];
-    let mut ws = policy.workspace();
+    let mut ws = match policy {
+        Policy::Ppo(p) => Workspaces::Ppo(p.workspace()),
+        Policy::Q(p) => Workspaces::Q(p.workspace()),
+    };
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(derive_seed(opts.seed, 0xE7A1));
     let mode = if opts.deterministic {
         ActMode::Deterministic
@@ -876,15 +1017,23 @@ pub fn evaluate(
                 }
             }
             let m = (!mask.is_empty()).then_some(mask.as_slice());
-            let acted = policy.act(&obs_f32, m, mode, &mut rng, &mut ws);
-            let action = match &policy.action {
-                ActionKind::Discrete { .. } => Action::Discrete(acted.index),
-                ActionKind::Continuous { low, high } => {
-                    for (j, a) in action_buf.iter_mut().enumerate() {
-                        *a = ws.action[j].clamp(low[j], high[j]);
+            let action = match (policy, &mut ws) {
+                (Policy::Ppo(p), Workspaces::Ppo(ws)) => {
+                    let acted = p.act(&obs_f32, m, mode, &mut rng, ws);
+                    match &p.action {
+                        ActionKind::Discrete { .. } => Action::Discrete(acted.index),
+                        ActionKind::Continuous { low, high } => {
+                            for (j, a) in action_buf.iter_mut().enumerate() {
+                                *a = ws.action[j].clamp(low[j], high[j]);
+                            }
+                            Action::Continuous(&action_buf)
+                        }
                     }
-                    Action::Continuous(&action_buf)
                 }
+                (Policy::Q(p), Workspaces::Q(ws)) => {
+                    Action::Discrete(p.act(&obs_f32, m, mode, &mut rng, ws))
+                }
+                _ => unreachable!("the workspace is made for its policy"),
             };
             let out = Out {
                 obs: if dtype == Dtype::U8 {
@@ -984,6 +1133,17 @@ mod tests {
             })
             .collect();
         (header, rows)
+    }
+
+    fn algo_config(algo: &str, env: &str, steps: u64, sets: &[&str]) -> Config {
+        resolve(&ConfigRequest {
+            algo: Some(algo.into()),
+            env: Some(env.into()),
+            steps: Some(steps),
+            sets: sets.iter().map(|s| s.to_string()).collect(),
+            ..ConfigRequest::default()
+        })
+        .unwrap()
     }
 
     fn sections_rng(path: &Path) -> Vec<u8> {
@@ -1379,11 +1539,10 @@ mod tests {
             out.state.return_mean()
         );
         let loaded = load_run_policy(&dir).unwrap();
-        let norm = loaded
-            .policy
-            .obs_norm
-            .clone()
-            .expect("the policy normalises");
+        let Policy::Ppo(policy) = loaded.policy else {
+            panic!("a PPO run saves a PPO policy")
+        };
+        let norm = policy.obs_norm.clone().expect("the policy normalises");
         // CartPole's pole-angle entry has a std far below 1: the statistics moved.
         assert!(norm.inv_std[2] > 2.0, "{norm:?}");
         let rd = RunDir::new(&dir);
@@ -1392,7 +1551,123 @@ mod tests {
         fresh
             .load(&mut Sections::read(&path).unwrap(), &path)
             .unwrap();
-        assert_eq!(fresh.acting_policy(), loaded.policy);
+        assert_eq!(fresh.acting_policy(), policy);
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A Rainbow run stopped mid-way resumes from its checkpoint with its replay
+    /// memory, its optimizer and its counters: the replay holds what it held, the
+    /// gradient-step count goes on, and no metrics row is lost or repeated.
+    #[test]
+    fn rainbow_resumes_with_its_replay_memory() {
+        let cfg = algo_config(
+            "rainbow",
+            "cartpole",
+            6_144,
+            &["run.checkpoint_interval=2048", "dqn.learning_starts=512"],
+        );
+        let dir = temp_dir("rainbow-resume");
+        let first = train(
+            Start::New {
+                config: Box::new(cfg.clone()),
+                out: Some(dir.clone()),
+            },
+            &mut StopAt(4_500),
+        )
+        .unwrap();
+        assert!(first.stopped);
+        let rd = RunDir::new(&dir);
+        let (step, path) = rd.latest("learner").unwrap().unwrap();
+        assert_eq!(step, 4_096);
+        let shape = q_shape(&cfg.env).unwrap();
+        let mut saved = Dqn::new(
+            &cfg.dqn,
+            &cfg.rainbow_components(),
+            false,
+            shape.clone(),
+            cfg.run.steps,
+            99,
+        )
+        .unwrap();
+        saved
+            .load(&mut Sections::read(&path).unwrap(), &path)
+            .unwrap();
+        assert_eq!(
+            saved.replay().len(),
+            4_096 - 2,
+            "n = 3 leaves two steps pending"
+        );
+        assert_eq!(saved.counters().env_steps, 4_096);
+        assert_eq!(saved.counters().gradient_steps, (4_096 - 512) / 2);
+
+        let done = train(
+            Start::Resume {
+                dir: dir.clone(),
+                steps: None,
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        assert_eq!(done.state.env_steps, 6_144);
+        let (header, rows) = metrics(&dir);
+        let steps: Vec<f64> = rows.iter().map(|r| r[0]).collect();
+        let expected: Vec<f64> = (1..=24).map(|i| (i * 256) as f64).collect();
+        assert_eq!(steps, expected, "one row per update, none lost or repeated");
+        let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+        let last = rows.last().unwrap();
+        assert_eq!(
+            last[col("charts/gradient_steps")],
+            ((6_144 - 512) / 2) as f64
+        );
+        assert!(last[col("charts/replay_size")] > 6_000.0);
+
+        // The policy file is a Q-policy that `evaluate` plays.
+        let loaded = load_run_policy(&dir).unwrap();
+        assert!(matches!(loaded.policy, Policy::Q(_)));
+        let report = evaluate(
+            &loaded,
+            None,
+            &EvalOptions {
+                episodes: 3,
+                deterministic: true,
+                seed: 1,
+                max_steps: 1_000,
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(report.episodes, 3);
+
+        // A checkpoint for another environment shape is refused by name.
+        let mut other = cfg.clone();
+        other.env.name = "acrobot".into();
+        let mut wrong = Dqn::new(
+            &other.dqn,
+            &other.rainbow_components(),
+            false,
+            q_shape(&other.env).unwrap(),
+            1_000,
+            1,
+        )
+        .unwrap();
+        let e = wrong
+            .load(&mut Sections::read(&path).unwrap(), &path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("was written for"), "{e}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// DQN and Rainbow act only in discrete action spaces: a continuous one is a usage
+    /// error naming the environment, not a panic.
+    #[test]
+    fn q_learning_on_a_continuous_action_space_is_refused() {
+        let env = EnvConfig {
+            name: "pendulum".into(),
+            params: agentry_envs::Params::new(),
+        };
+        let e = q_shape(&env).unwrap_err();
+        assert!(e.is_config(), "{e}");
+        assert!(e.to_string().contains("pendulum"), "{e}");
     }
 }

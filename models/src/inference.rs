@@ -64,9 +64,9 @@ pub struct Scratch {
 }
 
 /// burn's layer-norm ε (`LayerNormConfig`'s default), which `Mlp` uses.
-const LAYER_NORM_EPS: f32 = 1e-5;
+pub(crate) const LAYER_NORM_EPS: f32 = 1e-5;
 
-fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
+pub(crate) fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
@@ -280,7 +280,7 @@ impl MlpWeights {
 
 /// `y = x·W + b`, accumulated row by row of `W` (contiguous, so it vectorises).
 #[inline]
-fn dense(layer: &Dense, x: &[f32], y: &mut [f32]) {
+pub(crate) fn dense(layer: &Dense, x: &[f32], y: &mut [f32]) {
     y.copy_from_slice(&layer.bias);
     for (&xi, row) in x.iter().zip(layer.weight.chunks_exact(layer.fan_out)) {
         for (yj, &w) in y.iter_mut().zip(row) {
@@ -289,7 +289,7 @@ fn dense(layer: &Dense, x: &[f32], y: &mut [f32]) {
     }
 }
 
-fn layer_norm(norm: &Norm, z: &mut [f32]) {
+pub(crate) fn layer_norm(norm: &Norm, z: &mut [f32]) {
     let n = z.len() as f32;
     let mean = z.iter().sum::<f32>() / n;
     let var = z.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;

@@ -27,11 +27,13 @@ pub mod heads;
 pub mod inference;
 mod init;
 pub mod mlp;
+pub mod qnet;
 
 pub use burn;
 pub use heads::{GaussianHead, categorical_entropy, categorical_log_prob, masked_log_softmax};
 pub use inference::MlpWeights;
 pub use mlp::{Activation, Init, Mlp, MlpConfig};
+pub use qnet::{QNet, QNetConfig, QNoise, QWeights};
 
 use burn::tensor::Device;
 

@@ -1,0 +1,1180 @@
+//! DQN (Mnih et al. 2015) and Rainbow (Hessel et al. 2018), one learner with every
+//! Rainbow component a switch (`[rainbow]` in the config, Dopamine's names).
+//!
+//! The update reads top to bottom: the actors' transitions (already n-step, made by one
+//! [`NStep`] adder per environment, so `terminated` zeroes the bootstrap and `truncated`
+//! keeps it) go into replay; then `replay_ratio × new env steps` gradient steps each
+//! sample a batch (prioritized with β annealed to 1, or uniform), compute targets with
+//! the target network (the online network choosing the next action when `double`),
+//! take one Adam step on the Huber loss (scalar Q) or the cross-entropy to the projected
+//! target distribution (C51), and refresh the batch's priorities. The target network is
+//! a copy of the online one, refreshed every `target_update_interval` env steps.
+//!
+//! Two pure functions carry the arithmetic that is easy to get wrong, each tested
+//! against hand-computed cases: [`project_distribution`] (C51's projection of
+//! `r + γⁿ z` onto the fixed support) and [`n_step_target`] (the n-step return with
+//! the bootstrap).
+//!
+//! Exploration is ε-greedy on a linear schedule (SB3's), and with `noisy` the actors
+//! also act with freshly sampled network noise at every step. Before `learning_starts`
+//! env steps the actors act uniformly at random (SB3's warm-up).
+//!
+//! Targets take the maximum over all actions of the next state: replay does not store
+//! legal-action masks, so an environment with illegal moves is learned as if every
+//! move were allowed there (acting does respect the masks).
+
+use agentry_envs::vector::{ObsBuffer, VecAction, VecEnv};
+use agentry_memory::{
+    Adder, Batch, NStep, Prioritization, Replay, Step, TransitionRef, TransitionSink,
+};
+use agentry_models::qnet::QScratch;
+use agentry_models::{QNet, QNetConfig, QNoise, QWeights};
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Int, Tensor, TensorData, activation};
+use rand::{Rng, RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{DqnConfig, RainbowConfig};
+use crate::error::AgentError;
+use crate::grads::clip_grad_norm;
+use crate::ppo::ActMode;
+use crate::runner::{self, Chunk, Episode, Progress};
+
+/// The fixed support of a categorical return distribution: `atoms` evenly spaced
+/// points from `v_min` to `v_max`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Support {
+    /// The lowest atom.
+    pub v_min: f32,
+    /// The highest atom.
+    pub v_max: f32,
+    /// Number of atoms (at least 2).
+    pub atoms: usize,
+}
+
+impl Support {
+    /// The spacing Δz between atoms.
+    pub fn delta(&self) -> f32 {
+        (self.v_max - self.v_min) / (self.atoms - 1) as f32
+    }
+
+    /// The atoms' values.
+    pub fn values(&self) -> Vec<f32> {
+        (0..self.atoms)
+            .map(|j| self.v_min + j as f32 * self.delta())
+            .collect()
+    }
+}
+
+/// C51's projection (Bellemare et al. 2017, Algorithm 1): the distribution of
+/// `reward + discount · Z`, with `Z` distributed as `probs` on `support`, moved onto
+/// `support` by splitting each shifted atom's mass between its two neighbours in
+/// proportion to closeness (values beyond the ends are clamped onto them). `discount`
+/// is `γⁿ`, or 0 for a terminal transition (all mass lands next to `reward`).
+///
+/// # Panics
+/// If `probs` or `out` do not have `support.atoms` entries (a programming error).
+pub fn project_distribution(
+    probs: &[f32],
+    reward: f32,
+    discount: f32,
+    support: &Support,
+    out: &mut [f32],
+) {
+    assert_eq!(probs.len(), support.atoms);
+    assert_eq!(out.len(), support.atoms);
+    out.fill(0.0);
+    let dz = support.delta();
+    let last = (support.atoms - 1) as f32;
+    for (j, &p) in probs.iter().enumerate() {
+        let z = support.v_min + j as f32 * dz;
+        let tz = (reward + discount * z).clamp(support.v_min, support.v_max);
+        let b = ((tz - support.v_min) / dz).clamp(0.0, last);
+        let (l, u) = (b.floor(), b.ceil());
+        if l == u {
+            out[l as usize] += p;
+        } else {
+            out[l as usize] += p * (u - b);
+            out[u as usize] += p * (b - l);
+        }
+    }
+}
+
+/// The n-step target `Σ_{i<k} γ^i r_i + γ^k · bootstrap` for the `k = rewards.len()`
+/// rewards of a window, without the bootstrap when the episode terminated at its last
+/// step. (A truncated episode keeps the bootstrap from its final observation.)
+pub fn n_step_target(rewards: &[f32], gamma: f32, terminated: bool, bootstrap: f32) -> f32 {
+    let (mut sum, mut power) = (0.0f64, 1.0f64);
+    for &r in rewards {
+        sum += power * r as f64;
+        power *= gamma as f64;
+    }
+    if !terminated {
+        sum += power * bootstrap as f64;
+    }
+    sum as f32
+}
+
+/// The index of the largest value, among the legal entries when `mask` is given (the
+/// first on ties; 0 when nothing is legal).
+pub fn argmax(values: &[f32], mask: Option<&[bool]>) -> usize {
+    let mut best = None;
+    for (i, &v) in values.iter().enumerate() {
+        if mask.is_some_and(|m| !m[i]) {
+            continue;
+        }
+        if best.is_none_or(|(_, b)| v > b) {
+            best = Some((i, v));
+        }
+    }
+    best.map_or(0, |(i, _)| i)
+}
+
+/// Expected values per action from per-atom logits (`actions × atoms`, action-major):
+/// `q[a] = Σ_j softmax(logits[a])_j · support[j]`. With an empty support the outputs
+/// already are Q-values and are copied.
+pub fn expected_q(outputs: &[f32], support: &[f32], q: &mut [f32]) {
+    if support.is_empty() {
+        q.copy_from_slice(outputs);
+        return;
+    }
+    let atoms = support.len();
+    for (a, row) in outputs.chunks_exact(atoms).enumerate() {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let (mut total, mut weighted) = (0.0f32, 0.0f32);
+        for (&l, &z) in row.iter().zip(support) {
+            let e = (l - max).exp();
+            total += e;
+            weighted += e * z;
+        }
+        q[a] = weighted / total;
+    }
+}
+
+/// The acting copy of a Q-network policy (DQN or Rainbow): what a checkpoint's policy
+/// record holds and what a game embeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QPolicy {
+    /// Observation width.
+    pub obs_dim: usize,
+    /// Number of discrete actions.
+    pub actions: usize,
+    /// The environment gives legal-action masks.
+    pub masked: bool,
+    /// The network.
+    pub net: QWeights,
+    /// The atoms of the return distribution (empty: the network outputs Q-values).
+    pub support: Vec<f32>,
+    /// ε of ε-greedy sampling (the training schedule's value when it was saved).
+    pub epsilon: f32,
+}
+
+/// Preallocated buffers for [`QPolicy::act`].
+#[derive(Clone, Debug)]
+pub struct QWorkspace {
+    scratch: QScratch,
+    outputs: Vec<f32>,
+    /// The Q-values of the last call, one per action.
+    pub q: Vec<f32>,
+    noise: QNoise,
+}
+
+impl QPolicy {
+    /// Check that the parts fit together (a policy read from a file may not).
+    pub fn check(&self) -> Result<(), String> {
+        self.net.check()?;
+        if self.net.input_dim() != self.obs_dim {
+            return Err(format!(
+                "the network takes {} inputs but the policy's observations have {}",
+                self.net.input_dim(),
+                self.obs_dim
+            ));
+        }
+        if self.net.actions != self.actions {
+            return Err(format!(
+                "the network has {} actions but the policy {}",
+                self.net.actions, self.actions
+            ));
+        }
+        let atoms = self.net.atoms;
+        if !(self.support.is_empty() && atoms == 1 || self.support.len() == atoms && atoms > 1) {
+            return Err(format!(
+                "a support of {} values for {atoms} atoms",
+                self.support.len()
+            ));
+        }
+        if self.support.iter().any(|v| !v.is_finite()) || !(0.0..=1.0).contains(&self.epsilon) {
+            return Err("a non-finite support value or an ε outside [0, 1]".into());
+        }
+        Ok(())
+    }
+
+    /// Buffers for [`act`](Self::act).
+    pub fn workspace(&self) -> QWorkspace {
+        QWorkspace {
+            scratch: self.net.scratch(),
+            outputs: vec![0.0; self.net.output_dim()],
+            q: vec![0.0; self.actions],
+            noise: QNoise::new(&self.net.noise_shapes()),
+        }
+    }
+
+    /// The Q-values of `obs` into `ws.q`: with the network's mean weights, or with
+    /// freshly sampled noise when `noisy` (and the network has noisy layers).
+    pub fn q_values<'w>(
+        &self,
+        obs: &[f32],
+        noisy: bool,
+        rng: &mut impl Rng,
+        ws: &'w mut QWorkspace,
+    ) -> &'w [f32] {
+        let noise = if noisy && !ws.noise.is_empty() {
+            ws.noise.resample(rng);
+            Some(&ws.noise)
+        } else {
+            None
+        };
+        self.net
+            .forward(obs, noise, &mut ws.scratch, &mut ws.outputs);
+        expected_q(&ws.outputs, &self.support, &mut ws.q);
+        &ws.q
+    }
+
+    /// An action for `obs`: ε-greedy with the network's noise ([`ActMode::Sample`]) or
+    /// greedy with its mean weights ([`ActMode::Deterministic`]), among the legal
+    /// actions when `mask` is given.
+    pub fn act(
+        &self,
+        obs: &[f32],
+        mask: Option<&[bool]>,
+        mode: ActMode,
+        rng: &mut impl Rng,
+        ws: &mut QWorkspace,
+    ) -> usize {
+        if mode == ActMode::Sample && self.epsilon > 0.0 && rng.random::<f32>() < self.epsilon {
+            return random_legal(self.actions, mask, rng);
+        }
+        let q = self.q_values(obs, mode == ActMode::Sample, rng, ws);
+        argmax(q, mask)
+    }
+}
+
+/// A uniformly random legal action (any action when `mask` is None or all false).
+fn random_legal(n: usize, mask: Option<&[bool]>, rng: &mut impl Rng) -> usize {
+    match mask {
+        Some(m) => {
+            let legal = m.iter().filter(|&&l| l).count();
+            if legal == 0 {
+                return rng.random_range(0..n);
+            }
+            let k = rng.random_range(0..legal);
+            m.iter()
+                .enumerate()
+                .filter(|(_, l)| **l)
+                .nth(k)
+                .map_or(0, |(i, _)| i)
+        }
+        None => rng.random_range(0..n),
+    }
+}
+
+/// Transitions in flat columns: what an actor sends and replay stores.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Transitions {
+    obs_dim: usize,
+    obs: Vec<f32>,
+    next_obs: Vec<f32>,
+    actions: Vec<u32>,
+    rewards: Vec<f32>,
+    discounts: Vec<f32>,
+    steps: Vec<u32>,
+}
+
+impl Transitions {
+    /// Room for `capacity` transitions of observations of width `obs_dim`.
+    pub fn with_capacity(obs_dim: usize, capacity: usize) -> Self {
+        Transitions {
+            obs_dim,
+            obs: Vec::with_capacity(capacity * obs_dim),
+            next_obs: Vec::with_capacity(capacity * obs_dim),
+            actions: Vec::with_capacity(capacity),
+            rewards: Vec::with_capacity(capacity),
+            discounts: Vec::with_capacity(capacity),
+            steps: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Number of transitions.
+    pub fn len(&self) -> usize {
+        self.actions.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    /// Transition `i`.
+    pub fn get(&self, i: usize) -> TransitionRef<'_> {
+        let d = self.obs_dim;
+        TransitionRef {
+            obs: &self.obs[i * d..(i + 1) * d],
+            action: self.actions[i],
+            reward: self.rewards[i],
+            next_obs: &self.next_obs[i * d..(i + 1) * d],
+            discount: self.discounts[i],
+            steps: self.steps[i],
+        }
+    }
+}
+
+impl TransitionSink for Transitions {
+    fn insert(&mut self, t: TransitionRef<'_>) -> agentry_memory::Result<()> {
+        for (what, len) in [("obs", t.obs.len()), ("next_obs", t.next_obs.len())] {
+            if len != self.obs_dim {
+                return Err(agentry_memory::MemoryError::Length {
+                    what,
+                    expected: self.obs_dim,
+                    got: len,
+                });
+            }
+        }
+        self.obs.extend_from_slice(t.obs);
+        self.next_obs.extend_from_slice(t.next_obs);
+        self.actions.push(t.action);
+        self.rewards.push(t.reward);
+        self.discounts.push(t.discount);
+        self.steps.push(t.steps);
+        Ok(())
+    }
+}
+
+/// One actor's experience: the transitions its adders completed.
+pub struct DqnChunk {
+    /// The completed transitions.
+    pub transitions: Transitions,
+    episodes: Vec<Episode>,
+    env_steps: u64,
+}
+
+impl Chunk for DqnChunk {
+    fn env_steps(&self) -> u64 {
+        self.env_steps
+    }
+    fn episodes(&self) -> &[Episode] {
+        &self.episodes
+    }
+}
+
+/// An actor: ε-greedy (and noisy) acting, one n-step adder per environment.
+pub struct DqnActor {
+    rng: rand_pcg::Pcg64Mcg,
+    n_step: usize,
+    gamma: f32,
+    adders: Vec<NStep>,
+    ws: Option<QWorkspace>,
+    prev_obs: Vec<f32>,
+    row: Vec<f32>,
+    actions: Vec<usize>,
+}
+
+fn obs_row_of(obs: &ObsBuffer, dim: usize, i: usize, row: &mut Vec<f32>) {
+    row.clear();
+    if let Some(o) = obs.as_f32() {
+        row.extend_from_slice(&o[i * dim..(i + 1) * dim]);
+    } else if let Some(o) = obs.as_u8() {
+        row.extend(o[i * dim..(i + 1) * dim].iter().map(|&v| v as f32));
+    }
+}
+
+impl runner::Actor for DqnActor {
+    type Policy = QPolicy;
+    type Chunk = DqnChunk;
+
+    fn collect(
+        &mut self,
+        policy: &QPolicy,
+        envs: &mut dyn VecEnv,
+        steps: usize,
+    ) -> Result<DqnChunk, AgentError> {
+        let m = envs.num_envs();
+        let dim = policy.obs_dim;
+        if self.adders.len() != m {
+            self.adders = (0..m)
+                .map(|_| NStep::new(self.n_step, self.gamma, dim))
+                .collect::<Result<_, _>>()
+                .map_err(|e| AgentError::Invalid(format!("building the n-step adders: {e}")))?;
+        }
+        let ws = self.ws.get_or_insert_with(|| policy.workspace());
+        let mut chunk = DqnChunk {
+            transitions: Transitions::with_capacity(dim, steps * m),
+            episodes: Vec::new(),
+            env_steps: (steps * m) as u64,
+        };
+        self.prev_obs.resize(m * dim, 0.0);
+        self.actions.resize(m, 0);
+        let mask_len = if policy.masked { policy.actions } else { 0 };
+        for _ in 0..steps {
+            for i in 0..m {
+                obs_row_of(envs.buffers().obs(), dim, i, &mut self.row);
+                self.prev_obs[i * dim..(i + 1) * dim].copy_from_slice(&self.row);
+                let all = envs.buffers().action_masks();
+                let mask = (mask_len > 0).then(|| &all[i * mask_len..(i + 1) * mask_len]);
+                self.actions[i] = policy.act(&self.row, mask, ActMode::Sample, &mut self.rng, ws);
+            }
+            let b = envs
+                .step(VecAction::Discrete(&self.actions))
+                .map_err(AgentError::EnvSetup)?;
+            for i in 0..m {
+                let (terminated, truncated) = (b.terminated()[i], b.truncated()[i]);
+                let source = if terminated || truncated {
+                    b.final_obs()
+                } else {
+                    b.obs()
+                };
+                obs_row_of(source, dim, i, &mut self.row);
+                let step = Step {
+                    obs: &self.prev_obs[i * dim..(i + 1) * dim],
+                    action: self.actions[i] as u32,
+                    reward: b.rewards()[i],
+                    terminated,
+                    truncated,
+                    next_obs: &self.row,
+                    duration: 1,
+                };
+                self.adders[i]
+                    .add(&step, &mut chunk.transitions)
+                    .map_err(|e| AgentError::Invalid(format!("adding a transition: {e}")))?;
+                if let Some((ret, len)) = b.finished_episode(i) {
+                    chunk.episodes.push(Episode { ret, len });
+                }
+            }
+        }
+        Ok(chunk)
+    }
+}
+
+/// What a Q-learner needs to know about the environment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QShape {
+    /// Observation width.
+    pub obs_dim: usize,
+    /// Number of discrete actions.
+    pub actions: usize,
+    /// The environment gives legal-action masks.
+    pub masked: bool,
+}
+
+/// The learner's counters, saved with checkpoints.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DqnCounters {
+    /// Env steps seen.
+    pub env_steps: u64,
+    /// Gradient steps owed but not yet taken (the fraction of `replay_ratio × steps`).
+    pub grad_debt: f64,
+    /// Gradient steps taken.
+    pub gradient_steps: u64,
+    /// Env steps at the last target update.
+    pub last_sync: u64,
+    /// Target updates made.
+    pub target_syncs: u64,
+}
+
+/// The DQN / Rainbow learner.
+pub struct Dqn {
+    dqn: DqnConfig,
+    rainbow: RainbowConfig,
+    shape: QShape,
+    net_config: QNetConfig,
+    device: Device,
+    online: Option<QNet>,
+    target: QNet,
+    optim: ModuleOptimizer,
+    replay: Replay,
+    batch: Batch,
+    rng: rand_pcg::Pcg64Mcg,
+    noise_online: QNoise,
+    noise_target: QNoise,
+    support: Option<Support>,
+    total_steps: u64,
+    counters: DqnCounters,
+    /// Targets of the current batch (scalar: one per row; C51: a distribution per row).
+    targets: Vec<f32>,
+}
+
+/// The learner's metric columns after the runner's.
+pub const METRICS: &[&str] = &[
+    "losses/td_loss",
+    "losses/q_values",
+    "losses/grad_norm",
+    "charts/epsilon",
+    "charts/beta",
+    "charts/gradient_steps",
+    "charts/target_syncs",
+    "charts/replay_size",
+];
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data")
+}
+
+impl Dqn {
+    /// A fresh learner for a run of `total_steps`; networks initialised from `seed`.
+    pub fn new(
+        dqn: &DqnConfig,
+        rainbow: &RainbowConfig,
+        layer_norm: bool,
+        shape: QShape,
+        total_steps: u64,
+        seed: u64,
+    ) -> Result<Self, AgentError> {
+        let device = agentry_models::training_device();
+        let net_config = QNetConfig {
+            input: shape.obs_dim,
+            hidden: dqn.hidden.clone(),
+            actions: shape.actions,
+            atoms: if rainbow.distributional {
+                rainbow.atoms
+            } else {
+                1
+            },
+            dueling: rainbow.dueling,
+            noisy: rainbow.noisy,
+            sigma0: rainbow.noisy_sigma0 as f32,
+            activation: dqn.activation,
+            layer_norm,
+        };
+        let online = net_config.init_seeded(&device, seed ^ 0x0411);
+        let target = online.valid();
+        let prioritization = rainbow.prioritized.then_some(Prioritization {
+            alpha: rainbow.priority_alpha,
+            epsilon: rainbow.priority_eps,
+        });
+        let replay = Replay::new(dqn.buffer_size, shape.obs_dim, prioritization)
+            .map_err(|e| AgentError::Invalid(format!("building the replay memory: {e}")))?;
+        let shapes = net_config.noise_shapes();
+        let support = rainbow.distributional.then_some(Support {
+            v_min: rainbow.v_min as f32,
+            v_max: rainbow.v_max as f32,
+            atoms: rainbow.atoms,
+        });
+        Ok(Dqn {
+            dqn: dqn.clone(),
+            rainbow: rainbow.clone(),
+            batch: Batch::new(dqn.batch_size, shape.obs_dim),
+            shape,
+            net_config,
+            device,
+            online: Some(online),
+            target,
+            optim: AdamConfig::new().with_epsilon(dqn.adam_eps as f32).init(),
+            replay,
+            rng: rand_pcg::Pcg64Mcg::seed_from_u64(agentry_envs::derive_seed(seed, 0xD05)),
+            noise_online: QNoise::new(&shapes),
+            noise_target: QNoise::new(&shapes),
+            support,
+            total_steps,
+            counters: DqnCounters::default(),
+            targets: Vec::new(),
+        })
+    }
+
+    fn online(&self) -> &QNet {
+        self.online
+            .as_ref()
+            .expect("the network is only taken during a step")
+    }
+
+    /// The environment shape the learner was built for.
+    pub fn shape(&self) -> &QShape {
+        &self.shape
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &DqnCounters {
+        &self.counters
+    }
+
+    /// The replay memory.
+    pub fn replay(&self) -> &Replay {
+        &self.replay
+    }
+
+    /// ε of the exploration schedule after `env_steps` (1 during the warm-up).
+    pub fn epsilon(&self, env_steps: u64) -> f64 {
+        let d = &self.dqn;
+        if env_steps < d.learning_starts {
+            return 1.0;
+        }
+        let span = d.exploration_fraction * self.total_steps as f64;
+        let progress = if span > 0.0 {
+            (env_steps as f64 / span).min(1.0)
+        } else {
+            1.0
+        };
+        d.exploration_initial_eps + progress * (d.exploration_final_eps - d.exploration_initial_eps)
+    }
+
+    fn beta(&self) -> f64 {
+        let frac = (self.counters.env_steps as f64 / self.total_steps.max(1) as f64).min(1.0);
+        self.rainbow.priority_beta0 + frac * (1.0 - self.rainbow.priority_beta0)
+    }
+
+    /// The acting copy of the current parameters, with the current ε.
+    pub fn acting_policy(&self) -> QPolicy {
+        QPolicy {
+            obs_dim: self.shape.obs_dim,
+            actions: self.shape.actions,
+            masked: self.shape.masked,
+            net: QWeights::from_qnet(self.online()),
+            support: self.support.map(|s| s.values()).unwrap_or_default(),
+            epsilon: self.epsilon(self.counters.env_steps) as f32,
+        }
+    }
+
+    /// The online network's parameters as bytes (burn's record format).
+    pub fn model_bytes(&self) -> Result<Vec<u8>, AgentError> {
+        record_bytes(self.online().clone())
+    }
+
+    /// The target network's parameters as bytes.
+    pub fn target_bytes(&self) -> Result<Vec<u8>, AgentError> {
+        record_bytes(self.target.clone())
+    }
+
+    /// The optimizer state as bytes.
+    pub fn optimizer_bytes(&self) -> Result<Vec<u8>, AgentError> {
+        let bytes = self
+            .optim
+            .into_bytes()
+            .map_err(|e| AgentError::Invalid(format!("serialising the optimizer: {e}")))?;
+        Ok(bytes.to_vec())
+    }
+
+    /// The generator and counters, as JSON.
+    pub fn state_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&(&self.rng, &self.counters)).expect("the state serialises")
+    }
+
+    /// Restore what the `*_bytes` methods and [`state_json`](Self::state_json) saved,
+    /// and the replay memory from its bytes. Nothing changes unless all of it loads.
+    pub fn restore(
+        &mut self,
+        model: Vec<u8>,
+        target: Vec<u8>,
+        optim: Vec<u8>,
+        state: &[u8],
+        replay: &[u8],
+    ) -> Result<(), String> {
+        let online =
+            load_record(self.online().clone(), model).map_err(|e| format!("model: {e}"))?;
+        let target =
+            load_record(self.target.clone(), target).map_err(|e| format!("target model: {e}"))?;
+        let adam = AdamConfig::new()
+            .with_epsilon(self.dqn.adam_eps as f32)
+            .init();
+        let optim = catch(|| adam.from_bytes(Bytes::from_bytes_vec(optim)))
+            .map_err(|e| format!("optimizer record: {e}"))?
+            .map_err(|e| format!("optimizer record: {e}"))?;
+        let (rng, counters): (rand_pcg::Pcg64Mcg, DqnCounters) =
+            serde_json::from_slice(state).map_err(|e| format!("learner state: {e}"))?;
+        if !(counters.grad_debt.is_finite() && counters.grad_debt >= 0.0) {
+            return Err(format!(
+                "learner state: gradient debt {}",
+                counters.grad_debt
+            ));
+        }
+        self.replay
+            .load_bytes(replay)
+            .map_err(|e| format!("replay memory: {e}"))?;
+        self.online = Some(online);
+        self.target = target.valid();
+        self.optim = optim;
+        self.rng = rng;
+        self.counters = counters;
+        Ok(())
+    }
+
+    /// The replay memory as bytes (see `agentry_memory` for the format and its size).
+    pub fn replay_bytes(&self) -> Vec<u8> {
+        self.replay.to_bytes()
+    }
+
+    /// One gradient step on a sampled batch; returns (loss, mean Q of the taken
+    /// actions, gradient norm).
+    fn gradient_step(&mut self, lr: f64) -> Result<(f64, f64, f64), AgentError> {
+        let beta = self.beta();
+        self.replay
+            .sample(&mut self.rng, beta, &mut self.batch)
+            .map_err(|e| AgentError::Invalid(format!("sampling replay: {e}")))?;
+        if !self.noise_online.is_empty() {
+            self.noise_online.resample(&mut self.rng);
+            self.noise_target.resample(&mut self.rng);
+        }
+        let b = self.batch.size();
+        let dim = self.shape.obs_dim;
+        let actions = self.shape.actions;
+        let atoms = self.net_config.atoms;
+        let plain = self.device.clone().inner();
+        let noisy = !self.noise_online.is_empty();
+
+        // Targets, without autodiff.
+        let next = Tensor::<2>::from_data(
+            TensorData::new(self.batch.next_obs().to_vec(), [b, dim]),
+            &plain,
+        );
+        let target_out = to_vec(
+            self.target
+                .forward(next.clone(), noisy.then_some(&self.noise_target)),
+        );
+        let chooser_out = if self.rainbow.double {
+            Some(to_vec(
+                self.online()
+                    .valid()
+                    .forward(next, noisy.then_some(&self.noise_online)),
+            ))
+        } else {
+            None
+        };
+        let support_values = self.support.map(|s| s.values()).unwrap_or_default();
+        let mut q_next = vec![0.0f32; actions];
+        self.targets.clear();
+        self.targets.resize(b * atoms, 0.0);
+        let per_row = actions * atoms;
+        for i in 0..b {
+            let chooser = chooser_out.as_deref().unwrap_or(&target_out);
+            expected_q(
+                &chooser[i * per_row..(i + 1) * per_row],
+                &support_values,
+                &mut q_next,
+            );
+            let a_star = argmax(&q_next, None);
+            let row = &target_out[i * per_row + a_star * atoms..i * per_row + (a_star + 1) * atoms];
+            let (r, d) = (self.batch.rewards()[i], self.batch.discounts()[i]);
+            match &self.support {
+                None => self.targets[i] = r + d * row[0],
+                Some(support) => {
+                    let mut probs = row.to_vec();
+                    softmax(&mut probs);
+                    project_distribution(
+                        &probs,
+                        r,
+                        d,
+                        support,
+                        &mut self.targets[i * atoms..(i + 1) * atoms],
+                    );
+                }
+            }
+        }
+
+        // The online network's loss.
+        let device = self.device.clone();
+        let online = self.online.as_ref().expect("network present");
+        let obs = Tensor::<2>::from_data(
+            TensorData::new(self.batch.obs().to_vec(), [b, dim]),
+            &device,
+        );
+        let out = online.forward(obs, noisy.then_some(&self.noise_online));
+        let index: Vec<i64> = self
+            .batch
+            .actions()
+            .iter()
+            .flat_map(|&a| std::iter::repeat_n(a as i64, atoms))
+            .collect();
+        let index = Tensor::<3, Int>::from_data(TensorData::new(index, [b, 1, atoms]), &device);
+        let chosen = out.gather(1, index).reshape([b, atoms]);
+        let weights =
+            Tensor::<1>::from_data(TensorData::new(self.batch.weights().to_vec(), [b]), &device);
+        let targets =
+            Tensor::<2>::from_data(TensorData::new(self.targets.clone(), [b, atoms]), &device);
+        let (per_sample, q_taken) = match &self.support {
+            None => {
+                // Huber (smooth L1, δ = 1), as SB3 and Dopamine.
+                let q = chosen.reshape([b]);
+                let diff = q.clone() - targets.reshape([b]);
+                let abs = diff.abs();
+                let quad = abs.clone().clamp_max(1.0);
+                let huber = quad.clone().square().mul_scalar(0.5) + (abs - quad);
+                (huber, q.detach())
+            }
+            Some(_) => {
+                let log_p = activation::log_softmax(chosen.clone(), 1);
+                let ce = (targets * log_p).sum_dim(1).neg().reshape([b]);
+                let p = activation::softmax(chosen.detach(), 1);
+                let z = Tensor::<2>::from_data(
+                    TensorData::new(support_values.clone(), [1, atoms]),
+                    &device,
+                );
+                (ce, (p * z).sum_dim(1).reshape([b]))
+            }
+        };
+        let priorities = to_vec(per_sample.clone().detach().inner());
+        let loss = (per_sample * weights).mean();
+        let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        if !loss_value.is_finite() {
+            return Err(AgentError::Numeric(format!(
+                "the TD loss is {loss_value} at gradient step {}; the parameters were not changed",
+                self.counters.gradient_steps + 1
+            )));
+        }
+        let q_mean = q_taken.mean().into_scalar::<f32>() as f64;
+        let mut grads = GradientsParams::from_grads(loss.backward(), online);
+        let grad_norm = clip_grad_norm(online, &mut grads, self.dqn.max_grad_norm as f32);
+        if !grad_norm.is_finite() {
+            return Err(AgentError::Numeric(format!(
+                "the gradient norm is {grad_norm} at gradient step {}; the parameters were not \
+                 changed",
+                self.counters.gradient_steps + 1
+            )));
+        }
+        let online = self.online.take().expect("network present");
+        self.online = Some(self.optim.step(lr, online, grads));
+        self.replay
+            .update_priorities(self.batch.indices(), &priorities)
+            .map_err(|e| AgentError::Numeric(format!("updating priorities: {e}")))?;
+        self.counters.gradient_steps += 1;
+        Ok((loss_value, q_mean, grad_norm as f64))
+    }
+}
+
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut total = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        total += *v;
+    }
+    for v in row.iter_mut() {
+        *v /= total;
+    }
+}
+
+fn record_bytes(net: QNet) -> Result<Vec<u8>, AgentError> {
+    let bytes = net
+        .into_record()
+        .into_bytes()
+        .map_err(|e| AgentError::Invalid(format!("serialising the network: {e}")))?;
+    Ok(bytes.to_vec())
+}
+
+/// Load a record into a copy of `fresh` (burn panics on some records that do not fit:
+/// every step is caught).
+fn load_record(fresh: QNet, bytes: Vec<u8>) -> Result<QNet, String> {
+    let record = catch(|| ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)))?
+        .map_err(|e| e.to_string())?;
+    catch(|| fresh.try_load_record(record))?.map_err(|e| e.to_string())
+}
+
+fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into())
+    })
+}
+
+impl runner::Learner for Dqn {
+    type Actor = DqnActor;
+
+    fn chunk_steps(&self) -> usize {
+        self.dqn.train_freq
+    }
+
+    fn policy(&self) -> QPolicy {
+        self.acting_policy()
+    }
+
+    fn actor(&self, _index: usize, seed: u64) -> DqnActor {
+        DqnActor {
+            rng: rand_pcg::Pcg64Mcg::seed_from_u64(seed),
+            n_step: self.rainbow.n_step,
+            gamma: self.dqn.gamma as f32,
+            adders: Vec::new(),
+            ws: None,
+            prev_obs: Vec::new(),
+            row: Vec::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    fn metric_names(&self) -> Vec<String> {
+        METRICS.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn update(
+        &mut self,
+        chunks: Vec<DqnChunk>,
+        progress: Progress,
+    ) -> Result<Vec<f64>, AgentError> {
+        self.total_steps = progress.total_steps;
+        for c in &chunks {
+            for i in 0..c.transitions.len() {
+                self.replay
+                    .insert(c.transitions.get(i))
+                    .map_err(|e| AgentError::Invalid(format!("storing a transition: {e}")))?;
+            }
+        }
+        let before = self.counters.env_steps;
+        self.counters.env_steps = progress.env_steps;
+        let start = self.dqn.learning_starts;
+        let learned = progress.env_steps.saturating_sub(before.max(start));
+        self.counters.grad_debt += self.dqn.replay_ratio * learned as f64;
+        let mut steps = self.counters.grad_debt.floor() as u64;
+        self.counters.grad_debt -= steps as f64;
+        if self.replay.len() < self.dqn.batch_size {
+            steps = 0;
+        }
+        if steps > 0
+            && progress.env_steps - self.counters.last_sync >= self.dqn.target_update_interval
+        {
+            self.target = self.online().valid();
+            self.counters.last_sync = progress.env_steps;
+            self.counters.target_syncs += 1;
+        }
+        let (mut loss, mut q, mut norm) = (0.0, 0.0, 0.0);
+        for _ in 0..steps {
+            let (l, qm, g) = self.gradient_step(self.dqn.learning_rate)?;
+            loss += l;
+            q += qm;
+            norm += g;
+        }
+        let n = steps as f64;
+        let avg = |s: f64| if steps > 0 { s / n } else { f64::NAN };
+        Ok(vec![
+            avg(loss),
+            avg(q),
+            avg(norm),
+            self.epsilon(progress.env_steps),
+            if self.rainbow.prioritized {
+                self.beta()
+            } else {
+                f64::NAN
+            },
+            self.counters.gradient_steps as f64,
+            self.counters.target_syncs as f64,
+            self.replay.len() as f64,
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6)
+    }
+
+    #[test]
+    fn projection_hand_computed_cases() {
+        // Support {0, 1, 2, 3, 4}, Δz = 1.
+        let s = Support {
+            v_min: 0.0,
+            v_max: 4.0,
+            atoms: 5,
+        };
+        let mut out = [0.0; 5];
+        // r = 1, γ = 1: every atom shifts by exactly one; the last is clamped onto 4.
+        project_distribution(&[0.1, 0.2, 0.3, 0.2, 0.2], 1.0, 1.0, &s, &mut out);
+        assert!(close(&out, &[0.0, 0.1, 0.2, 0.3, 0.4]), "{out:?}");
+        // r = 0.5, γ = 0.5: z ↦ 0.5 + z/2 = {0.5, 1, 1.5, 2, 2.5}.
+        // Atom 0 (p=.2) splits .1/.1 onto 0 and 1; atom 1 (p=.2) lands on 1;
+        // atom 2 (p=.2) splits .1/.1 onto 1 and 2; atom 3 (p=.2) on 2;
+        // atom 4 (p=.2) splits .1/.1 onto 2 and 3.
+        project_distribution(&[0.2; 5], 0.5, 0.5, &s, &mut out);
+        assert!(close(&out, &[0.1, 0.4, 0.4, 0.1, 0.0]), "{out:?}");
+        // Terminal (discount 0): all the mass at r = 2.25, split .75/.25 onto 2 and 3.
+        project_distribution(&[0.2; 5], 2.25, 0.0, &s, &mut out);
+        assert!(close(&out, &[0.0, 0.0, 0.75, 0.25, 0.0]), "{out:?}");
+        // Below the support: clamped onto v_min.
+        project_distribution(&[0.5, 0.5, 0.0, 0.0, 0.0], -10.0, 0.9, &s, &mut out);
+        assert!(close(&out, &[1.0, 0.0, 0.0, 0.0, 0.0]), "{out:?}");
+        // A non-integer spacing: support {-1, 0.5, 2}, Δz = 1.5; r = 0.2, γ = 0.9:
+        // z ↦ {-0.7, 0.65, 2.0}: b = {0.2, 1.1, 2}: p0 → .8/.2 onto 0/1, p1 → .9/.1 onto
+        // 1/2, p2 → 2.
+        let s = Support {
+            v_min: -1.0,
+            v_max: 2.0,
+            atoms: 3,
+        };
+        let mut out = [0.0; 3];
+        project_distribution(&[0.5, 0.3, 0.2], 0.2, 0.9, &s, &mut out);
+        let want = [0.5 * 0.8, 0.5 * 0.2 + 0.3 * 0.9, 0.3 * 0.1 + 0.2];
+        assert!(close(&out, &want), "{out:?} vs {want:?}");
+        assert!((out.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn n_step_target_hand_computed_and_equal_to_the_adders_transition() {
+        // 1 + .5·2 + .25·4 + .125·8 = 4; terminated: no bootstrap.
+        assert_eq!(n_step_target(&[1.0, 2.0, 4.0], 0.5, true, 8.0), 3.0);
+        assert_eq!(n_step_target(&[1.0, 2.0, 4.0], 0.5, false, 8.0), 4.0);
+        assert_eq!(n_step_target(&[], 0.9, false, 5.0), 5.0);
+        // The adder's (reward, discount) give the same target as the definition.
+        let mut adder = NStep::new(3, 0.9, 1).unwrap();
+        let mut out = Transitions::with_capacity(1, 8);
+        let rewards = [1.0f32, -2.0, 0.5, 3.0];
+        for (t, &r) in rewards.iter().enumerate() {
+            let last = t == rewards.len() - 1;
+            let step = Step {
+                obs: &[t as f32],
+                action: 0,
+                reward: r,
+                terminated: false,
+                truncated: last,
+                next_obs: &[t as f32 + 1.0],
+                duration: 1,
+            };
+            adder.add(&step, &mut out).unwrap();
+        }
+        // Windows: [0..3), [1..4) full, then the truncation flushes [2..4) and [3..4).
+        assert_eq!(out.len(), 4);
+        let bootstrap = 7.0;
+        for (i, start) in [0usize, 1, 2, 3].into_iter().enumerate() {
+            let t = out.get(i);
+            let end = (start + 3).min(rewards.len());
+            let want = n_step_target(&rewards[start..end], 0.9, false, bootstrap);
+            let got = t.reward + t.discount * bootstrap;
+            assert!((got - want).abs() < 1e-5, "window {start}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn argmax_respects_masks_and_expected_q_weights_the_support() {
+        assert_eq!(argmax(&[1.0, 3.0, 2.0], None), 1);
+        assert_eq!(argmax(&[1.0, 3.0, 2.0], Some(&[true, false, true])), 2);
+        assert_eq!(argmax(&[1.0, 1.0], None), 0);
+        let mut q = [0.0; 2];
+        // Action 0: equal logits → mean of the support; action 1: all mass on the top.
+        expected_q(
+            &[0.0, 0.0, 0.0, -100.0, -100.0, 100.0],
+            &[-1.0, 0.0, 4.0],
+            &mut q,
+        );
+        assert!(
+            (q[0] - 1.0).abs() < 1e-6 && (q[1] - 4.0).abs() < 1e-6,
+            "{q:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod learner_tests {
+    use super::*;
+
+    #[test]
+    fn the_target_network_is_a_snapshot() {
+        let shape = QShape {
+            obs_dim: 2,
+            actions: 2,
+            masked: false,
+        };
+        let cfg = DqnConfig {
+            batch_size: 4,
+            buffer_size: 16,
+            learning_rate: 1e-2,
+            ..DqnConfig::default()
+        };
+        let mut dqn = Dqn::new(&cfg, &RainbowConfig::off(), false, shape, 1000, 1).unwrap();
+        for i in 0..16 {
+            let t = TransitionRef {
+                obs: &[i as f32, 1.0],
+                action: (i % 2) as u32,
+                reward: 1.0,
+                next_obs: &[i as f32 + 1.0, 1.0],
+                discount: 0.99,
+                steps: 1,
+            };
+            dqn.replay.insert(t).unwrap();
+        }
+        let plain = dqn.device.clone().inner();
+        let x = || Tensor::<2>::from_data(TensorData::new(vec![0.5f32, -0.5], [1, 2]), &plain);
+        let before = to_vec(dqn.target.forward(x(), None));
+        let online_before = to_vec(dqn.online().valid().forward(x(), None));
+        for _ in 0..5 {
+            dqn.gradient_step(1e-2).unwrap();
+        }
+        let after = to_vec(dqn.target.forward(x(), None));
+        let online_after = to_vec(dqn.online().valid().forward(x(), None));
+        assert_ne!(online_before, online_after);
+        assert_eq!(before, after);
+    }
+}
+
+#[cfg(test)]
+mod value_tests {
+    use super::*;
+    use crate::runner::{Control, RunSpec, RunState, run};
+    use agentry_envs::testing::ConstantEnv;
+    use agentry_envs::vector::SyncVecEnv;
+    use agentry_envs::wrappers::TimeLimit;
+
+    /// Reward 1 per step, constant observation, episodes cut by a time limit only: the
+    /// true value of every action is 1/(1 − γ) = 10 for γ = 0.9, for DQN and for
+    /// Rainbow. Treating the truncation as a termination would give about 5.6.
+    fn learns_the_value_of_a_truncated_stream(rainbow: RainbowConfig) -> f32 {
+        let cfg = DqnConfig {
+            gamma: 0.9,
+            learning_rate: 1e-3,
+            batch_size: 32,
+            buffer_size: 5_000,
+            learning_starts: 200,
+            train_freq: 4,
+            replay_ratio: 0.25,
+            target_update_interval: 200,
+            hidden: vec![32, 32],
+            ..DqnConfig::default()
+        };
+        let shape = QShape {
+            obs_dim: 1,
+            actions: 2,
+            masked: false,
+        };
+        let mut dqn = Dqn::new(&cfg, &rainbow, false, shape, 20_000, 5).unwrap();
+        let make = |_: usize| -> Result<Box<dyn VecEnv>, agentry_envs::EnvError> {
+            let envs: Vec<Box<dyn agentry_envs::Env>> = (0..2)
+                .map(|_| {
+                    Box::new(TimeLimit::new(ConstantEnv::new(), 20)) as Box<dyn agentry_envs::Env>
+                })
+                .collect();
+            Ok(Box::new(SyncVecEnv::new(envs)?))
+        };
+        let spec = RunSpec {
+            make_envs: &make,
+            actors: 1,
+            envs_per_actor: 2,
+            seed: 3,
+            total_steps: 20_000,
+        };
+        let mut state = RunState::default();
+        run(&mut dqn, &spec, &mut state, |_, _, _| Ok(Control::Continue)).unwrap();
+        let policy = dqn.acting_policy();
+        let mut ws = policy.workspace();
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(0);
+        let q = policy.q_values(&[1.0], false, &mut rng, &mut ws);
+        q.iter().sum::<f32>() / q.len() as f32
+    }
+
+    #[test]
+    fn dqn_bootstraps_truncated_episodes() {
+        let q = learns_the_value_of_a_truncated_stream(RainbowConfig::off());
+        assert!((q - 10.0).abs() < 0.5, "Q = {q}, expected 10");
+    }
+
+    #[test]
+    fn rainbow_bootstraps_truncated_episodes() {
+        let q = learns_the_value_of_a_truncated_stream(RainbowConfig {
+            v_min: 0.0,
+            v_max: 20.0,
+            ..RainbowConfig::default()
+        });
+        assert!((q - 10.0).abs() < 0.5, "Q = {q}, expected 10");
+    }
+}
