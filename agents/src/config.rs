@@ -338,6 +338,30 @@ pub struct RainbowConfig {
     pub priority_beta0: f64,
     /// ε added to |δ| in the priorities.
     pub priority_eps: f64,
+    /// Macro-actions (Hosu, Rebedea & Pascanu 2025): sequences of primitive actions the
+    /// agent can choose as one action, run open-loop. Action `n + j` of the augmented
+    /// set is macro `j` (after the `n` primitive actions).
+    pub macros: Vec<Vec<usize>>,
+    /// Also add "repeat primitive `a` for k steps" for every primitive `a` (0: none).
+    pub macro_repeat: usize,
+    /// λ of the credit-sharing regulariser `Σ[a, a'] · (Q(s, a) − Q(s, a'))²` (0: off).
+    pub credit_sharing: f64,
+    /// How Σ is set: `learned` (meta-learned by a one-step look-ahead, starting from
+    /// the shared-prefix similarity) or `prefix` (fixed: the shared-prefix similarity).
+    pub similarity: Similarity,
+    /// Step size of the meta-gradient on Σ's logits.
+    pub meta_learning_rate: f64,
+}
+
+/// How the credit-sharing similarity Σ is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Similarity {
+    /// Meta-learned jointly with the Q-network.
+    Learned,
+    /// Fixed: the length of the shared prefix of two action sequences over the longer
+    /// one's length.
+    Prefix,
 }
 
 impl Default for RainbowConfig {
@@ -356,6 +380,11 @@ impl Default for RainbowConfig {
             priority_alpha: 0.5,
             priority_beta0: 0.4,
             priority_eps: 1e-6,
+            macros: Vec::new(),
+            macro_repeat: 0,
+            credit_sharing: 0.0,
+            similarity: Similarity::Learned,
+            meta_learning_rate: 0.1,
         }
     }
 }
@@ -641,7 +670,44 @@ impl Config {
         if !(1..=1000).contains(&b.n_step) {
             return err("rainbow.n_step", format!("{} is not in 1..=1000", b.n_step));
         }
-        let ranges: [(&str, f64, f64, f64); 4] = [
+        if b.macro_repeat == 1 || b.macro_repeat > 1000 {
+            return err(
+                "rainbow.macro_repeat",
+                format!(
+                    "{} is not 0 (none) or in 2..=1000 (a repeat of 1 is the primitive action)",
+                    b.macro_repeat
+                ),
+            );
+        }
+        if let Ok(env) = agentry_envs::registry::make(&self.env.name, &self.env.params) {
+            if let agentry_envs::Space::Discrete(n) = env.action_space()
+                && let Err(e) = agentry_envs::wrappers::check_macros(*n, &b.macros)
+            {
+                let message = match e {
+                    agentry_envs::EnvError::BadParam { message, .. } => message,
+                    other => other.to_string(),
+                };
+                return err("rainbow.macros", message);
+            }
+            if (!b.macros.is_empty() || b.macro_repeat > 0)
+                && !matches!(env.action_space(), agentry_envs::Space::Discrete(_))
+            {
+                return err(
+                    "rainbow.macros",
+                    "macro-actions need a Discrete action space".into(),
+                );
+            }
+        }
+        if b.credit_sharing > 0.0 && b.macros.is_empty() && b.macro_repeat == 0 {
+            return err(
+                "rainbow.credit_sharing",
+                "shares credit among macro-actions: give rainbow.macros or rainbow.macro_repeat"
+                    .into(),
+            );
+        }
+        let ranges: [(&str, f64, f64, f64); 6] = [
+            ("rainbow.credit_sharing", b.credit_sharing, 0.0, 1e6),
+            ("rainbow.meta_learning_rate", b.meta_learning_rate, 0.0, 1e6),
             ("rainbow.noisy_sigma0", b.noisy_sigma0, 0.0, 10.0),
             ("rainbow.priority_alpha", b.priority_alpha, 0.0, 10.0),
             ("rainbow.priority_beta0", b.priority_beta0, 0.0, 1.0),
@@ -1083,6 +1149,27 @@ mod tests {
             let e = rainbow(&[set]).unwrap_err();
             assert_eq!(e.key, key, "{set}: {e}");
         }
+        // Bad macro definitions name the macro, the step and what is allowed.
+        let e = rainbow(&["rainbow.macros=[[0, 1], [0, 7]]"]).unwrap_err();
+        assert_eq!(e.key, "rainbow.macros");
+        assert!(
+            e.message.contains("macro 1 step 1: action 7") && e.message.contains("Discrete(2)"),
+            "{e}"
+        );
+        let e = rainbow(&["rainbow.macros=[[1], []]"]).unwrap_err();
+        assert_eq!(e.key, "rainbow.macros");
+        assert!(e.message.contains("macro 1 is empty"), "{e}");
+        let e = rainbow(&["rainbow.macros=[[-1]]"]).unwrap_err();
+        assert_eq!(e.key, "rainbow.macros[0][0]");
+        let e = rainbow(&["rainbow.macro_repeat=1"]).unwrap_err();
+        assert_eq!(e.key, "rainbow.macro_repeat");
+        let e = rainbow(&["rainbow.credit_sharing=0.5"]).unwrap_err();
+        assert!(e.message.contains("rainbow.macros"), "{e}");
+        let e = rainbow(&["rainbow.similarity=\"cosine\""]).unwrap_err();
+        assert_eq!(e.key, "rainbow.similarity");
+        assert!(e.message.contains("learned"), "{e}");
+        let ok = rainbow(&["rainbow.macro_repeat=4", "rainbow.credit_sharing=0.5"]).unwrap();
+        assert_eq!(ok.rainbow.macro_repeat, 4);
         // No preset pairs DQN with a continuous-action environment.
         let e = resolve(&ConfigRequest {
             algo: Some("dqn".into()),

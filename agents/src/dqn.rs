@@ -30,7 +30,7 @@ use agentry_memory::{
 use agentry_models::qnet::QScratch;
 use agentry_models::{QNet, QNetConfig, QNoise, QWeights};
 
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData, activation};
@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{DqnConfig, RainbowConfig};
 use crate::error::AgentError;
 use crate::grads::clip_grad_norm;
+use crate::macros::{CreditSharing, macro_set, sequences};
 use crate::ppo::ActMode;
 use crate::runner::{self, Chunk, Episode, Progress};
 
@@ -170,6 +171,9 @@ pub struct QPolicy {
     pub support: Vec<f32>,
     /// ε of ε-greedy sampling (the training schedule's value when it was saved).
     pub epsilon: f32,
+    /// The macro-actions after the primitive actions (`actions − macros.len()` of them).
+    #[serde(default)]
+    pub macros: Vec<Vec<usize>>,
 }
 
 /// Preallocated buffers for [`QPolicy::act`].
@@ -209,7 +213,20 @@ impl QPolicy {
         if self.support.iter().any(|v| !v.is_finite()) || !(0.0..=1.0).contains(&self.epsilon) {
             return Err("a non-finite support value or an ε outside [0, 1]".into());
         }
-        Ok(())
+        if self.macros.len() >= self.actions {
+            return Err(format!(
+                "{} macros leave no primitive action among {}",
+                self.macros.len(),
+                self.actions
+            ));
+        }
+        agentry_envs::wrappers::check_macros(self.primitive_actions(), &self.macros)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The number of primitive actions (the environment's).
+    pub fn primitive_actions(&self) -> usize {
+        self.actions - self.macros.len()
     }
 
     /// Buffers for [`act`](Self::act).
@@ -369,16 +386,41 @@ impl Chunk for DqnChunk {
     }
 }
 
-/// An actor: ε-greedy (and noisy) acting, one n-step adder per environment.
+/// An actor: ε-greedy (and noisy) acting, one n-step adder per environment, and
+/// macro-actions run one primitive step per environment step.
 pub struct DqnActor {
     rng: rand_pcg::Pcg64Mcg,
     n_step: usize,
     gamma: f32,
     adders: Vec<NStep>,
     ws: Option<QWorkspace>,
+    /// The observation each environment's current (macro-)action started from.
     prev_obs: Vec<f32>,
     row: Vec<f32>,
+    /// The primitive action each environment takes this step.
     actions: Vec<usize>,
+    /// The action sequence of every action of the augmented set.
+    sequences: Vec<Vec<usize>>,
+    /// The (macro-)action each environment is running.
+    slots: Vec<Slot>,
+    /// The legal-action mask of the augmented set for one environment.
+    mask: Vec<bool>,
+}
+
+/// The (macro-)action one environment is running.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    running: bool,
+    /// Its index in the augmented action set.
+    action: usize,
+    /// The next position in its sequence.
+    pos: usize,
+    /// `Σ γ^i r_i` so far.
+    reward: f64,
+    /// `γ^k` for the `k` steps taken.
+    power: f64,
+    /// Primitive steps taken.
+    steps: u32,
 }
 
 fn obs_row_of(obs: &ObsBuffer, dim: usize, i: usize, row: &mut Vec<f32>) {
@@ -416,38 +458,86 @@ impl runner::Actor for DqnActor {
         };
         self.prev_obs.resize(m * dim, 0.0);
         self.actions.resize(m, 0);
-        let mask_len = if policy.masked { policy.actions } else { 0 };
+        self.slots.resize(m, Slot::default());
+        let n = policy.primitive_actions();
+        let mask_len = if policy.masked { n } else { 0 };
+        let gamma = self.gamma as f64;
         for _ in 0..steps {
             for i in 0..m {
-                obs_row_of(envs.buffers().obs(), dim, i, &mut self.row);
-                self.prev_obs[i * dim..(i + 1) * dim].copy_from_slice(&self.row);
                 let all = envs.buffers().action_masks();
-                let mask = (mask_len > 0).then(|| &all[i * mask_len..(i + 1) * mask_len]);
-                self.actions[i] = policy.act(&self.row, mask, ActMode::Sample, &mut self.rng, ws);
+                let env_mask = (mask_len > 0).then(|| &all[i * mask_len..(i + 1) * mask_len]);
+                let slot = &mut self.slots[i];
+                if slot.running
+                    && let Some(mask) = env_mask
+                    && !mask[self.sequences[slot.action][slot.pos]]
+                {
+                    // The macro's next move is illegal here: it ends before it.
+                    obs_row_of(envs.buffers().obs(), dim, i, &mut self.row);
+                    let step = Step {
+                        obs: &self.prev_obs[i * dim..(i + 1) * dim],
+                        action: slot.action as u32,
+                        reward: slot.reward as f32,
+                        terminated: false,
+                        truncated: false,
+                        next_obs: &self.row,
+                        duration: slot.steps,
+                    };
+                    self.adders[i]
+                        .add(&step, &mut chunk.transitions)
+                        .map_err(|e| AgentError::Invalid(format!("adding a transition: {e}")))?;
+                    slot.running = false;
+                }
+                if !slot.running {
+                    obs_row_of(envs.buffers().obs(), dim, i, &mut self.row);
+                    self.prev_obs[i * dim..(i + 1) * dim].copy_from_slice(&self.row);
+                    let mask = env_mask.map(|m| {
+                        self.mask.clear();
+                        self.mask.extend_from_slice(m);
+                        // A macro is legal when its first move is.
+                        self.mask
+                            .extend(self.sequences[n..].iter().map(|seq| m[seq[0]]));
+                        self.mask.as_slice()
+                    });
+                    let action = policy.act(&self.row, mask, ActMode::Sample, &mut self.rng, ws);
+                    *slot = Slot {
+                        running: true,
+                        action,
+                        pos: 0,
+                        reward: 0.0,
+                        power: 1.0,
+                        steps: 0,
+                    };
+                }
+                self.actions[i] = self.sequences[slot.action][slot.pos];
+                slot.pos += 1;
             }
             let b = envs
                 .step(VecAction::Discrete(&self.actions))
                 .map_err(AgentError::EnvSetup)?;
             for i in 0..m {
                 let (terminated, truncated) = (b.terminated()[i], b.truncated()[i]);
-                let source = if terminated || truncated {
-                    b.final_obs()
-                } else {
-                    b.obs()
-                };
-                obs_row_of(source, dim, i, &mut self.row);
-                let step = Step {
-                    obs: &self.prev_obs[i * dim..(i + 1) * dim],
-                    action: self.actions[i] as u32,
-                    reward: b.rewards()[i],
-                    terminated,
-                    truncated,
-                    next_obs: &self.row,
-                    duration: 1,
-                };
-                self.adders[i]
-                    .add(&step, &mut chunk.transitions)
-                    .map_err(|e| AgentError::Invalid(format!("adding a transition: {e}")))?;
+                let slot = &mut self.slots[i];
+                slot.reward += slot.power * b.rewards()[i] as f64;
+                slot.power *= gamma;
+                slot.steps += 1;
+                let done = terminated || truncated;
+                if done || slot.pos == self.sequences[slot.action].len() {
+                    let source = if done { b.final_obs() } else { b.obs() };
+                    obs_row_of(source, dim, i, &mut self.row);
+                    let step = Step {
+                        obs: &self.prev_obs[i * dim..(i + 1) * dim],
+                        action: slot.action as u32,
+                        reward: slot.reward as f32,
+                        terminated,
+                        truncated,
+                        next_obs: &self.row,
+                        duration: slot.steps,
+                    };
+                    self.adders[i]
+                        .add(&step, &mut chunk.transitions)
+                        .map_err(|e| AgentError::Invalid(format!("adding a transition: {e}")))?;
+                    slot.running = false;
+                }
                 if let Some((ret, len)) = b.finished_episode(i) {
                     chunk.episodes.push(Episode { ret, len });
                 }
@@ -501,8 +591,22 @@ pub struct Dqn {
     support: Option<Support>,
     total_steps: u64,
     counters: DqnCounters,
-    /// Targets of the current batch (scalar: one per row; C51: a distribution per row).
-    targets: Vec<f32>,
+    /// The macro-actions after the primitive actions.
+    macros: Vec<Vec<usize>>,
+    /// The credit-sharing regulariser, when on.
+    credit: Option<CreditSharing>,
+    /// The fresh batch of the meta-gradient.
+    meta_batch: Batch,
+    /// Figures of the last update's credit sharing: regulariser, mean Σ, mean |ΔΣ|.
+    credit_stats: [f64; 3],
+}
+
+/// What a checkpoint's `state` section holds.
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    rng: rand_pcg::Pcg64Mcg,
+    counters: DqnCounters,
+    credit: Option<CreditSharing>,
 }
 
 /// The learner's metric columns after the runner's.
@@ -515,6 +619,9 @@ pub const METRICS: &[&str] = &[
     "charts/gradient_steps",
     "charts/target_syncs",
     "charts/replay_size",
+    "losses/credit_loss",
+    "charts/sigma_mean",
+    "charts/sigma_change",
 ];
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -535,10 +642,14 @@ impl Dqn {
         seed: u64,
     ) -> Result<Self, AgentError> {
         let device = agentry_models::training_device();
+        let macros = macro_set(shape.actions, rainbow);
+        agentry_envs::wrappers::check_macros(shape.actions, &macros)
+            .map_err(|e| AgentError::Invalid(format!("rainbow.macros: {e}")))?;
+        let credit = CreditSharing::new(rainbow, &sequences(shape.actions, &macros));
         let net_config = QNetConfig {
             input: shape.obs_dim,
             hidden: dqn.hidden.clone(),
-            actions: shape.actions,
+            actions: shape.actions + macros.len(),
             atoms: if rainbow.distributional {
                 rainbow.atoms
             } else {
@@ -568,6 +679,10 @@ impl Dqn {
             dqn: dqn.clone(),
             rainbow: rainbow.clone(),
             batch: Batch::new(dqn.batch_size, shape.obs_dim),
+            meta_batch: Batch::new(dqn.batch_size, shape.obs_dim),
+            macros,
+            credit,
+            credit_stats: [f64::NAN; 3],
             shape,
             net_config,
             device,
@@ -581,7 +696,6 @@ impl Dqn {
             support,
             total_steps,
             counters: DqnCounters::default(),
-            targets: Vec::new(),
         })
     }
 
@@ -630,11 +744,12 @@ impl Dqn {
     pub fn acting_policy(&self) -> QPolicy {
         QPolicy {
             obs_dim: self.shape.obs_dim,
-            actions: self.shape.actions,
+            actions: self.shape.actions + self.macros.len(),
             masked: self.shape.masked,
             net: QWeights::from_qnet(self.online()),
             support: self.support.map(|s| s.values()).unwrap_or_default(),
             epsilon: self.epsilon(self.counters.env_steps) as f32,
+            macros: self.macros.clone(),
         }
     }
 
@@ -657,9 +772,19 @@ impl Dqn {
         Ok(bytes.to_vec())
     }
 
-    /// The generator and counters, as JSON.
+    /// The generator, the counters and the credit-sharing Σ, as JSON.
     pub fn state_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&(&self.rng, &self.counters)).expect("the state serialises")
+        serde_json::to_vec(&SavedState {
+            rng: self.rng.clone(),
+            counters: self.counters.clone(),
+            credit: self.credit.clone(),
+        })
+        .expect("the state serialises")
+    }
+
+    /// The credit-sharing regulariser, when on.
+    pub fn credit_sharing(&self) -> Option<&CreditSharing> {
+        self.credit.as_ref()
     }
 
     /// Restore what the `*_bytes` methods and [`state_json`](Self::state_json) saved,
@@ -682,13 +807,29 @@ impl Dqn {
         let optim = catch(|| adam.from_bytes(Bytes::from_bytes_vec(optim)))
             .map_err(|e| format!("optimizer record: {e}"))?
             .map_err(|e| format!("optimizer record: {e}"))?;
-        let (rng, counters): (rand_pcg::Pcg64Mcg, DqnCounters) =
-            serde_json::from_slice(state).map_err(|e| format!("learner state: {e}"))?;
+        let SavedState {
+            rng,
+            counters,
+            credit,
+        } = serde_json::from_slice(state).map_err(|e| format!("learner state: {e}"))?;
         if !(counters.grad_debt.is_finite() && counters.grad_debt >= 0.0) {
             return Err(format!(
                 "learner state: gradient debt {}",
                 counters.grad_debt
             ));
+        }
+        let fits = match (&credit, &self.credit) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                a.actions == b.actions
+                    && a.logits.len() == b.logits.len()
+                    && a.fixed.len() == b.fixed.len()
+                    && a.logits.iter().chain(&a.fixed).all(|v| v.is_finite())
+            }
+            _ => false,
+        };
+        if !fits {
+            return Err("learner state: the credit-sharing Σ does not fit this run".into());
         }
         self.replay
             .load_bytes(replay)
@@ -698,12 +839,134 @@ impl Dqn {
         self.optim = optim;
         self.rng = rng;
         self.counters = counters;
+        self.credit = credit;
         Ok(())
     }
 
     /// The replay memory as bytes (see `agentry_memory` for the format and its size).
     pub fn replay_bytes(&self) -> Vec<u8> {
         self.replay.to_bytes()
+    }
+
+    /// The TD targets of `batch`, without autodiff: one value per row (scalar Q) or a
+    /// projected distribution per row (C51), `batch × atoms`.
+    fn targets_for(&self, batch: &Batch) -> Vec<f32> {
+        let b = batch.size();
+        let dim = self.shape.obs_dim;
+        let actions = self.net_config.actions;
+        let atoms = self.net_config.atoms;
+        let plain = self.device.clone().inner();
+        let noisy = !self.noise_online.is_empty();
+        let next =
+            Tensor::<2>::from_data(TensorData::new(batch.next_obs().to_vec(), [b, dim]), &plain);
+        let target_out = to_vec(
+            self.target
+                .forward(next.clone(), noisy.then_some(&self.noise_target)),
+        );
+        let chooser_out = self.rainbow.double.then(|| {
+            to_vec(
+                self.online()
+                    .valid()
+                    .forward(next, noisy.then_some(&self.noise_online)),
+            )
+        });
+        let chooser = chooser_out.as_deref().unwrap_or(&target_out);
+        let support_values = self.support.map(|s| s.values()).unwrap_or_default();
+        let mut q_next = vec![0.0f32; actions];
+        let mut targets = vec![0.0f32; b * atoms];
+        let mut probs = vec![0.0f32; atoms];
+        let per_row = actions * atoms;
+        for i in 0..b {
+            expected_q(
+                &chooser[i * per_row..(i + 1) * per_row],
+                &support_values,
+                &mut q_next,
+            );
+            let a_star = argmax(&q_next, None);
+            let start = i * per_row + a_star * atoms;
+            let row = &target_out[start..start + atoms];
+            let (r, d) = (batch.rewards()[i], batch.discounts()[i]);
+            match &self.support {
+                None => targets[i] = r + d * row[0],
+                Some(support) => {
+                    probs.copy_from_slice(row);
+                    softmax(&mut probs);
+                    project_distribution(
+                        &probs,
+                        r,
+                        d,
+                        support,
+                        &mut targets[i * atoms..(i + 1) * atoms],
+                    );
+                }
+            }
+        }
+        targets
+    }
+
+    /// The per-row TD loss of `net`'s outputs `out` (`[B, A, atoms]`) on `batch`
+    /// against `targets`, the priorities it implies (|δ| for scalar Q, the
+    /// cross-entropy for C51), and the Q-values of the taken actions.
+    fn td_terms(
+        &self,
+        out: Tensor<3>,
+        batch: &Batch,
+        targets: Vec<f32>,
+    ) -> (Tensor<1>, Vec<f32>, Tensor<1>) {
+        let b = batch.size();
+        let atoms = self.net_config.atoms;
+        let device = out.device();
+        let index: Vec<i64> = batch
+            .actions()
+            .iter()
+            .flat_map(|&a| std::iter::repeat_n(a as i64, atoms))
+            .collect();
+        let index = Tensor::<3, Int>::from_data(TensorData::new(index, [b, 1, atoms]), &device);
+        let chosen = out.gather(1, index).reshape([b, atoms]);
+        let targets = Tensor::<2>::from_data(TensorData::new(targets, [b, atoms]), &device);
+        match &self.support {
+            None => {
+                // Huber (smooth L1, δ = 1), as SB3 and Dopamine.
+                let q = chosen.reshape([b]);
+                let diff = q.clone() - targets.reshape([b]);
+                let abs = diff.abs();
+                let priorities = to_vec(abs.clone().detach().inner());
+                let quad = abs.clone().clamp_max(1.0);
+                let huber = quad.clone().square().mul_scalar(0.5) + (abs - quad);
+                (huber, priorities, q.detach())
+            }
+            Some(support) => {
+                let log_p = activation::log_softmax(chosen.clone(), 1);
+                let ce = (targets * log_p).sum_dim(1).neg().reshape([b]);
+                let priorities = to_vec(ce.clone().detach().inner());
+                let p = activation::softmax(chosen.detach(), 1);
+                let z =
+                    Tensor::<2>::from_data(TensorData::new(support.values(), [1, atoms]), &device);
+                (ce, priorities, (p * z).sum_dim(1).reshape([b]))
+            }
+        }
+    }
+
+    /// Expected Q-values of every action from outputs `[B, A, atoms]`: `[B, A]`.
+    fn q_all(&self, out: Tensor<3>) -> Tensor<2> {
+        let [b, a, atoms] = out.dims();
+        match &self.support {
+            None => out.reshape([b, a]),
+            Some(support) => {
+                let z = Tensor::<3>::from_data(
+                    TensorData::new(support.values(), [1, 1, atoms]),
+                    &out.device(),
+                );
+                (activation::softmax(out, 2) * z).sum_dim(2).reshape([b, a])
+            }
+        }
+    }
+
+    fn obs_tensor(batch: &Batch, dim: usize, device: &Device) -> Tensor<2> {
+        Tensor::<2>::from_data(
+            TensorData::new(batch.obs().to_vec(), [batch.size(), dim]),
+            device,
+        )
     }
 
     /// One gradient step on a sampled batch; returns (loss, mean Q of the taken
@@ -719,104 +982,39 @@ impl Dqn {
         }
         let b = self.batch.size();
         let dim = self.shape.obs_dim;
-        let actions = self.shape.actions;
-        let atoms = self.net_config.atoms;
-        let plain = self.device.clone().inner();
         let noisy = !self.noise_online.is_empty();
+        let targets = self.targets_for(&self.batch);
 
-        // Targets, without autodiff.
-        let next = Tensor::<2>::from_data(
-            TensorData::new(self.batch.next_obs().to_vec(), [b, dim]),
-            &plain,
-        );
-        let target_out = to_vec(
-            self.target
-                .forward(next.clone(), noisy.then_some(&self.noise_target)),
-        );
-        let chooser_out = if self.rainbow.double {
-            Some(to_vec(
-                self.online()
-                    .valid()
-                    .forward(next, noisy.then_some(&self.noise_online)),
-            ))
-        } else {
-            None
-        };
-        let support_values = self.support.map(|s| s.values()).unwrap_or_default();
-        let mut q_next = vec![0.0f32; actions];
-        self.targets.clear();
-        self.targets.resize(b * atoms, 0.0);
-        let per_row = actions * atoms;
-        for i in 0..b {
-            let chooser = chooser_out.as_deref().unwrap_or(&target_out);
-            expected_q(
-                &chooser[i * per_row..(i + 1) * per_row],
-                &support_values,
-                &mut q_next,
-            );
-            let a_star = argmax(&q_next, None);
-            let row = &target_out[i * per_row + a_star * atoms..i * per_row + (a_star + 1) * atoms];
-            let (r, d) = (self.batch.rewards()[i], self.batch.discounts()[i]);
-            match &self.support {
-                None => self.targets[i] = r + d * row[0],
-                Some(support) => {
-                    let mut probs = row.to_vec();
-                    softmax(&mut probs);
-                    project_distribution(
-                        &probs,
-                        r,
-                        d,
-                        support,
-                        &mut self.targets[i * atoms..(i + 1) * atoms],
-                    );
-                }
-            }
-        }
-
-        // The online network's loss.
         let device = self.device.clone();
         let online = self.online.as_ref().expect("network present");
-        let obs = Tensor::<2>::from_data(
-            TensorData::new(self.batch.obs().to_vec(), [b, dim]),
-            &device,
+        let before = self
+            .credit
+            .as_ref()
+            .is_some_and(|c| c.learned)
+            .then(|| online.valid());
+        let out = online.forward(
+            Self::obs_tensor(&self.batch, dim, &device),
+            noisy.then_some(&self.noise_online),
         );
-        let out = online.forward(obs, noisy.then_some(&self.noise_online));
-        let index: Vec<i64> = self
-            .batch
-            .actions()
-            .iter()
-            .flat_map(|&a| std::iter::repeat_n(a as i64, atoms))
-            .collect();
-        let index = Tensor::<3, Int>::from_data(TensorData::new(index, [b, 1, atoms]), &device);
-        let chosen = out.gather(1, index).reshape([b, atoms]);
+        let (per_sample, priorities, q_taken) = self.td_terms(out.clone(), &self.batch, targets);
         let weights =
             Tensor::<1>::from_data(TensorData::new(self.batch.weights().to_vec(), [b]), &device);
-        let targets =
-            Tensor::<2>::from_data(TensorData::new(self.targets.clone(), [b, atoms]), &device);
-        let (per_sample, q_taken) = match &self.support {
-            None => {
-                // Huber (smooth L1, δ = 1), as SB3 and Dopamine.
-                let q = chosen.reshape([b]);
-                let diff = q.clone() - targets.reshape([b]);
-                let abs = diff.abs();
-                let quad = abs.clone().clamp_max(1.0);
-                let huber = quad.clone().square().mul_scalar(0.5) + (abs - quad);
-                (huber, q.detach())
-            }
-            Some(_) => {
-                let log_p = activation::log_softmax(chosen.clone(), 1);
-                let ce = (targets * log_p).sum_dim(1).neg().reshape([b]);
-                let p = activation::softmax(chosen.detach(), 1);
-                let z = Tensor::<2>::from_data(
-                    TensorData::new(support_values.clone(), [1, atoms]),
-                    &device,
-                );
-                (ce, (p * z).sum_dim(1).reshape([b]))
-            }
-        };
-        let priorities = to_vec(per_sample.clone().detach().inner());
-        let loss = (per_sample * weights).mean();
+        let mut loss = (per_sample * weights).mean();
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        if let Some(credit) = &self.credit {
+            let q = self.q_all(out);
+            let a = self.net_config.actions;
+            let index: Vec<i64> = self.batch.actions().iter().map(|&x| x as i64).collect();
+            let index = Tensor::<2, Int>::from_data(TensorData::new(index, [b, 1]), &device);
+            let q_taken = q.clone().gather(1, index);
+            let sigma = Tensor::<2>::from_data(
+                TensorData::new(credit.rows(self.batch.actions()), [b, a]),
+                &device,
+            );
+            let reg = ((q_taken - q).square() * sigma).sum_dim(1).mean();
+            self.credit_stats[0] = reg.clone().into_scalar::<f32>() as f64;
+            loss = loss + reg.mul_scalar(credit.weight as f32);
+        }
         if !loss_value.is_finite() {
             return Err(AgentError::Numeric(format!(
                 "the TD loss is {loss_value} at gradient step {}; the parameters were not changed",
@@ -838,8 +1036,96 @@ impl Dqn {
         self.replay
             .update_priorities(self.batch.indices(), &priorities)
             .map_err(|e| AgentError::Numeric(format!("updating priorities: {e}")))?;
+        if let Some(theta) = before {
+            self.meta_step(theta, lr)?;
+        }
         self.counters.gradient_steps += 1;
         Ok((loss_value, q_mean, grad_norm as f64))
+    }
+
+    /// The one-step look-ahead meta-gradient on Σ (see [`crate::macros`]): the TD
+    /// loss's gradient `g` at the updated parameters on a fresh batch, then the
+    /// directional derivatives of the regulariser's pair terms at the parameters
+    /// `theta` before the update along `g`, by a central difference.
+    fn meta_step(&mut self, theta: QNet, lr: f64) -> Result<(), AgentError> {
+        let beta = self.beta();
+        self.replay
+            .sample(&mut self.rng, beta, &mut self.meta_batch)
+            .map_err(|e| AgentError::Invalid(format!("sampling replay: {e}")))?;
+        let b = self.meta_batch.size();
+        let dim = self.shape.obs_dim;
+        let noisy = !self.noise_online.is_empty();
+        let device = self.device.clone();
+        let targets = self.targets_for(&self.meta_batch);
+        let online = self.online.as_ref().expect("network present");
+        let out = online.forward(
+            Self::obs_tensor(&self.meta_batch, dim, &device),
+            noisy.then_some(&self.noise_online),
+        );
+        let (per_sample, _, _) = self.td_terms(out, &self.meta_batch, targets);
+        let weights = Tensor::<1>::from_data(
+            TensorData::new(self.meta_batch.weights().to_vec(), [b]),
+            &device,
+        );
+        let val_loss = (per_sample * weights).mean();
+        let mut g = GradientsParams::from_grads(val_loss.backward(), online);
+        let norm = clip_grad_norm(online, &mut g, 0.0) as f64;
+        if !(norm.is_finite() && norm > 0.0) {
+            return Ok(());
+        }
+        // A step of 1e-2 in parameter norm along g.
+        let eps = 1e-2 / norm;
+        let plain = device.inner();
+        let obs = Self::obs_tensor(&self.batch, dim, &plain);
+        let actions = self.batch.actions().to_vec();
+        let support = self.support.map(|s| s.values()).unwrap_or_default();
+        let a = self.net_config.actions;
+        let pair_terms = |scale: f64| {
+            let shifted = theta.clone().map(&mut Shift {
+                grads: &g,
+                scale: scale as f32,
+            });
+            let out = to_vec(shifted.forward(obs.clone(), noisy.then_some(&self.noise_online)));
+            let mut q = vec![0.0f32; b * a];
+            for (row, qr) in out.chunks_exact(out.len() / b).zip(q.chunks_exact_mut(a)) {
+                expected_q(row, &support, qr);
+            }
+            self.credit
+                .as_ref()
+                .expect("meta steps only with credit sharing")
+                .pair_terms(&q, &actions)
+        };
+        let plus = pair_terms(eps);
+        let minus = pair_terms(-eps);
+        let dr: Vec<f64> = plus
+            .iter()
+            .zip(&minus)
+            .map(|(p, m)| (p - m) / (2.0 * eps))
+            .collect();
+        let credit = self.credit.as_mut().expect("credit sharing on");
+        self.credit_stats[2] = credit.meta_step(&dr, lr);
+        Ok(())
+    }
+}
+
+/// Moves every parameter by `scale` times its gradient in `grads`.
+struct Shift<'a> {
+    grads: &'a GradientsParams,
+    scale: f32,
+}
+
+impl ModuleMapper for Shift<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        match self.grads.get::<D>(param.id) {
+            Some(g) => {
+                let scale = self.scale;
+                param.map(|t| {
+                    let g = g.to_device(&t.device());
+                    t + g.mul_scalar(scale)
+                })
+            }
+            None => param,
+        }
     }
 }
 
@@ -901,6 +1187,9 @@ impl runner::Learner for Dqn {
             prev_obs: Vec::new(),
             row: Vec::new(),
             actions: Vec::new(),
+            sequences: sequences(self.shape.actions, &self.macros),
+            slots: Vec::new(),
+            mask: Vec::new(),
         }
     }
 
@@ -939,8 +1228,11 @@ impl runner::Learner for Dqn {
             self.counters.target_syncs += 1;
         }
         let (mut loss, mut q, mut norm) = (0.0, 0.0, 0.0);
+        let (mut credit_loss, mut sigma_change) = (0.0, 0.0);
         for _ in 0..steps {
             let (l, qm, g) = self.gradient_step(self.dqn.learning_rate)?;
+            credit_loss += self.credit_stats[0];
+            sigma_change += self.credit_stats[2];
             loss += l;
             q += qm;
             norm += g;
@@ -960,6 +1252,15 @@ impl runner::Learner for Dqn {
             self.counters.gradient_steps as f64,
             self.counters.target_syncs as f64,
             self.replay.len() as f64,
+            match &self.credit {
+                Some(_) => avg(credit_loss),
+                None => f64::NAN,
+            },
+            self.credit.as_ref().map_or(f64::NAN, |c| c.mean_sigma()),
+            match &self.credit {
+                Some(c) if c.learned => avg(sigma_change),
+                _ => f64::NAN,
+            },
         ])
     }
 }
@@ -1176,5 +1477,157 @@ mod value_tests {
             ..RainbowConfig::default()
         });
         assert!((q - 10.0).abs() < 0.5, "Q = {q}, expected 10");
+    }
+}
+
+#[cfg(test)]
+mod macro_tests {
+    use super::*;
+    use crate::runner::Actor as _;
+    use agentry_envs::testing::CountEnv;
+    use agentry_envs::vector::SyncVecEnv;
+
+    /// Actors run a macro one primitive step per environment step and hand the adder
+    /// one transition of its duration: CountEnv pays the action as reward, so the macro
+    /// [2, 2, 2] earns 2 + 2γ + 2γ² over 3 steps (fewer at an episode end), and every
+    /// primitive step is counted.
+    #[test]
+    fn macros_run_open_loop_and_discount_by_their_duration() {
+        let rainbow = RainbowConfig {
+            macros: vec![vec![2, 2, 2]],
+            ..RainbowConfig::off()
+        };
+        let cfg = DqnConfig {
+            gamma: 0.5,
+            hidden: vec![8],
+            ..DqnConfig::default()
+        };
+        let shape = QShape {
+            obs_dim: 2,
+            actions: 3,
+            masked: false,
+        };
+        let dqn = Dqn::new(&cfg, &rainbow, false, shape, 1_000, 1).unwrap();
+        let mut policy = dqn.acting_policy();
+        assert_eq!((policy.actions, policy.primitive_actions()), (4, 3));
+        policy.epsilon = 1.0;
+        let mut actor = runner::Learner::actor(&dqn, 0, 7);
+        let envs: Vec<Box<dyn agentry_envs::Env>> =
+            (0..2).map(|_| Box::new(CountEnv::new(7)) as _).collect();
+        let mut envs = SyncVecEnv::new(envs).unwrap();
+        envs.reset(Some(1)).unwrap();
+        let mut total_steps = 0u64;
+        let mut transitions = Vec::new();
+        for _ in 0..20 {
+            let chunk = actor.collect(&policy, &mut envs, 5).unwrap();
+            total_steps += chunk.env_steps();
+            for i in 0..chunk.transitions.len() {
+                transitions.push(chunk.transitions.get(i).to_transition());
+            }
+        }
+        assert_eq!(total_steps, 200);
+        let spanned: u64 = transitions.iter().map(|t| t.steps as u64).sum();
+        // Only the (macro-)actions still running at the end are not in a transition.
+        assert!((198..=200).contains(&spanned), "{spanned}");
+        let macros: Vec<_> = transitions.iter().filter(|t| t.action == 3).collect();
+        assert!(
+            macros.len() > 10,
+            "ε = 1 picks the macro a quarter of the time"
+        );
+        for t in &macros {
+            let want: f32 = (0..t.steps).map(|i| 2.0 * 0.5f32.powi(i as i32)).sum();
+            assert!((t.reward - want).abs() < 1e-6, "{t:?}");
+            assert!(t.steps <= 3);
+            // Not terminated: γ^k; terminated inside: 0.
+            assert!(t.discount == 0.0 || (t.discount - 0.5f32.powi(t.steps as i32)).abs() < 1e-7);
+        }
+        assert!(macros.iter().any(|t| t.steps == 3) && macros.iter().any(|t| t.discount == 0.0));
+        for t in transitions.iter().filter(|t| t.action < 3) {
+            assert_eq!((t.steps, t.reward), (1, t.action as f32));
+        }
+    }
+
+    /// Rainbow with macros and meta-learned credit sharing trains end to end, moves Σ,
+    /// and saves Σ with its state; a checkpoint from a run without credit sharing is
+    /// refused.
+    #[test]
+    fn credit_sharing_is_meta_learned_and_saved() {
+        use crate::runner::{Control, RunSpec, RunState, run};
+        let rainbow = RainbowConfig {
+            macro_repeat: 3,
+            credit_sharing: 1.0,
+            meta_learning_rate: 50.0,
+            v_min: 0.0,
+            v_max: 20.0,
+            ..RainbowConfig::default()
+        };
+        let cfg = DqnConfig {
+            gamma: 0.9,
+            learning_rate: 1e-3,
+            batch_size: 16,
+            buffer_size: 2_000,
+            learning_starts: 100,
+            hidden: vec![16, 16],
+            ..DqnConfig::default()
+        };
+        let shape = QShape {
+            obs_dim: 2,
+            actions: 3,
+            masked: false,
+        };
+        let mut dqn = Dqn::new(&cfg, &rainbow, false, shape.clone(), 1_000, 1).unwrap();
+        let prior = dqn.credit_sharing().unwrap().sigma();
+        let make = |_: usize| -> Result<Box<dyn VecEnv>, agentry_envs::EnvError> {
+            let envs: Vec<Box<dyn agentry_envs::Env>> = vec![Box::new(CountEnv::new(10))];
+            Ok(Box::new(SyncVecEnv::new(envs)?))
+        };
+        let spec = RunSpec {
+            make_envs: &make,
+            actors: 1,
+            envs_per_actor: 1,
+            seed: 3,
+            total_steps: 1_000,
+        };
+        let mut rows = Vec::new();
+        run(&mut dqn, &spec, &mut RunState::default(), |_, _, row| {
+            rows.push(row.to_vec());
+            Ok(Control::Continue)
+        })
+        .unwrap();
+        let learned = dqn.credit_sharing().unwrap().sigma();
+        assert_ne!(prior, learned, "the meta-gradient moved Σ");
+        let last = rows.last().unwrap();
+        let credit_col = runner::LEADING_COLUMNS.len() + 8;
+        assert!(last[credit_col].is_finite() && last[credit_col] >= 0.0);
+        assert!(last[credit_col + 2] > 0.0, "Σ changed in the last update");
+
+        let mut restored = Dqn::new(&cfg, &rainbow, false, shape.clone(), 1_000, 9).unwrap();
+        restored
+            .restore(
+                dqn.model_bytes().unwrap(),
+                dqn.target_bytes().unwrap(),
+                dqn.optimizer_bytes().unwrap(),
+                &dqn.state_json(),
+                &dqn.replay_bytes(),
+            )
+            .unwrap();
+        assert_eq!(restored.credit_sharing().unwrap().sigma(), learned);
+        assert_eq!(restored.acting_policy(), dqn.acting_policy());
+
+        let plain = RainbowConfig {
+            credit_sharing: 0.0,
+            ..rainbow
+        };
+        let mut other = Dqn::new(&cfg, &plain, false, shape, 1_000, 9).unwrap();
+        let e = other
+            .restore(
+                dqn.model_bytes().unwrap(),
+                dqn.target_bytes().unwrap(),
+                dqn.optimizer_bytes().unwrap(),
+                &dqn.state_json(),
+                &dqn.replay_bytes(),
+            )
+            .unwrap_err();
+        assert!(e.contains("credit-sharing"), "{e}");
     }
 }

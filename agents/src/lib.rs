@@ -18,6 +18,7 @@ pub mod config;
 pub mod dqn;
 pub mod error;
 mod grads;
+pub mod macros;
 pub mod plot;
 pub mod ppo;
 pub mod returns;

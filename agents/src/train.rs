@@ -958,6 +958,18 @@ pub fn evaluate(
     let env_config = env.unwrap_or(&loaded.meta.env);
     let mut env = registry::make(&env_config.name, &env_config.params)?;
     let policy = &loaded.policy;
+    // A policy with macro-actions plays them through the wrapper (γ = 1: the returns
+    // reported are the plain sums), its lengths counted in primitive steps.
+    if let Policy::Q(q) = policy
+        && !q.macros.is_empty()
+    {
+        env = Box::new(agentry_envs::wrappers::MacroActions::new(
+            env,
+            q.macros.clone(),
+            1.0,
+        )?);
+    }
+    let macro_steps = env.extra_names().iter().position(|&n| n == "macro_steps");
     let shape = PpoShape {
         obs_dim: env.observation_space().flat_dim(),
         action: ActionKind::of(env.action_space(), env.action_mask_len())?,
@@ -1046,7 +1058,7 @@ pub fn evaluate(
             };
             let step = env.step_into(action, out)?;
             ret += step.reward;
-            len += 1;
+            len += macro_steps.map_or(1, |i| extras[i].max(1.0) as u64);
             if let Some(w) = render.as_deref_mut() {
                 let _ = writeln!(
                     w,
