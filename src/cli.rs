@@ -41,6 +41,43 @@ pub enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
+    /// Run a study: several configurations over several seeds, then plot them.
+    Experiment {
+        /// Which study.
+        #[command(subcommand)]
+        what: ExperimentCommand,
+    },
+}
+
+/// The studies `agent experiment` runs.
+#[derive(Debug, Subcommand)]
+pub enum ExperimentCommand {
+    /// Rainbow vs Rainbow + macro-actions vs + credit sharing (learned and fixed Σ) on
+    /// the corridor grid-world (Hosu, Rebedea & Pascanu 2025).
+    Macros(MacroArgs),
+}
+
+/// Arguments of `agent experiment macros`.
+#[derive(Debug, Args)]
+pub struct MacroArgs {
+    /// Seeds, comma-separated.
+    #[arg(long, default_value = "1,2,3,4,5", value_delimiter = ',')]
+    pub seeds: Vec<u64>,
+    /// Env steps per run (default: the rainbow-grid-world preset's).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Macro length k of "repeat each primitive k times".
+    #[arg(long, default_value_t = 4)]
+    pub repeat: usize,
+    /// λ of the credit-sharing regulariser.
+    #[arg(long, default_value_t = 1.0)]
+    pub credit: f64,
+    /// Runs trained at once.
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
+    /// Directory for the runs, the plot and summary.json.
+    #[arg(long, default_value = "runs/experiment-macros")]
+    pub out: PathBuf,
 }
 
 /// What `agent bench` measures.
@@ -268,7 +305,56 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Cli
         Command::Bench {
             what: BenchCommand::Replay(args),
         } => bench_replay(&args, out),
+        Command::Experiment {
+            what: ExperimentCommand::Macros(args),
+        } => experiment_macros(args, out, err),
     }
+}
+
+fn experiment_macros(
+    args: MacroArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    use agentry_agents::experiment::{MacroExperiment, macro_experiment, mean_std};
+    if args.seeds.is_empty() || args.jobs == 0 || args.repeat < 2 {
+        return Err(CliError::Usage(
+            "give at least one seed, --jobs ≥ 1 and --repeat ≥ 2".into(),
+        ));
+    }
+    let spec = MacroExperiment {
+        seeds: args.seeds,
+        steps: args.steps,
+        repeat: args.repeat,
+        credit_sharing: args.credit,
+        jobs: args.jobs,
+        out: args.out,
+    };
+    let _ = writeln!(
+        err,
+        "{} variants × {} seeds into {}",
+        4,
+        spec.seeds.len(),
+        spec.out.display()
+    );
+    // Runs finish on worker threads: their notes go straight to the process's stderr.
+    let note = |line: &str| eprintln!("{line}");
+    let (results, plot) = macro_experiment(&spec, &note)?;
+    for v in &results {
+        let (f, fs) = mean_std(&v.final_returns);
+        let (b, bs) = mean_std(&v.best_returns);
+        let (t, _) = mean_std(&v.seconds);
+        writeln!(
+            out,
+            "{:<24} final episode_return_mean {f:.3} ± {fs:.3}, best {b:.3} ± {bs:.3} \
+             ({} seeds, {t:.1} s per run)",
+            v.name,
+            v.runs.len()
+        )
+        .map_err(io_err)?;
+    }
+    writeln!(out, "wrote {}", plot.display()).map_err(io_err)?;
+    Ok(())
 }
 
 fn list_envs(out: &mut dyn Write) -> Result<(), CliError> {

@@ -62,6 +62,11 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         "cartpole",
         include_str!("../../configs/rainbow-cartpole.toml"),
     ),
+    (
+        "rainbow",
+        "grid-world",
+        include_str!("../../configs/rainbow-grid-world.toml"),
+    ),
 ];
 
 /// The algorithms `--algo` accepts (those implemented so far).
@@ -349,7 +354,7 @@ pub struct RainbowConfig {
     /// How Σ is set: `learned` (meta-learned by a one-step look-ahead, starting from
     /// the shared-prefix similarity) or `prefix` (fixed: the shared-prefix similarity).
     pub similarity: Similarity,
-    /// Step size of the meta-gradient on Σ's logits.
+    /// Step size of the meta-gradient on Σ's logits (Adam, in logits per update).
     pub meta_learning_rate: f64,
 }
 
@@ -384,7 +389,7 @@ impl Default for RainbowConfig {
             macro_repeat: 0,
             credit_sharing: 0.0,
             similarity: Similarity::Learned,
-            meta_learning_rate: 0.1,
+            meta_learning_rate: 1e-3,
         }
     }
 }

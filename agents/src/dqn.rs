@@ -597,6 +597,12 @@ pub struct Dqn {
     credit: Option<CreditSharing>,
     /// The fresh batch of the meta-gradient.
     meta_batch: Batch,
+    /// The batch sampled for the next gradient step.
+    next_batch: Batch,
+    /// `next_batch` was sampled and its target pass is running on the prefetch thread.
+    pending: bool,
+    /// Run the target network on a second thread (off only to test that it is exact).
+    prefetch: bool,
     /// Figures of the last update's credit sharing: regulariser, mean Σ, mean |ΔΣ|.
     credit_stats: [f64; 3],
 }
@@ -680,6 +686,9 @@ impl Dqn {
             rainbow: rainbow.clone(),
             batch: Batch::new(dqn.batch_size, shape.obs_dim),
             meta_batch: Batch::new(dqn.batch_size, shape.obs_dim),
+            next_batch: Batch::new(dqn.batch_size, shape.obs_dim),
+            pending: false,
+            prefetch: true,
             macros,
             credit,
             credit_stats: [f64::NAN; 3],
@@ -850,7 +859,7 @@ impl Dqn {
 
     /// The TD targets of `batch`, without autodiff: one value per row (scalar Q) or a
     /// projected distribution per row (C51), `batch × atoms`.
-    fn targets_for(&self, batch: &Batch) -> Vec<f32> {
+    fn targets_for(&self, batch: &Batch, target_out: Option<Vec<f32>>) -> Vec<f32> {
         let b = batch.size();
         let dim = self.shape.obs_dim;
         let actions = self.net_config.actions;
@@ -859,10 +868,12 @@ impl Dqn {
         let noisy = !self.noise_online.is_empty();
         let next =
             Tensor::<2>::from_data(TensorData::new(batch.next_obs().to_vec(), [b, dim]), &plain);
-        let target_out = to_vec(
-            self.target
-                .forward(next.clone(), noisy.then_some(&self.noise_target)),
-        );
+        let target_out = target_out.unwrap_or_else(|| {
+            to_vec(
+                self.target
+                    .forward(next.clone(), noisy.then_some(&self.noise_target)),
+            )
+        });
         let chooser_out = self.rainbow.double.then(|| {
             to_vec(
                 self.online()
@@ -969,21 +980,51 @@ impl Dqn {
         )
     }
 
-    /// One gradient step on a sampled batch; returns (loss, mean Q of the taken
-    /// actions, gradient norm).
-    fn gradient_step(&mut self, lr: f64) -> Result<(f64, f64, f64), AgentError> {
+    /// Sample a batch into `self.next_batch` with fresh target noise.
+    fn sample_next(&mut self) -> Result<(), AgentError> {
         let beta = self.beta();
         self.replay
-            .sample(&mut self.rng, beta, &mut self.batch)
+            .sample(&mut self.rng, beta, &mut self.next_batch)
             .map_err(|e| AgentError::Invalid(format!("sampling replay: {e}")))?;
+        if !self.noise_target.is_empty() {
+            self.noise_target.resample(&mut self.rng);
+        }
+        Ok(())
+    }
+
+    /// One gradient step; returns (loss, mean Q of the taken actions, gradient norm).
+    ///
+    /// With a `prefetch` thread the target network's pass over the next batch runs
+    /// there while this step's backward pass and Adam update run here: the next batch
+    /// is sampled (with the priorities this step has just refreshed) before the
+    /// backward pass, and since the target network does not change within an update,
+    /// the result is what a sequential step would compute. `last` says no step follows.
+    fn gradient_step(
+        &mut self,
+        lr: f64,
+        prefetch: Option<&Prefetch>,
+        last: bool,
+    ) -> Result<(f64, f64, f64), AgentError> {
+        let target_out = if self.pending {
+            self.pending = false;
+            std::mem::swap(&mut self.batch, &mut self.next_batch);
+            Some(
+                prefetch
+                    .expect("a pending batch has a prefetch thread")
+                    .recv()?,
+            )
+        } else {
+            self.sample_next()?;
+            std::mem::swap(&mut self.batch, &mut self.next_batch);
+            None
+        };
         if !self.noise_online.is_empty() {
             self.noise_online.resample(&mut self.rng);
-            self.noise_target.resample(&mut self.rng);
         }
         let b = self.batch.size();
         let dim = self.shape.obs_dim;
         let noisy = !self.noise_online.is_empty();
-        let targets = self.targets_for(&self.batch);
+        let targets = self.targets_for(&self.batch, target_out);
 
         let device = self.device.clone();
         let online = self.online.as_ref().expect("network present");
@@ -1031,11 +1072,18 @@ impl Dqn {
                 self.counters.gradient_steps + 1
             )));
         }
-        let online = self.online.take().expect("network present");
-        self.online = Some(self.optim.step(lr, online, grads));
         self.replay
             .update_priorities(self.batch.indices(), &priorities)
             .map_err(|e| AgentError::Numeric(format!("updating priorities: {e}")))?;
+        if let Some(p) = prefetch
+            && !last
+        {
+            self.sample_next()?;
+            p.submit(&self.next_batch, &self.noise_target)?;
+            self.pending = true;
+        }
+        let online = self.online.take().expect("network present");
+        self.online = Some(self.optim.step(lr, online, grads));
         if let Some(theta) = before {
             self.meta_step(theta, lr)?;
         }
@@ -1056,7 +1104,7 @@ impl Dqn {
         let dim = self.shape.obs_dim;
         let noisy = !self.noise_online.is_empty();
         let device = self.device.clone();
-        let targets = self.targets_for(&self.meta_batch);
+        let targets = self.targets_for(&self.meta_batch, None);
         let online = self.online.as_ref().expect("network present");
         let out = online.forward(
             Self::obs_tensor(&self.meta_batch, dim, &device),
@@ -1105,6 +1153,53 @@ impl Dqn {
         let credit = self.credit.as_mut().expect("credit sharing on");
         self.credit_stats[2] = credit.meta_step(&dr, lr);
         Ok(())
+    }
+}
+
+type TargetJob = (Vec<f32>, usize, Option<QNoise>);
+
+/// A thread that runs the target network over the next batch while the learner
+/// finishes the current step (see [`Dqn::gradient_step`]).
+struct Prefetch {
+    jobs: crossbeam_channel::Sender<TargetJob>,
+    results: crossbeam_channel::Receiver<Result<Vec<f32>, String>>,
+}
+
+impl Prefetch {
+    fn start<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        target: QNet,
+        dim: usize,
+        noisy: bool,
+    ) -> Self {
+        let (jobs, job_rx) = crossbeam_channel::bounded::<TargetJob>(1);
+        let (result_tx, results) = crossbeam_channel::bounded(1);
+        scope.spawn(move || {
+            let device = agentry_models::training_device().inner();
+            for (next, rows, noise) in job_rx {
+                let out = catch(|| {
+                    let x = Tensor::<2>::from_data(TensorData::new(next, [rows, dim]), &device);
+                    to_vec(target.forward(x, if noisy { noise.as_ref() } else { None }))
+                });
+                if result_tx.send(out).is_err() {
+                    return;
+                }
+            }
+        });
+        Prefetch { jobs, results }
+    }
+
+    fn submit(&self, batch: &Batch, noise: &QNoise) -> Result<(), AgentError> {
+        self.jobs
+            .send((batch.next_obs().to_vec(), batch.size(), Some(noise.clone())))
+            .map_err(|_| AgentError::Invalid("the target-network thread stopped".into()))
+    }
+
+    fn recv(&self) -> Result<Vec<f32>, AgentError> {
+        self.results
+            .recv()
+            .map_err(|_| AgentError::Invalid("the target-network thread stopped".into()))?
+            .map_err(|m| AgentError::Invalid(format!("the target network's pass panicked: {m}")))
     }
 }
 
@@ -1229,13 +1324,28 @@ impl runner::Learner for Dqn {
         }
         let (mut loss, mut q, mut norm) = (0.0, 0.0, 0.0);
         let (mut credit_loss, mut sigma_change) = (0.0, 0.0);
-        for _ in 0..steps {
-            let (l, qm, g) = self.gradient_step(self.dqn.learning_rate)?;
-            credit_loss += self.credit_stats[0];
-            sigma_change += self.credit_stats[2];
-            loss += l;
-            q += qm;
-            norm += g;
+        if steps > 0 {
+            let target = self.target.clone();
+            let (dim, noisy) = (self.shape.obs_dim, !self.noise_target.is_empty());
+            std::thread::scope(|scope| -> Result<(), AgentError> {
+                let prefetch = (self.prefetch && steps > 1)
+                    .then(|| Prefetch::start(scope, target, dim, noisy));
+                self.pending = false;
+                for i in 0..steps {
+                    let (l, qm, g) = self.gradient_step(
+                        self.dqn.learning_rate,
+                        prefetch.as_ref(),
+                        i + 1 == steps,
+                    )?;
+                    credit_loss += self.credit_stats[0];
+                    sigma_change += self.credit_stats[2];
+                    loss += l;
+                    q += qm;
+                    norm += g;
+                }
+                Ok(())
+            })?;
+            self.pending = false;
         }
         let n = steps as f64;
         let avg = |s: f64| if steps > 0 { s / n } else { f64::NAN };
@@ -1400,12 +1510,67 @@ mod learner_tests {
         let before = to_vec(dqn.target.forward(x(), None));
         let online_before = to_vec(dqn.online().valid().forward(x(), None));
         for _ in 0..5 {
-            dqn.gradient_step(1e-2).unwrap();
+            dqn.gradient_step(1e-2, None, true).unwrap();
         }
         let after = to_vec(dqn.target.forward(x(), None));
         let online_after = to_vec(dqn.online().valid().forward(x(), None));
         assert_ne!(online_before, online_after);
         assert_eq!(before, after);
+    }
+
+    /// The target network's pass on the prefetch thread changes nothing: an update of
+    /// many gradient steps ends with the same parameters and priorities either way.
+    #[test]
+    fn prefetching_targets_is_exact() {
+        let shape = QShape {
+            obs_dim: 2,
+            actions: 3,
+            masked: false,
+        };
+        let cfg = DqnConfig {
+            batch_size: 8,
+            buffer_size: 64,
+            learning_starts: 0,
+            replay_ratio: 0.5,
+            hidden: vec![16, 16],
+            ..DqnConfig::default()
+        };
+        let rainbow = RainbowConfig {
+            v_min: 0.0,
+            v_max: 10.0,
+            ..RainbowConfig::default()
+        };
+        let run = |prefetch: bool| {
+            let mut dqn = Dqn::new(&cfg, &rainbow, false, shape.clone(), 1_000, 4).unwrap();
+            dqn.prefetch = prefetch;
+            let mut t = Transitions::with_capacity(2, 64);
+            for i in 0..64 {
+                let x = i as f32 / 10.0;
+                t.insert(TransitionRef {
+                    obs: &[x, -x],
+                    action: (i % 3) as u32,
+                    reward: (i % 5) as f32,
+                    next_obs: &[x + 0.1, -x],
+                    discount: if i % 7 == 0 { 0.0 } else { 0.9 },
+                    steps: 1,
+                })
+                .unwrap();
+            }
+            let chunk = DqnChunk {
+                transitions: t,
+                episodes: Vec::new(),
+                env_steps: 64,
+            };
+            let progress = Progress {
+                env_steps: 64,
+                total_steps: 1_000,
+                updates: 0,
+            };
+            runner::Learner::update(&mut dqn, vec![chunk], progress).unwrap();
+            assert_eq!(dqn.counters().gradient_steps, 32);
+            (dqn.acting_policy(), dqn.replay_bytes())
+        };
+        assert_eq!(run(true), run(false));
     }
 }
 
@@ -1556,7 +1721,7 @@ mod macro_tests {
         let rainbow = RainbowConfig {
             macro_repeat: 3,
             credit_sharing: 1.0,
-            meta_learning_rate: 50.0,
+            meta_learning_rate: 1e-2,
             v_min: 0.0,
             v_max: 20.0,
             ..RainbowConfig::default()

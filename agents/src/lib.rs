@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod dqn;
 pub mod error;
+pub mod experiment;
 mod grads;
 pub mod macros;
 pub mod plot;

@@ -113,6 +113,9 @@ pub struct CreditSharing {
     pub logits: Vec<f64>,
     /// For the fixed variant, Σ itself (the logits are then unused).
     pub fixed: Vec<f64>,
+    /// Adam's first and second moments of the logits' meta-gradient, and its step count.
+    #[serde(default)]
+    pub adam: (Vec<f64>, Vec<f64>, u64),
 }
 
 impl CreditSharing {
@@ -129,6 +132,7 @@ impl CreditSharing {
             meta_lr: rainbow.meta_learning_rate,
             actions: sequences.len(),
             logits: prior.iter().map(|&p| logit(p)).collect(),
+            adam: (vec![0.0; prior.len()], vec![0.0; prior.len()], 0),
             fixed: prior,
         })
     }
@@ -177,13 +181,24 @@ impl CreditSharing {
 
     /// One meta-gradient step on the logits, given the directional derivatives
     /// `dr[a, a'] ≈ ⟨g, ∇_θ r_{aa'}(θ)⟩` and the inner step size `alpha`:
-    /// `∂L/∂Σ[a,a'] = −α λ dr[a,a']`, through the sigmoid to the logits. Returns the
-    /// mean absolute change of Σ.
+    /// `∂L/∂Σ[a,a'] = −α λ dr[a,a']`, through the sigmoid to the logits, applied by
+    /// Adam (β = 0.9, 0.999) with step size `meta_lr`: the raw meta-gradient scales with
+    /// α and with the squared Q-value gaps, so a normalised step keeps `meta_lr`
+    /// meaningful (in logits per update). Returns the mean absolute change of Σ.
     pub fn meta_step(&mut self, dr: &[f64], alpha: f64) -> f64 {
         if !self.learned {
             return 0.0;
         }
         let k = self.actions;
+        let (m, v, t) = &mut self.adam;
+        if m.len() != k * k || v.len() != k * k {
+            *m = vec![0.0; k * k];
+            *v = vec![0.0; k * k];
+            *t = 0;
+        }
+        *t += 1;
+        let (b1, b2) = (0.9f64, 0.999f64);
+        let (c1, c2) = (1.0 - b1.powi(*t as i32), 1.0 - b2.powi(*t as i32));
         let mut change = 0.0;
         for a in 0..k {
             for b in 0..k {
@@ -192,14 +207,15 @@ impl CreditSharing {
                 }
                 let i = a * k + b;
                 let s = sigmoid(self.logits[i]);
-                let grad_sigma = -alpha * self.weight * dr[i];
-                if !grad_sigma.is_finite() {
+                let grad = -alpha * self.weight * dr[i] * s * (1.0 - s);
+                if !grad.is_finite() {
                     continue;
                 }
-                let before = s;
-                self.logits[i] = (self.logits[i] - self.meta_lr * grad_sigma * s * (1.0 - s))
-                    .clamp(-LOGIT_BOUND, LOGIT_BOUND);
-                change += (sigmoid(self.logits[i]) - before).abs();
+                m[i] = b1 * m[i] + (1.0 - b1) * grad;
+                v[i] = b2 * v[i] + (1.0 - b2) * grad * grad;
+                let step = self.meta_lr * (m[i] / c1) / ((v[i] / c2).sqrt() + 1e-12);
+                self.logits[i] = (self.logits[i] - step).clamp(-LOGIT_BOUND, LOGIT_BOUND);
+                change += (sigmoid(self.logits[i]) - s).abs();
             }
         }
         change / (k * k.saturating_sub(1)).max(1) as f64
@@ -279,7 +295,7 @@ mod tests {
         let rb = RainbowConfig {
             macro_repeat: 2,
             credit_sharing: 1.0,
-            meta_learning_rate: 10.0,
+            meta_learning_rate: 0.1,
             ..RainbowConfig::off()
         };
         let seqs = sequences(2, &macro_set(2, &rb));

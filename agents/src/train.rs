@@ -1682,4 +1682,49 @@ mod tests {
         assert!(e.is_config(), "{e}");
         assert!(e.to_string().contains("pendulum"), "{e}");
     }
+
+    /// The DQN and Rainbow CartPole presets reach a 100-episode mean return of 475
+    /// within 100k env steps (the bar), seed by seed.
+    fn q_preset_solves(algo: &str, seed: u64) {
+        let mut cfg = algo_config(algo, "cartpole", 100_000, &[]);
+        cfg.run.seed = seed;
+        let dir = temp_dir(&format!("{algo}-cartpole-{seed}"));
+        let out = new_run(&cfg, &dir);
+        let best = out.state.best_return_mean.unwrap();
+        assert!(
+            best >= 475.0,
+            "{algo} seed {seed}: best episode_return_mean {best} < 475 within 100k steps"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn dqn_cartpole_preset_reaches_475_within_100k_steps_seed_1() {
+        q_preset_solves("dqn", 1);
+    }
+
+    #[test]
+    fn dqn_cartpole_preset_reaches_475_within_100k_steps_seed_2() {
+        q_preset_solves("dqn", 2);
+    }
+
+    #[test]
+    fn dqn_cartpole_preset_reaches_475_within_100k_steps_seed_3() {
+        q_preset_solves("dqn", 3);
+    }
+
+    #[test]
+    fn rainbow_cartpole_preset_reaches_475_within_100k_steps_seed_1() {
+        q_preset_solves("rainbow", 1);
+    }
+
+    #[test]
+    fn rainbow_cartpole_preset_reaches_475_within_100k_steps_seed_2() {
+        q_preset_solves("rainbow", 2);
+    }
+
+    #[test]
+    fn rainbow_cartpole_preset_reaches_475_within_100k_steps_seed_3() {
+        q_preset_solves("rainbow", 3);
+    }
 }

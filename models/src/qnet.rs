@@ -214,21 +214,23 @@ impl QLayer {
     }
 
     /// `x·μ_w + μ_b`, plus the noise term when `noise = (f(ε_in), f(ε_out))` is given
-    /// and the layer is noisy.
+    /// and the layer is noisy. The noisy weights `μ_w + σ_w ⊙ f(ε_in) f(ε_out)ᵀ` are
+    /// formed first (an elementwise product the size of the weights), so a noisy layer
+    /// costs one matrix product per pass, not two.
     fn forward(&self, x: Tensor<2>, noise: Option<&(Vec<f32>, Vec<f32>)>) -> Tensor<2> {
         let [fan_in, fan_out] = self.weight.val().dims();
-        let y = x.clone().matmul(self.weight.val()) + self.bias.val().reshape([1, fan_out]);
         match (noise, &self.weight_sigma, &self.bias_sigma) {
             (Some((e_in, e_out)), Some(ws), Some(bs)) => {
                 let device = x.device();
                 let e_in =
-                    Tensor::<2>::from_data(TensorData::new(e_in.clone(), [1, fan_in]), &device);
+                    Tensor::<2>::from_data(TensorData::new(e_in.clone(), [fan_in, 1]), &device);
                 let e_out =
-                    Tensor::<2>::from_data(TensorData::new(e_out.clone(), [1, fan_out]), &device);
-                let z = (x * e_in).matmul(ws.val()) + bs.val().reshape([1, fan_out]);
-                y + z * e_out
+                    Tensor::<1>::from_data(TensorData::new(e_out.clone(), [fan_out]), &device);
+                let w = self.weight.val() + ws.val() * (e_in * e_out.clone().reshape([1, fan_out]));
+                let b = self.bias.val() + bs.val() * e_out;
+                x.matmul(w) + b.reshape([1, fan_out])
             }
-            _ => y,
+            _ => x.matmul(self.weight.val()) + self.bias.val().reshape([1, fan_out]),
         }
     }
 }
@@ -467,7 +469,10 @@ fn check_norms(what: &str, norms: &[Norm], widths: &[usize]) -> Result<(), Strin
         if n.gamma.len() != w || n.beta.len() != w {
             return Err(format!("{what}: a layer norm of the wrong width"));
         }
-        if n.gamma.iter().chain(&n.beta).any(|v| !v.is_finite()) || n.epsilon.is_nan() || n.epsilon <= 0.0 {
+        if n.gamma.iter().chain(&n.beta).any(|v| !v.is_finite())
+            || n.epsilon.is_nan()
+            || n.epsilon <= 0.0
+        {
             return Err(format!("{what}: a layer norm holds a non-finite value"));
         }
     }
