@@ -199,6 +199,39 @@ fn bad_configuration_exits_2_with_one_line_naming_the_key() {
             &["--env", "cartpole", "--config", "/nonexistent/agentry.toml"],
             "agentry.toml",
         ),
+        (
+            &[
+                "--env",
+                "cartpole",
+                "--algo",
+                "rainbow",
+                "--set",
+                "rainbow.macros=[[0, 5]]",
+            ],
+            "macro 0 step 1: action 5",
+        ),
+        (
+            &[
+                "--env",
+                "cartpole",
+                "--algo",
+                "rainbow",
+                "--set",
+                "rainbow.macros=[[]]",
+            ],
+            "macro 0 is empty",
+        ),
+        (
+            &[
+                "--env",
+                "cartpole",
+                "--algo",
+                "dqn",
+                "--set",
+                "rainbow.noisy=true",
+            ],
+            "--algo rainbow",
+        ),
     ];
     for (args, needle) in cases {
         let mut all = vec!["train"];
@@ -218,4 +251,74 @@ fn bad_configuration_exits_2_with_one_line_naming_the_key() {
     let out = agent(&["eval", "--run", "/nonexistent/run"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("not a run directory"));
+}
+
+/// DQN and Rainbow train, resume and evaluate from the command line, and the macro
+/// experiment runs every variant and plots them.
+#[test]
+fn q_learners_and_the_macro_experiment_end_to_end() {
+    let dir = temp_dir("rainbow");
+    let d = dir.to_str().unwrap();
+    let out = agent(&[
+        "train",
+        "--algo",
+        "rainbow",
+        "--env",
+        "cartpole",
+        "--steps",
+        "1536",
+        "--set",
+        "dqn.learning_starts=256",
+        "--out",
+        d,
+        "-q",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(
+        config.contains("[rainbow]") && !config.contains("[ppo]"),
+        "{config}"
+    );
+    let out = agent(&["train", "--resume", d, "--steps", "2048", "-q"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = agent(&["eval", "--run", d, "--episodes", "2", "--deterministic"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("over 2 episodes"));
+
+    let exp = temp_dir("macros");
+    let out = agent(&[
+        "experiment",
+        "macros",
+        "--seeds",
+        "1",
+        "--steps",
+        "1200",
+        "--out",
+        exp.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    for variant in [
+        "rainbow ",
+        "macros ",
+        "macros-credit-learned",
+        "macros-credit-prefix",
+    ] {
+        assert!(report.contains(variant), "{variant}: {report}");
+    }
+    assert!(exp.join("macros.png").exists());
+    // A run with macros evaluates through the macro wrapper.
+    let run = exp.join("macros-credit-learned-seed1");
+    let out = agent(&[
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "--episodes",
+        "2",
+        "--max-steps",
+        "300",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&exp);
 }

@@ -254,6 +254,8 @@ impl Default for PpoConfig {
 pub struct DqnConfig {
     /// Adam step size.
     pub learning_rate: f64,
+    /// Anneal the step size linearly to 0 over the run (rl-zoo's `lin_` schedules).
+    pub anneal_lr: bool,
     /// Adam ε.
     pub adam_eps: f64,
     /// Transitions per gradient step.
@@ -292,6 +294,7 @@ impl Default for DqnConfig {
     fn default() -> Self {
         DqnConfig {
             learning_rate: 1e-4,
+            anneal_lr: false,
             adam_eps: 1e-8,
             batch_size: 32,
             buffer_size: 1_000_000,

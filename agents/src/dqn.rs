@@ -1331,12 +1331,14 @@ impl runner::Learner for Dqn {
                 let prefetch = (self.prefetch && steps > 1)
                     .then(|| Prefetch::start(scope, target, dim, noisy));
                 self.pending = false;
+                let lr = if self.dqn.anneal_lr {
+                    let done = progress.env_steps as f64 / progress.total_steps.max(1) as f64;
+                    self.dqn.learning_rate * (1.0 - done).max(0.0)
+                } else {
+                    self.dqn.learning_rate
+                };
                 for i in 0..steps {
-                    let (l, qm, g) = self.gradient_step(
-                        self.dqn.learning_rate,
-                        prefetch.as_ref(),
-                        i + 1 == steps,
-                    )?;
+                    let (l, qm, g) = self.gradient_step(lr, prefetch.as_ref(), i + 1 == steps)?;
                     credit_loss += self.credit_stats[0];
                     sigma_change += self.credit_stats[2];
                     loss += l;

@@ -1,5 +1,9 @@
-//! Macro-actions with credit sharing (Hosu, Rebedea & Pascanu 2025), as we read the
-//! paper (no official code was found; `../shared/papers.md`).
+//! Macro-actions with credit sharing (Hosu, Rebedea & Pascanu, NeurIPS 2025: the
+//! Macro-Action Similarity Penalty, MASP), as we read it: no official code was found,
+//! and of the paper we could consult the abstract, reviews and summaries, which give
+//! the regulariser's form (a similarity-weighted penalty on Q-value differences added
+//! to the TD loss, Σ meta-learned jointly with the policy) but not every detail; the
+//! choices below that are ours are marked so.
 //!
 //! **Macro-actions.** The agent's action set is augmented with fixed sequences of
 //! primitive actions: with `n` primitive actions and macros `m_0 … m_{M−1}`, action

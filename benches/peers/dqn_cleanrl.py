@@ -63,7 +63,7 @@ WINDOW = 100
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # agentry's defaults (agents/src/config.rs) for keys a preset leaves out.
-DQN_DEFAULTS = dict(learning_rate=1e-4, adam_eps=1e-8, batch_size=32, buffer_size=1_000_000,
+DQN_DEFAULTS = dict(learning_rate=1e-4, anneal_lr=False, adam_eps=1e-8, batch_size=32, buffer_size=1_000_000,
                     learning_starts=100, gamma=0.99, train_freq=4, replay_ratio=0.25,
                     target_update_interval=10_000, exploration_fraction=0.1,
                     exploration_initial_eps=1.0, exploration_final_eps=0.05, max_grad_norm=10.0,
@@ -375,6 +375,10 @@ def run(seed, steps, threads, hp):
             target.load_state_dict(q_net.state_dict())
             last_sync, syncs = global_step, syncs + 1
         beta = hp["priority_beta0"] + min(1.0, global_step / steps) * (1.0 - hp["priority_beta0"])
+        if hp["anneal_lr"]:
+            # Linear to 0 over the run, set once per update from the steps taken so far.
+            for group in optimizer.param_groups:
+                group["lr"] = hp["learning_rate"] * max(0.0, 1.0 - global_step / steps)
         for _ in range(n_grad):
             idx, b_obs, b_act, b_rew, b_next, b_disc, b_w = replay.sample(batch_size, beta)
             q_net.sample_noise()

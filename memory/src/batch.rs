@@ -73,12 +73,13 @@ impl Batch {
         &self.next_obs
     }
 
-    /// Bootstrap multipliers `γ^k` (0 after a termination), `size`.
+    /// Bootstrap multipliers `γ^k` for the `k` primitive steps spanned (0 after a
+    /// termination), `size`.
     pub fn discounts(&self) -> &[f32] {
         &self.discounts
     }
 
-    /// Steps `k` spanned by each transition, `size`.
+    /// Primitive environment steps `k` spanned by each transition, `size`.
     pub fn steps(&self) -> &[u32] {
         &self.steps
     }
