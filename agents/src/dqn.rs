@@ -23,7 +23,7 @@
 //! legal-action masks, so an environment with illegal moves is learned as if every
 //! move were allowed there (acting does respect the masks).
 
-use agentry_envs::vector::{ObsBuffer, VecAction, VecEnv};
+use agentry_envs::vector::{VecAction, VecEnv};
 use agentry_memory::{
     Adder, Batch, NStep, Prioritization, Replay, Step, TransitionRef, TransitionSink,
 };
@@ -42,7 +42,7 @@ use crate::error::AgentError;
 use crate::grads::clip_grad_norm;
 use crate::macros::{CreditSharing, macro_set, sequences};
 use crate::ppo::ActMode;
-use crate::runner::{self, Chunk, Episode, Progress};
+use crate::runner::{self, Chunk, Episode, Progress, catch, obs_row_of};
 
 /// The fixed support of a categorical return distribution: `atoms` evenly spaced
 /// points from `v_min` to `v_max`.
@@ -421,15 +421,6 @@ struct Slot {
     power: f64,
     /// Primitive steps taken.
     steps: u32,
-}
-
-fn obs_row_of(obs: &ObsBuffer, dim: usize, i: usize, row: &mut Vec<f32>) {
-    row.clear();
-    if let Some(o) = obs.as_f32() {
-        row.extend_from_slice(&o[i * dim..(i + 1) * dim]);
-    } else if let Some(o) = obs.as_u8() {
-        row.extend(o[i * dim..(i + 1) * dim].iter().map(|&v| v as f32));
-    }
 }
 
 impl runner::Actor for DqnActor {
@@ -1250,15 +1241,6 @@ fn load_record(fresh: QNet, bytes: Vec<u8>) -> Result<QNet, String> {
     let record = catch(|| ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)))?
         .map_err(|e| e.to_string())?;
     catch(|| fresh.try_load_record(record))?.map_err(|e| e.to_string())
-}
-
-fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
-        p.downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into())
-    })
 }
 
 impl runner::Learner for Dqn {

@@ -37,7 +37,7 @@ use crate::config::PpoConfig;
 use crate::error::AgentError;
 use crate::grads::clip_grad_norm;
 use crate::returns::{Rollout, gae};
-use crate::runner::{self, Chunk, Episode, Progress};
+use crate::runner::{self, Chunk, Episode, Progress, catch, obs_row_of};
 
 /// The action space a policy acts in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -428,15 +428,6 @@ fn obs_row(envs: &dyn VecEnv, i: usize, row: &mut Vec<f32>) {
     obs_row_of(b.obs(), b.obs_dim(), i, row);
 }
 
-fn obs_row_of(obs: &agentry_envs::vector::ObsBuffer, dim: usize, i: usize, row: &mut Vec<f32>) {
-    row.clear();
-    if let Some(o) = obs.as_f32() {
-        row.extend_from_slice(&o[i * dim..(i + 1) * dim]);
-    } else if let Some(o) = obs.as_u8() {
-        row.extend(o[i * dim..(i + 1) * dim].iter().map(|&v| v as f32));
-    }
-}
-
 impl runner::Actor for PpoActor {
     type Policy = PpoPolicy;
     type Chunk = PpoChunk;
@@ -773,20 +764,6 @@ impl Ppo {
             obs_norm: self.obs_stats.as_ref().map(frozen_norm),
         }
     }
-}
-
-/// Run `f`, turning a panic into an error message (burn panics on a record that does
-/// not fit the module).
-fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
-        if let Some(s) = p.downcast_ref::<&str>() {
-            s.to_string()
-        } else if let Some(s) = p.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "it does not fit the network".into()
-        }
-    })
 }
 
 /// The whole rollout, flattened actor after actor, with its advantages.

@@ -236,6 +236,27 @@ struct Message<C> {
     chunk: Result<C, AgentError>,
 }
 
+/// Run `f`, turning a panic into an error message (burn panics on a record that does
+/// not fit a module, for instance).
+pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(panic_message)
+}
+
+/// Copy row `i` of a vector environment's observations as f32 into `row`.
+pub(crate) fn obs_row_of(
+    obs: &agentry_envs::vector::ObsBuffer,
+    dim: usize,
+    i: usize,
+    row: &mut Vec<f32>,
+) {
+    row.clear();
+    if let Some(o) = obs.as_f32() {
+        row.extend_from_slice(&o[i * dim..(i + 1) * dim]);
+    } else if let Some(o) = obs.as_u8() {
+        row.extend(o[i * dim..(i + 1) * dim].iter().map(|&v| v as f32));
+    }
+}
+
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         s.to_string()
