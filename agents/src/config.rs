@@ -64,6 +64,11 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
     ),
     (
         "rainbow",
+        "dark-room",
+        include_str!("../../configs/rainbow-dark-room.toml"),
+    ),
+    (
+        "rainbow",
         "grid-world",
         include_str!("../../configs/rainbow-grid-world.toml"),
     ),

@@ -1715,6 +1715,18 @@ mod tests {
         q_preset_solves("dqn", 3);
     }
 
+    /// The Rainbow Dark-Room preset finds the far goal and stays on it (82 is the most
+    /// an episode can earn).
+    #[test]
+    fn rainbow_dark_room_preset_finds_the_far_goal() {
+        let cfg = algo_config("rainbow", "dark-room", 100_000, &[]);
+        let dir = temp_dir("rainbow-dark-room");
+        let out = new_run(&cfg, &dir);
+        let best = out.state.best_return_mean.unwrap();
+        assert!(best >= 60.0, "best episode_return_mean {best} < 60");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn rainbow_cartpole_preset_reaches_475_within_100k_steps_seed_1() {
         q_preset_solves("rainbow", 1);
