@@ -66,6 +66,21 @@ pub struct Scratch {
 /// burn's layer-norm ε (`LayerNormConfig`'s default), which `Mlp` uses.
 pub(crate) const LAYER_NORM_EPS: f32 = 1e-5;
 
+/// A burn layer norm's scale and shift as plain vectors.
+pub(crate) fn norm_of(n: &burn::nn::LayerNorm) -> Norm {
+    let gamma = to_vec(n.gamma.val().inner());
+    let beta = n
+        .beta
+        .as_ref()
+        .map(|b| to_vec(b.val().inner()))
+        .unwrap_or_else(|| vec![0.0; gamma.len()]);
+    Norm {
+        gamma,
+        beta,
+        epsilon: LAYER_NORM_EPS,
+    }
+}
+
 pub(crate) fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
@@ -93,23 +108,7 @@ impl MlpWeights {
                 }
             })
             .collect();
-        let norms = mlp
-            .norms()
-            .iter()
-            .map(|n| {
-                let gamma = to_vec(n.gamma.val().inner());
-                let beta = n
-                    .beta
-                    .as_ref()
-                    .map(|b| to_vec(b.val().inner()))
-                    .unwrap_or_else(|| vec![0.0; gamma.len()]);
-                Norm {
-                    gamma,
-                    beta,
-                    epsilon: LAYER_NORM_EPS,
-                }
-            })
-            .collect();
+        let norms = mlp.norms().iter().map(norm_of).collect();
         MlpWeights {
             layers,
             norms,

@@ -30,7 +30,7 @@ use rand::{Rng, RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use crate::inference::{Dense, LAYER_NORM_EPS, Norm, dense, layer_norm, tanh, to_vec};
+use crate::inference::{Dense, Norm, dense, layer_norm, norm_of, tanh, to_vec};
 use crate::init::uniform;
 use crate::mlp::{Activation, fast_tanh};
 
@@ -419,20 +419,6 @@ fn dense_of(layer: &QLayer) -> NoisyDense {
         _ => None,
     };
     NoisyDense { mu, sigma }
-}
-
-fn norm_of(n: &LayerNorm) -> Norm {
-    let gamma = to_vec(n.gamma.val().inner());
-    let beta = n
-        .beta
-        .as_ref()
-        .map(|b| to_vec(b.val().inner()))
-        .unwrap_or_else(|| vec![0.0; gamma.len()]);
-    Norm {
-        gamma,
-        beta,
-        epsilon: LAYER_NORM_EPS,
-    }
 }
 
 fn check_dense(what: &str, l: &Dense, fan_in: usize) -> Result<(), String> {
