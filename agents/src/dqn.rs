@@ -857,19 +857,21 @@ impl Dqn {
         let atoms = self.net_config.atoms;
         let plain = self.device.clone().inner();
         let noisy = !self.noise_online.is_empty();
+        // The next observations as a tensor, only for the passes made here (the target's
+        // may have run on the prefetch thread, and plain DQN has no chooser pass).
         let next =
-            Tensor::<2>::from_data(TensorData::new(batch.next_obs().to_vec(), [b, dim]), &plain);
+            || Tensor::<2>::from_data(TensorData::new(batch.next_obs().to_vec(), [b, dim]), &plain);
         let target_out = target_out.unwrap_or_else(|| {
             to_vec(
                 self.target
-                    .forward(next.clone(), noisy.then_some(&self.noise_target)),
+                    .forward(next(), noisy.then_some(&self.noise_target)),
             )
         });
         let chooser_out = self.rainbow.double.then(|| {
             to_vec(
                 self.online()
                     .valid()
-                    .forward(next, noisy.then_some(&self.noise_online)),
+                    .forward(next(), noisy.then_some(&self.noise_online)),
             )
         });
         let chooser = chooser_out.as_deref().unwrap_or(&target_out);
