@@ -27,6 +27,7 @@ pub mod heads;
 pub mod inference;
 mod init;
 pub mod mlp;
+pub mod plasticity;
 pub mod qnet;
 
 pub use burn;

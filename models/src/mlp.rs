@@ -245,6 +245,63 @@ impl Mlp {
     }
 }
 
+impl crate::plasticity::Layered for Mlp {
+    fn layers(&self) -> Vec<crate::plasticity::Layer> {
+        use crate::plasticity::{Layer, Units, norm_ids};
+        let last = self.layers.len() - 1;
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| {
+                let others: Vec<_> = layer.bias.iter().map(|b| b.id).collect();
+                let norm = self.norms.get(i).map(norm_ids).unwrap_or_default();
+                let units = (i < last).then(|| {
+                    let mut incoming = vec![layer.weight.id];
+                    incoming.extend(&others);
+                    incoming.extend(&norm);
+                    Units {
+                        width: layer.weight.dims()[1],
+                        incoming,
+                        outgoing: vec![self.layers[i + 1].weight.id],
+                    }
+                });
+                Layer {
+                    name: i.to_string(),
+                    network: String::new(),
+                    weights: vec![layer.weight.id],
+                    others,
+                    norm,
+                    units,
+                }
+            })
+            .collect()
+    }
+
+    fn hidden_activations(&self, x: Tensor<2>) -> Vec<Tensor<2>> {
+        let last = self.layers.len() - 1;
+        let mut h = x;
+        let mut out = Vec::with_capacity(last);
+        for (i, layer) in self.layers[..last].iter().enumerate() {
+            let z = layer.forward(h);
+            let z = match self.norms.get(i) {
+                Some(norm) => norm.forward(z),
+                None => z,
+            };
+            h = if self.relu {
+                activation::relu(z)
+            } else {
+                activation::tanh(z)
+            };
+            out.push(h.clone());
+        }
+        out
+    }
+
+    fn probe_outputs(&self, x: Tensor<2>) -> Tensor<2> {
+        self.forward(x)
+    }
+}
+
 /// tanh with the exact first derivative, computed in plain Rust.
 ///
 /// On the `flex` CPU backend burn's `tanh` calls libm's `tanhf` per element and its
