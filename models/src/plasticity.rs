@@ -998,6 +998,40 @@ impl Plasticity {
     }
 }
 
+/// The capacity probe (Lyle et al. 2022; Moalla et al. 2024): a copy of `model` is
+/// fitted for `steps` Adam steps (learning rate `lr`, minibatches of up to 256 rows of
+/// `x`) to the [`Layered::probe_outputs`] of `fresh`, a freshly initialised network; the
+/// result is the final mean squared error divided by the targets' variance (1: the copy
+/// learned nothing; near 0: it can still fit a new function). For a policy this fits its
+/// logits by squared error where the paper uses a KL divergence. `model` is not changed.
+pub fn capacity_probe<M: Layered>(model: &M, fresh: &M, x: Tensor<2>, steps: usize, lr: f64) -> f64 {
+    let [rows, _] = x.dims();
+    if rows == 0 || steps == 0 {
+        return f64::NAN;
+    }
+    let target = fresh.probe_outputs(x.clone()).detach();
+    let t = to_vec(target.clone());
+    let (_, std) = mean_std(&t);
+    let var = (std as f64).powi(2).max(1e-12);
+    let mut copy = model.clone();
+    let mut opt = burn::optim::AdamConfig::new().init();
+    let batch = rows.min(256);
+    let mut last = f64::NAN;
+    for step in 0..steps {
+        let start = (step * batch) % rows;
+        let end = (start + batch).min(rows);
+        let xb = x.clone().slice([start..end]);
+        let tb = target.clone().slice([start..end]);
+        let loss = (copy.probe_outputs(xb) - tb).square().mean();
+        last = loss.clone().into_scalar::<f32>() as f64;
+        let grads = GradientsParams::from_grads(loss.backward(), &copy);
+        copy = opt.step(lr, copy, grads);
+    }
+    let full = (copy.probe_outputs(x) - target).square().mean();
+    let final_loss = full.into_scalar::<f32>() as f64;
+    if final_loss.is_finite() { final_loss / var } else { last / var }
+}
+
 /// ‖(a, b, …)‖ of several tensors taken as one vector.
 fn joint_norm<'a>(parts: impl Iterator<Item = &'a [f32]>) -> f64 {
     parts.map(|p| norm(p).powi(2)).sum::<f64>().sqrt()
@@ -1411,6 +1445,25 @@ mod tests {
                 assert_eq!(*a, want, "tensor {i} element {k}");
             }
         }
+    }
+
+    #[test]
+    fn the_capacity_probe_fits_a_fresh_network() {
+        let (x, _) = data(9);
+        let model = mlp(false, false, 1);
+        let fresh = mlp(false, false, 2);
+        let before = Snapshot::of(&model);
+        let short = capacity_probe(&model, &fresh, x.clone(), 1, 1e-2);
+        let long = capacity_probe(&model, &fresh, x.clone(), 300, 1e-2);
+        assert!(long < 0.1 && long < short, "{short} -> {long}");
+        assert_eq!(max_diff(&before, &Snapshot::of(&model)), 0.0);
+        // A network whose units are all dead cannot fit anything.
+        let dead = edit_params(mlp(false, true, 1), &mut |_, v| {
+            v.iter_mut().for_each(|x| *x = -1.0);
+            true
+        });
+        let stuck = capacity_probe(&dead, &fresh, x, 300, 1e-2);
+        assert!(stuck > 0.5, "{stuck}");
     }
 
     #[test]
