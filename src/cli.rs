@@ -421,7 +421,7 @@ fn bench_inference(args: &BenchInferenceArgs, out: &mut dyn Write) -> Result<(),
             masked: false,
         },
     };
-    let policy = Ppo::new(&config, false, shape, 1).acting_policy();
+    let policy = Ppo::new(&config, &Default::default(), shape, 1).acting_policy();
     let mut ws = policy.workspace();
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
     let obs: Vec<f32> = (0..args.obs).map(|i| 0.1 * i as f32 - 0.2).collect();

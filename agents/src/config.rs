@@ -215,8 +215,6 @@ pub struct PpoConfig {
     pub activation: Activation,
     /// Initial log σ of the Gaussian policy (Box action spaces).
     pub init_log_std: f64,
-    /// Compute the feature diagnostics every this many updates (0: never).
-    pub diagnostics_every: usize,
     /// Normalise observations by a running mean and variance (SB3's `VecNormalize`
     /// for observations: clipped to ±10); the statistics are part of the policy and of
     /// checkpoints.
@@ -246,7 +244,6 @@ impl Default for PpoConfig {
             hidden: vec![64, 64],
             activation: Activation::Tanh,
             init_log_std: 0.0,
-            diagnostics_every: 10,
             normalize_obs: false,
         }
     }
@@ -417,13 +414,9 @@ impl RainbowConfig {
     }
 }
 
-/// `[plasticity]`: tools against plasticity loss, for any learner.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PlasticityConfig {
-    /// Layer norm before each hidden nonlinearity.
-    pub layer_norm: bool,
-}
+/// `[plasticity]`: tools against plasticity loss, for any learner (defined with the
+/// tools, in `agentry_models::plasticity`).
+pub use agentry_models::plasticity::{DecayKind, PlasticityConfig, ResetLayers};
 
 /// A whole run's configuration, as written to `config.toml`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -534,6 +527,9 @@ impl Config {
                 }
                 other => err("env", other.to_string()),
             };
+        }
+        if let Err((key, message)) = self.plasticity.check() {
+            return err(key, message);
         }
         if r.algo != "ppo" {
             return self.validate_dqn(origins);
@@ -1119,6 +1115,51 @@ mod tests {
                 "{algo}-{env}"
             );
             assert_eq!(Config::from_toml(&text, "x").unwrap(), config);
+        }
+    }
+
+    #[test]
+    fn plasticity_keys_are_checked_by_name() {
+        let config = resolve(&req(
+            "cartpole",
+            &[
+                "plasticity.layer_norm=true",
+                "plasticity.nap=true",
+                "plasticity.weight_decay_kind=\"l2_init\"",
+                "plasticity.hard_reset_layers={ last_n = 2 }",
+            ],
+        ))
+        .unwrap();
+        assert!(config.plasticity.nap);
+        assert_eq!(config.plasticity.weight_decay_kind, DecayKind::L2Init);
+        assert_eq!(config.plasticity.hard_reset_layers, ResetLayers::LastN(2));
+        for (set, key, says) in [
+            ("plasticity.nap=true", "plasticity.nap", "layer_norm"),
+            (
+                "plasticity.weight_decay=-1",
+                "plasticity.weight_decay",
+                "-1",
+            ),
+            ("plasticity.shrink=2", "plasticity.shrink", "2"),
+            ("plasticity.soft_reset_s=0", "plasticity.soft_reset_s", "0"),
+            (
+                "plasticity.hard_reset_layers={ last_n = 0 }",
+                "plasticity.hard_reset_layers",
+                "at least 1",
+            ),
+            ("plasticity.target_elr=nan", "plasticity.target_elr", "NaN"),
+        ] {
+            let e = resolve(&req("cartpole", &[set])).unwrap_err();
+            assert_eq!(e.key, key, "{set}: {e}");
+            assert!(e.message.contains(says), "{set}: {e}");
+        }
+        for set in [
+            "plasticity.weight_decay_kind=\"l3\"",
+            "plasticity.dropout=0.1",
+            "plasticity.hard_reset_layers=\"first\"",
+        ] {
+            let e = resolve(&req("cartpole", &[set])).unwrap_err().to_string();
+            assert!(e.contains("plasticity"), "{set}: {e}");
         }
     }
 

@@ -37,12 +37,15 @@ use burn::tensor::{Bytes, Device, Int, Tensor, TensorData, activation};
 use rand::{Rng, RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{DqnConfig, RainbowConfig};
+use crate::config::{DqnConfig, PlasticityConfig, RainbowConfig};
 use crate::error::AgentError;
 use crate::grads::clip_grad_norm;
 use crate::macros::{CreditSharing, macro_set, sequences};
 use crate::ppo::ActMode;
 use crate::runner::{self, Chunk, Episode, Progress, catch, obs_row_of};
+use agentry_models::diagnostics;
+use agentry_models::mlp::Activation;
+use agentry_models::plasticity::{Plasticity, PlasticityState};
 
 /// The fixed support of a categorical return distribution: `atoms` evenly spaced
 /// points from `v_min` to `v_max`.
@@ -596,6 +599,9 @@ pub struct Dqn {
     prefetch: bool,
     /// Figures of the last update's credit sharing: regulariser, mean Σ, mean |ΔΣ|.
     credit_stats: [f64; 3],
+    /// The plasticity tools on the online network.
+    plasticity: Plasticity,
+    seed: u64,
 }
 
 /// What a checkpoint's `state` section holds.
@@ -604,6 +610,8 @@ struct SavedState {
     rng: rand_pcg::Pcg64Mcg,
     counters: DqnCounters,
     credit: Option<CreditSharing>,
+    #[serde(default)]
+    plasticity: Option<PlasticityState>,
 }
 
 /// The learner's metric columns after the runner's.
@@ -633,7 +641,7 @@ impl Dqn {
     pub fn new(
         dqn: &DqnConfig,
         rainbow: &RainbowConfig,
-        layer_norm: bool,
+        plasticity: &PlasticityConfig,
         shape: QShape,
         total_steps: u64,
         seed: u64,
@@ -656,9 +664,10 @@ impl Dqn {
             noisy: rainbow.noisy,
             sigma0: rainbow.noisy_sigma0 as f32,
             activation: dqn.activation,
-            layer_norm,
+            layer_norm: plasticity.layer_norm,
         };
         let online = net_config.init_seeded(&device, seed ^ 0x0411);
+        let plasticity = Plasticity::new(plasticity, &online);
         let target = online.valid();
         let prioritization = rainbow.prioritized.then_some(Prioritization {
             alpha: rainbow.priority_alpha,
@@ -696,7 +705,15 @@ impl Dqn {
             support,
             total_steps,
             counters: DqnCounters::default(),
+            plasticity,
+            seed,
         })
+    }
+
+    /// What builds a newly initialised online network for the `k`-th reset.
+    fn fresh(&self) -> impl Fn(u64) -> QNet + use<> {
+        let (config, device, seed) = (self.net_config.clone(), self.device.clone(), self.seed);
+        move |k| config.init_seeded(&device, agentry_envs::derive_seed(seed, 0x2E5E7 + k))
     }
 
     fn online(&self) -> &QNet {
@@ -778,6 +795,7 @@ impl Dqn {
             rng: self.rng.clone(),
             counters: self.counters.clone(),
             credit: self.credit.clone(),
+            plasticity: Some(self.plasticity.state()),
         })
         .expect("the state serialises")
     }
@@ -811,7 +829,14 @@ impl Dqn {
             rng,
             counters,
             credit,
+            plasticity,
         } = serde_json::from_slice(state).map_err(|e| format!("learner state: {e}"))?;
+        let mut tools = self.plasticity.clone();
+        if let Some(p) = plasticity {
+            tools
+                .set_state(p)
+                .map_err(|e| format!("learner state: {e}"))?;
+        }
         if !(counters.grad_debt.is_finite() && counters.grad_debt >= 0.0) {
             return Err(format!(
                 "learner state: gradient debt {}",
@@ -840,6 +865,7 @@ impl Dqn {
         self.rng = rng;
         self.counters = counters;
         self.credit = credit;
+        self.plasticity = tools;
         Ok(())
     }
 
@@ -1065,6 +1091,8 @@ impl Dqn {
                 self.counters.gradient_steps + 1
             )));
         }
+        self.plasticity.regularise(online, &mut grads);
+        let pre = self.plasticity.before_step(online);
         self.replay
             .update_priorities(self.batch.indices(), &priorities)
             .map_err(|e| AgentError::Numeric(format!("updating priorities: {e}")))?;
@@ -1076,7 +1104,10 @@ impl Dqn {
             self.pending = true;
         }
         let online = self.online.take().expect("network present");
-        self.online = Some(self.optim.step(lr, online, grads));
+        let online = self
+            .optim
+            .step(lr * self.plasticity.lr_scale(), online, grads);
+        self.online = Some(self.plasticity.after_step(online, lr, pre));
         if let Some(theta) = before {
             self.meta_step(theta, lr)?;
         }
@@ -1273,7 +1304,9 @@ impl runner::Learner for Dqn {
     }
 
     fn metric_names(&self) -> Vec<String> {
-        METRICS.iter().map(|s| s.to_string()).collect()
+        let mut names: Vec<String> = METRICS.iter().map(|s| s.to_string()).collect();
+        names.extend(self.plasticity.metric_names());
+        names
     }
 
     fn update(
@@ -1308,7 +1341,13 @@ impl runner::Learner for Dqn {
         }
         let (mut loss, mut q, mut norm) = (0.0, 0.0, 0.0);
         let (mut credit_loss, mut sigma_change) = (0.0, 0.0);
+        let due = self
+            .plasticity
+            .due(before, progress.env_steps, progress.updates);
+        self.plasticity.set_measuring(due.diagnostics);
         if steps > 0 {
+            let online = self.online.take().expect("network present");
+            self.online = Some(self.plasticity.begin_update(online));
             let target = self.target.clone();
             let (dim, noisy) = (self.shape.obs_dim, !self.noise_target.is_empty());
             std::thread::scope(|scope| -> Result<(), AgentError> {
@@ -1333,9 +1372,33 @@ impl runner::Learner for Dqn {
             })?;
             self.pending = false;
         }
+        // Scheduled resets and diagnostics, judged on the last batch's observations
+        // (there is none before the first gradient step).
+        if self.counters.gradient_steps > 0 {
+            let x = Self::obs_tensor(&self.batch, self.shape.obs_dim, &self.device);
+            let online = self.online.take().expect("network present");
+            let (online, reset) = self
+                .plasticity
+                .maintain(online, self.fresh(), x.clone(), due);
+            if reset {
+                self.optim = AdamConfig::new()
+                    .with_epsilon(self.dqn.adam_eps as f32)
+                    .init();
+                // The target network restarts from the reset network too.
+                self.target = online.valid();
+            }
+            let act = match self.dqn.activation {
+                Activation::Relu => diagnostics::Activation::Relu,
+                Activation::Tanh => diagnostics::Activation::Tanh,
+            };
+            let lr = self.dqn.learning_rate;
+            self.plasticity
+                .diagnose(&online, self.fresh(), x, act, lr, due);
+            self.online = Some(online);
+        }
         let n = steps as f64;
         let avg = |s: f64| if steps > 0 { s / n } else { f64::NAN };
-        Ok(vec![
+        let mut row = vec![
             avg(loss),
             avg(q),
             avg(norm),
@@ -1357,7 +1420,9 @@ impl runner::Learner for Dqn {
                 Some(c) if c.learned => avg(sigma_change),
                 _ => f64::NAN,
             },
-        ])
+        ];
+        row.extend(self.plasticity.metric_row());
+        Ok(row)
     }
 }
 
@@ -1479,7 +1544,15 @@ mod learner_tests {
             learning_rate: 1e-2,
             ..DqnConfig::default()
         };
-        let mut dqn = Dqn::new(&cfg, &RainbowConfig::off(), false, shape, 1000, 1).unwrap();
+        let mut dqn = Dqn::new(
+            &cfg,
+            &RainbowConfig::off(),
+            &Default::default(),
+            shape,
+            1000,
+            1,
+        )
+        .unwrap();
         for i in 0..16 {
             let t = TransitionRef {
                 obs: &[i as f32, 1.0],
@@ -1527,7 +1600,8 @@ mod learner_tests {
             ..RainbowConfig::default()
         };
         let run = |prefetch: bool| {
-            let mut dqn = Dqn::new(&cfg, &rainbow, false, shape.clone(), 1_000, 4).unwrap();
+            let mut dqn =
+                Dqn::new(&cfg, &rainbow, &Default::default(), shape.clone(), 1_000, 4).unwrap();
             dqn.prefetch = prefetch;
             let mut t = Transitions::with_capacity(2, 64);
             for i in 0..64 {
@@ -1589,7 +1663,7 @@ mod value_tests {
             actions: 2,
             masked: false,
         };
-        let mut dqn = Dqn::new(&cfg, &rainbow, false, shape, 20_000, 5).unwrap();
+        let mut dqn = Dqn::new(&cfg, &rainbow, &Default::default(), shape, 20_000, 5).unwrap();
         let make = |_: usize| -> Result<Box<dyn VecEnv>, agentry_envs::EnvError> {
             let envs: Vec<Box<dyn agentry_envs::Env>> = (0..2)
                 .map(|_| {
@@ -1658,7 +1732,7 @@ mod macro_tests {
             actions: 3,
             masked: false,
         };
-        let dqn = Dqn::new(&cfg, &rainbow, false, shape, 1_000, 1).unwrap();
+        let dqn = Dqn::new(&cfg, &rainbow, &Default::default(), shape, 1_000, 1).unwrap();
         let mut policy = dqn.acting_policy();
         assert_eq!((policy.actions, policy.primitive_actions()), (4, 3));
         policy.epsilon = 1.0;
@@ -1726,7 +1800,8 @@ mod macro_tests {
             actions: 3,
             masked: false,
         };
-        let mut dqn = Dqn::new(&cfg, &rainbow, false, shape.clone(), 1_000, 1).unwrap();
+        let mut dqn =
+            Dqn::new(&cfg, &rainbow, &Default::default(), shape.clone(), 1_000, 1).unwrap();
         let prior = dqn.credit_sharing().unwrap().sigma();
         let make = |_: usize| -> Result<Box<dyn VecEnv>, agentry_envs::EnvError> {
             let envs: Vec<Box<dyn agentry_envs::Env>> = vec![Box::new(CountEnv::new(10))];
@@ -1752,7 +1827,8 @@ mod macro_tests {
         assert!(last[credit_col].is_finite() && last[credit_col] >= 0.0);
         assert!(last[credit_col + 2] > 0.0, "Σ changed in the last update");
 
-        let mut restored = Dqn::new(&cfg, &rainbow, false, shape.clone(), 1_000, 9).unwrap();
+        let mut restored =
+            Dqn::new(&cfg, &rainbow, &Default::default(), shape.clone(), 1_000, 9).unwrap();
         restored
             .restore(
                 dqn.model_bytes().unwrap(),
@@ -1769,7 +1845,7 @@ mod macro_tests {
             credit_sharing: 0.0,
             ..rainbow
         };
-        let mut other = Dqn::new(&cfg, &plain, false, shape, 1_000, 9).unwrap();
+        let mut other = Dqn::new(&cfg, &plain, &Default::default(), shape, 1_000, 9).unwrap();
         let e = other
             .restore(
                 dqn.model_bytes().unwrap(),

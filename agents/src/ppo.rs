@@ -33,11 +33,12 @@ use rand::{Rng, RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use crate::config::PpoConfig;
+use crate::config::{PlasticityConfig, PpoConfig};
 use crate::error::AgentError;
 use crate::grads::clip_grad_norm;
 use crate::returns::{Rollout, gae};
 use crate::runner::{self, Chunk, Episode, Progress, catch, obs_row_of};
+use agentry_models::plasticity::{Layer, Layered, Plasticity, PlasticityState, prefixed};
 
 /// The action space a policy acts in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -568,6 +569,27 @@ pub struct ActorCritic {
     pub head: Option<GaussianHead>,
 }
 
+impl Layered for ActorCritic {
+    fn layers(&self) -> Vec<Layer> {
+        let mut layers = prefixed(Layered::layers(&self.actor), "actor");
+        layers.extend(prefixed(Layered::layers(&self.critic), "critic"));
+        layers
+    }
+
+    fn hidden_activations(&self, x: Tensor<2>) -> Vec<Tensor<2>> {
+        let mut h = self.actor.hidden_activations(x.clone());
+        h.extend(self.critic.hidden_activations(x));
+        h
+    }
+
+    fn probe_outputs(&self, x: Tensor<2>) -> Tensor<2> {
+        Tensor::cat(
+            vec![self.actor.forward(x.clone()), self.critic.forward(x)],
+            1,
+        )
+    }
+}
+
 /// Everything a PPO learner needs to know about the environment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PpoShape {
@@ -580,7 +602,8 @@ pub struct PpoShape {
 /// The PPO learner.
 pub struct Ppo {
     config: PpoConfig,
-    layer_norm: bool,
+    plasticity: Plasticity,
+    seed: u64,
     shape: PpoShape,
     device: Device,
     model: Option<ActorCritic>,
@@ -620,8 +643,45 @@ pub const METRICS: &[&str] = &[
 
 impl Ppo {
     /// A fresh learner; the networks are initialised from `seed`.
-    pub fn new(config: &PpoConfig, layer_norm: bool, shape: PpoShape, seed: u64) -> Self {
+    pub fn new(
+        config: &PpoConfig,
+        plasticity: &PlasticityConfig,
+        shape: PpoShape,
+        seed: u64,
+    ) -> Self {
         let device = agentry_models::training_device();
+        let model = Self::build(config, plasticity.layer_norm, &shape, seed, &device);
+        let obs_stats = config
+            .normalize_obs
+            .then(|| RunningMeanStd::new(shape.obs_dim));
+        Ppo {
+            config: config.clone(),
+            plasticity: Plasticity::new(plasticity, &model),
+            seed,
+            shape,
+            device,
+            model: Some(model),
+            optim: Self::optimizer(config),
+            rng: rand_pcg::Pcg64Mcg::seed_from_u64(agentry_envs::derive_seed(seed, 0x5EED)),
+            last_stats: None,
+            obs_stats,
+        }
+    }
+
+    fn optimizer(config: &PpoConfig) -> ModuleOptimizer {
+        AdamConfig::new()
+            .with_epsilon(config.adam_eps as f32)
+            .init()
+    }
+
+    /// The actor-critic initialised from `seed`.
+    fn build(
+        config: &PpoConfig,
+        layer_norm: bool,
+        shape: &PpoShape,
+        seed: u64,
+        device: &Device,
+    ) -> ActorCritic {
         let mlp = |out: usize, gain: f32| {
             MlpConfig::new(shape.obs_dim, &config.hidden, out)
                 .with_activation(config.activation)
@@ -631,36 +691,43 @@ impl Ppo {
                     output_gain: gain,
                 })
         };
-        let obs_stats = config
-            .normalize_obs
-            .then(|| RunningMeanStd::new(shape.obs_dim));
-        let actor = mlp(shape.action.outputs(), 0.01).init_seeded(&device, seed ^ 0xAC);
-        let critic = mlp(1, 1.0).init_seeded(&device, seed ^ 0xC0);
+        let actor = mlp(shape.action.outputs(), 0.01).init_seeded(device, seed ^ 0xAC);
+        let critic = mlp(1, 1.0).init_seeded(device, seed ^ 0xC0);
         let head = match &shape.action {
             ActionKind::Continuous { low, .. } => Some(GaussianHead::new(
                 low.len(),
                 config.init_log_std as f32,
-                &device,
+                device,
             )),
             ActionKind::Discrete { .. } => None,
         };
-        Ppo {
-            config: config.clone(),
-            layer_norm,
-            shape,
-            device,
-            model: Some(ActorCritic {
-                actor,
-                critic,
-                head,
-            }),
-            optim: AdamConfig::new()
-                .with_epsilon(config.adam_eps as f32)
-                .init(),
-            rng: rand_pcg::Pcg64Mcg::seed_from_u64(agentry_envs::derive_seed(seed, 0x5EED)),
-            last_stats: None,
-            obs_stats,
+        ActorCritic {
+            actor,
+            critic,
+            head,
         }
+    }
+
+    /// What builds a newly initialised actor-critic for the `k`-th reset (seeded from
+    /// the run's seed).
+    fn fresh(&self) -> impl Fn(u64) -> ActorCritic + use<> {
+        let (config, shape, device) =
+            (self.config.clone(), self.shape.clone(), self.device.clone());
+        let (seed, layer_norm) = (self.seed, self.plasticity.config().layer_norm);
+        move |k| {
+            let seed = agentry_envs::derive_seed(seed, 0x2E5E7 + k);
+            Self::build(&config, layer_norm, &shape, seed, &device)
+        }
+    }
+
+    /// The plasticity tools' persistent state (for checkpoints).
+    pub fn plasticity_state(&self) -> PlasticityState {
+        self.plasticity.state()
+    }
+
+    /// Restore [`plasticity_state`](Self::plasticity_state).
+    pub fn set_plasticity_state(&mut self, state: PlasticityState) -> Result<(), String> {
+        self.plasticity.set_state(state)
     }
 
     fn model(&self) -> &ActorCritic {
@@ -728,9 +795,7 @@ impl Ppo {
         let model = catch(|| fresh.try_load_record(record))
             .map_err(|e| format!("model record: {e}"))?
             .map_err(|e| format!("model record: {e}"))?;
-        let adam = AdamConfig::new()
-            .with_epsilon(self.config.adam_eps as f32)
-            .init();
+        let adam = Self::optimizer(&self.config);
         let optim = catch(|| adam.from_bytes(Bytes::from_bytes_vec(optim)))
             .map_err(|e| format!("optimizer record: {e}"))?
             .map_err(|e| format!("optimizer record: {e}"))?;
@@ -1029,7 +1094,9 @@ impl runner::Learner for Ppo {
     }
 
     fn metric_names(&self) -> Vec<String> {
-        METRICS.iter().map(|s| s.to_string()).collect()
+        let mut names: Vec<String> = METRICS.iter().map(|s| s.to_string()).collect();
+        names.extend(self.plasticity.metric_names());
+        names
     }
 
     fn update(
@@ -1071,6 +1138,17 @@ impl runner::Learner for Ppo {
         let feat_dim = if pfo { batch.features.len() / n } else { 0 };
         let mb = cfg.minibatch_size.min(n).max(1);
         let device = self.device.clone();
+
+        // Plasticity tools: what this update's schedule holds, and soft reset's drift
+        // toward the initial parameters on the arrival of new data.
+        let due = self.plasticity.due(
+            progress.env_steps.saturating_sub(n as u64),
+            progress.env_steps,
+            progress.updates,
+        );
+        self.plasticity.set_measuring(due.diagnostics);
+        let model = self.model.take().expect("model present");
+        self.model = Some(self.plasticity.begin_update(model));
 
         let mut order: Vec<usize> = (0..n).collect();
         let mut sums = [0.0f64; 8]; // v, pg, ent, pfo, old_kl, kl, clipfrac, grad_norm
@@ -1257,8 +1335,13 @@ impl runner::Learner for Ppo {
                         progress.updates + 1
                     )));
                 }
+                self.plasticity.regularise(model, &mut grads);
+                let before = self.plasticity.before_step(model);
                 let model = self.model.take().expect("model present");
-                self.model = Some(self.optim.step(lr, model, grads));
+                let model = self
+                    .optim
+                    .step(lr * self.plasticity.lr_scale(), model, grads);
+                self.model = Some(self.plasticity.after_step(model, lr, before));
 
                 for (s, v) in sums.iter_mut().zip([
                     v_value,
@@ -1284,12 +1367,29 @@ impl runner::Learner for Ppo {
         let avg = |i: usize| sums[i] / count.max(1) as f64;
         let ev = explained_variance(&batch.values, &batch.returns);
 
-        // Diagnostics on the features of up to 512 observations of the batch.
-        let due = cfg.diagnostics_every > 0
-            && (progress.updates as usize).is_multiple_of(cfg.diagnostics_every);
+        // Scheduled resets, then the diagnostics, on up to 512 observations of the batch.
+        let rows = n.min(512);
+        let sample: Vec<usize> = (0..rows).map(|r| r * n / rows).collect();
+        let x = Tensor::<2>::from_data(
+            TensorData::new(gather(&batch.obs, dim, &sample), [rows, dim]),
+            &device,
+        );
+        let act = match cfg.activation {
+            Activation::Relu => diagnostics::Activation::Relu,
+            Activation::Tanh => diagnostics::Activation::Tanh,
+        };
+        let model = self.model.take().expect("model present");
+        let (model, reset_optimizer) =
+            self.plasticity
+                .maintain(model, self.fresh(), x.clone(), due);
+        if reset_optimizer {
+            self.optim = Self::optimizer(&cfg);
+        }
+        self.plasticity
+            .diagnose(&model, self.fresh(), x, act, cfg.learning_rate, due);
+        self.model = Some(model);
         let policy = self.acting_policy();
-        if due || self.last_stats.is_none() {
-            let rows = n.min(512);
+        if due.diagnostics || self.last_stats.is_none() {
             let stats = |w: &MlpWeights| {
                 let mut scratch = w.scratch();
                 let mut out = vec![0.0; w.output_dim()];
@@ -1337,7 +1437,7 @@ impl runner::Learner for Ppo {
                 weight_norm(w),
             ]);
         }
-        let _ = self.layer_norm;
+        row.extend(self.plasticity.metric_row());
         Ok(row)
     }
 }
@@ -1437,7 +1537,7 @@ mod truncation_tests {
                 masked: false,
             },
         };
-        let mut ppo = Ppo::new(&config, false, shape, 7);
+        let mut ppo = Ppo::new(&config, &Default::default(), shape, 7);
         let make = |_: usize| -> Result<Box<dyn VecEnv>, agentry_envs::EnvError> {
             let envs: Vec<Box<dyn agentry_envs::Env>> = (0..4)
                 .map(|_| {
@@ -1480,7 +1580,7 @@ mod truncation_tests {
             minibatch_size: 8,
             ..PpoConfig::default()
         };
-        let mut ppo = Ppo::new(&config, false, shape, 1);
+        let mut ppo = Ppo::new(&config, &Default::default(), shape, 1);
         let make = |actor: usize| -> Result<Box<dyn VecEnv>, agentry_envs::EnvError> {
             let mut env = CountEnv::new(1000);
             if actor == 1 {

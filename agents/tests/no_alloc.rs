@@ -62,7 +62,11 @@ fn acting_allocates_nothing_per_call() {
             normalize_obs,
             ..PpoConfig::default()
         };
-        let policy = Ppo::new(&config, layer_norm, shape, 3).acting_policy();
+        let plasticity = agentry_agents::config::PlasticityConfig {
+            layer_norm,
+            ..Default::default()
+        };
+        let policy = Ppo::new(&config, &plasticity, shape, 3).acting_policy();
         assert_eq!(policy.obs_norm.is_some(), normalize_obs);
         let mut ws = policy.workspace();
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);

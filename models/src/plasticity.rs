@@ -444,6 +444,31 @@ pub struct Plasticity {
     lr_scale: f64,
     stats: StepStats,
     measure: bool,
+    /// The last per-layer report, probe result and counters, for the metric rows.
+    last_reports: Option<Vec<LayerReport>>,
+    last_probe: f64,
+    resets: u64,
+    recycled: u64,
+}
+
+/// What is due in one update, from [`Plasticity::due`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Due {
+    /// A hard reset.
+    pub hard_reset: bool,
+    /// Shrink-and-perturb.
+    pub shrink_perturb: bool,
+    /// ReDo.
+    pub redo: bool,
+    /// The per-layer diagnostics.
+    pub diagnostics: bool,
+    /// The capacity probe.
+    pub probe: bool,
+}
+
+/// Whether a multiple of `every` lies in `(before, after]` (never for `every = 0`).
+fn crossed(every: u64, before: u64, after: u64) -> bool {
+    every > 0 && after / every > before / every
 }
 
 /// The persistent part of [`Plasticity`] (what a checkpoint holds).
@@ -453,6 +478,13 @@ pub struct PlasticityState {
     pub gamma: Vec<f64>,
     /// The ELR controller's learning-rate multiplier.
     pub lr_scale: f64,
+    /// Resets done (hard, shrink-and-perturb, ReDo passes that recycled units): each
+    /// draws a new network.
+    #[serde(default)]
+    pub resets: u64,
+    /// Units ReDo recycled.
+    #[serde(default)]
+    pub recycled: u64,
 }
 
 impl Plasticity {
@@ -507,6 +539,10 @@ impl Plasticity {
                 steps: 0,
             },
             measure: false,
+            last_reports: None,
+            last_probe: f64::NAN,
+            resets: 0,
+            recycled: 0,
         }
     }
 
@@ -525,6 +561,8 @@ impl Plasticity {
         PlasticityState {
             gamma: self.gamma.clone(),
             lr_scale: self.lr_scale,
+            resets: self.resets,
+            recycled: self.recycled,
         }
     }
 
@@ -544,6 +582,8 @@ impl Plasticity {
         }
         self.gamma = state.gamma;
         self.lr_scale = state.lr_scale;
+        self.resets = state.resets;
+        self.recycled = state.recycled;
         Ok(())
     }
 
@@ -934,6 +974,152 @@ impl Plasticity {
         (model, counts)
     }
 
+    /// What is due in an update whose data took the run from `steps_before` to
+    /// `steps_after` environment steps, `updates` updates having been done before it.
+    /// The diagnostics are also due on the first update (the metric rows need values).
+    pub fn due(&self, steps_before: u64, steps_after: u64, updates: u64) -> Due {
+        let c = &self.config;
+        let every = |n: u64| n > 0 && updates.is_multiple_of(n);
+        Due {
+            hard_reset: crossed(c.hard_reset_every, steps_before, steps_after),
+            shrink_perturb: crossed(c.shrink_perturb_every, steps_before, steps_after),
+            redo: every(c.redo_every) && updates > 0,
+            diagnostics: every(c.diagnostics_every) || self.last_reports.is_none(),
+            probe: every(c.probe_every),
+        }
+    }
+
+    /// The scheduled resets of `due` on `model`, judged (ReDo) on the batch `x`, with
+    /// `fresh()` building a newly initialised network. Returns the model and whether the
+    /// optimizer state must be reset (after a hard reset or shrink-and-perturb).
+    pub fn maintain<M: Layered>(
+        &mut self,
+        model: M,
+        fresh: impl Fn(u64) -> M,
+        x: Tensor<2>,
+        due: Due,
+    ) -> (M, bool) {
+        let mut model = model;
+        let mut reset_optimizer = false;
+        if due.hard_reset {
+            let f = fresh(self.resets);
+            model = self.hard_reset(model, &f).0;
+            self.resets += 1;
+            reset_optimizer = true;
+        }
+        if due.shrink_perturb {
+            let f = fresh(self.resets);
+            model = self.shrink_perturb(model, &f);
+            self.resets += 1;
+            reset_optimizer = true;
+        }
+        if due.redo {
+            let f = fresh(self.resets);
+            let (m, counts) = self.redo(model, &f, x);
+            model = m;
+            let recycled = counts.iter().sum::<usize>() as u64;
+            if recycled > 0 {
+                self.recycled += recycled;
+                self.resets += 1;
+            }
+        }
+        (model, reset_optimizer)
+    }
+
+    /// The diagnostics of `due`: the per-layer report on the batch `x` and the capacity
+    /// probe (fitting with learning rate `lr`) against `fresh()`.
+    pub fn diagnose<M: Layered>(
+        &mut self,
+        model: &M,
+        fresh: impl Fn(u64) -> M,
+        x: Tensor<2>,
+        activation: diagnostics::Activation,
+        lr: f64,
+        due: Due,
+    ) {
+        if due.diagnostics {
+            let r = self.report(model, x.clone(), activation);
+            self.last_reports = Some(r);
+        }
+        if due.probe {
+            let f = fresh(u64::MAX - self.resets);
+            self.last_probe = capacity_probe(model, &f, x, self.config.probe_steps, lr);
+        }
+    }
+
+    /// The metric columns this configuration logs (after the learner's own).
+    pub fn metric_names(&self) -> Vec<String> {
+        let c = &self.config;
+        let mut names = Vec::new();
+        for l in &self.layers {
+            let mut stats = vec!["weight_norm", "update_norm", "elr"];
+            if l.units.is_some() {
+                stats.extend(["effective_rank", "srank", "feature_rank", "dormant"]);
+            }
+            if c.soft_reset {
+                stats.push("gamma");
+            }
+            names.extend(stats.iter().map(|s| format!("plasticity/{}/{s}", l.name)));
+        }
+        if c.target_elr > 0.0 {
+            names.push("plasticity/lr_scale".into());
+        }
+        if c.probe_every > 0 {
+            names.push("plasticity/probe_loss".into());
+        }
+        if c.hard_reset_every > 0 || c.shrink_perturb_every > 0 || c.redo_every > 0 {
+            names.push("plasticity/resets".into());
+        }
+        if c.redo_every > 0 {
+            names.push("plasticity/recycled_units".into());
+        }
+        names
+    }
+
+    /// The values of [`metric_names`](Self::metric_names), from the last diagnostics.
+    pub fn metric_row(&self) -> Vec<f64> {
+        let c = &self.config;
+        let mut row = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            let r = self.last_reports.as_ref().and_then(|r| r.get(l));
+            let get = |f: &dyn Fn(&LayerReport) -> f64| r.map(f).unwrap_or(f64::NAN);
+            row.extend([
+                get(&|r| r.weight_norm),
+                get(&|r| r.update_norm),
+                get(&|r| r.elr),
+            ]);
+            if layer.units.is_some() {
+                let feat = |f: &dyn Fn(&FeatureStats) -> f64| {
+                    r.and_then(|r| r.features.as_ref())
+                        .map(f)
+                        .unwrap_or(f64::NAN)
+                };
+                row.extend([
+                    feat(&|s| s.effective_rank),
+                    feat(&|s| s.srank as f64),
+                    feat(&|s| s.feature_rank as f64),
+                    get(&|r| r.dormant),
+                ]);
+            }
+            if c.soft_reset {
+                row.push(self.gamma[l]);
+            }
+        }
+        if c.target_elr > 0.0 {
+            row.push(self.lr_scale);
+        }
+        if c.probe_every > 0 {
+            row.push(self.last_probe);
+        }
+        if c.hard_reset_every > 0 || c.shrink_perturb_every > 0 || c.redo_every > 0 {
+            row.push(self.resets as f64);
+        }
+        if c.redo_every > 0 {
+            row.push(self.recycled as f64);
+        }
+        row
+    }
+
     /// Per-layer statistics since the last report: weight norm, update norm and ELR
     /// (means per step), and for hidden layers the feature statistics and dormant
     /// fraction on the batch `x`. Resets the step statistics.
@@ -1004,7 +1190,13 @@ impl Plasticity {
 /// result is the final mean squared error divided by the targets' variance (1: the copy
 /// learned nothing; near 0: it can still fit a new function). For a policy this fits its
 /// logits by squared error where the paper uses a KL divergence. `model` is not changed.
-pub fn capacity_probe<M: Layered>(model: &M, fresh: &M, x: Tensor<2>, steps: usize, lr: f64) -> f64 {
+pub fn capacity_probe<M: Layered>(
+    model: &M,
+    fresh: &M,
+    x: Tensor<2>,
+    steps: usize,
+    lr: f64,
+) -> f64 {
     let [rows, _] = x.dims();
     if rows == 0 || steps == 0 {
         return f64::NAN;
@@ -1020,8 +1212,8 @@ pub fn capacity_probe<M: Layered>(model: &M, fresh: &M, x: Tensor<2>, steps: usi
     for step in 0..steps {
         let start = (step * batch) % rows;
         let end = (start + batch).min(rows);
-        let xb = x.clone().slice([start..end]);
-        let tb = target.clone().slice([start..end]);
+        let xb = x.clone().slice(start..end);
+        let tb = target.clone().slice(start..end);
         let loss = (copy.probe_outputs(xb) - tb).square().mean();
         last = loss.clone().into_scalar::<f32>() as f64;
         let grads = GradientsParams::from_grads(loss.backward(), &copy);
@@ -1029,7 +1221,11 @@ pub fn capacity_probe<M: Layered>(model: &M, fresh: &M, x: Tensor<2>, steps: usi
     }
     let full = (copy.probe_outputs(x) - target).square().mean();
     let final_loss = full.into_scalar::<f32>() as f64;
-    if final_loss.is_finite() { final_loss / var } else { last / var }
+    if final_loss.is_finite() {
+        final_loss / var
+    } else {
+        last / var
+    }
 }
 
 /// ‖(a, b, …)‖ of several tensors taken as one vector.
@@ -1374,8 +1570,10 @@ mod tests {
                 assert!((s - (0.4 * o + 0.1 * f)).abs() < 1e-6);
             }
         }
-        let mut all = PlasticityConfig::default();
-        all.hard_reset_layers = ResetLayers::All;
+        let all = PlasticityConfig {
+            hard_reset_layers: ResetLayers::All,
+            ..PlasticityConfig::default()
+        };
         let mut p = Plasticity::new(&all, &mlp(true, false, 1));
         let (reset, count) = p.hard_reset(mlp(true, false, 1), &fresh);
         assert_eq!(count, 3);
@@ -1430,14 +1628,14 @@ mod tests {
         let (after, new) = (Snapshot::of(&recycled), Snapshot::of(&fresh));
         for i in 0..after.len() {
             for (k, (a, b)) in after.get(i).iter().zip(before.get(i)).enumerate() {
-                let want = if (i == w0 || i == b0) && dead.contains(&(k % 16)) {
+                // A later layer's recycling wins (layers are processed input first).
+                let recycled_in = ((i == w0 || i == b0) && dead.contains(&(k % 16)))
+                    || ((i == w1 || i == b1) && second.contains(&(k % 16)));
+                let recycled_out = (i == w1 && dead.contains(&(k / 16)))
+                    || (i == w2 && second.contains(&(k / 3)));
+                let want = if recycled_in {
                     new.get(i)[k]
-                } else if (i == w1 || i == b1) && second.contains(&(k % 16)) {
-                    // A later layer's recycling wins (layers are processed input first).
-                    new.get(i)[k]
-                } else if i == w1 && dead.contains(&(k / 16)) {
-                    0.0
-                } else if i == w2 && second.contains(&(k / 3)) {
+                } else if recycled_out {
                     0.0
                 } else {
                     *b

@@ -753,6 +753,90 @@ fn stream(
     }
 }
 
+impl crate::plasticity::Layered for QNet {
+    fn layers(&self) -> Vec<crate::plasticity::Layer> {
+        use crate::plasticity::{Layer, Units, norm_ids};
+        let mut out = Vec::new();
+        let stream_firsts: Vec<ParamId> = [&self.value, &self.advantage]
+            .iter()
+            .filter_map(|s| s.first().map(|l| l.weight.id))
+            .collect();
+        let mut push = |name: String,
+                        network: &str,
+                        layer: &QLayer,
+                        norm: Option<&LayerNorm>,
+                        next: Option<Vec<ParamId>>| {
+            let mut others = vec![layer.bias.id];
+            others.extend(layer.weight_sigma.as_ref().map(|p| p.id));
+            others.extend(layer.bias_sigma.as_ref().map(|p| p.id));
+            let norm = norm.map(norm_ids).unwrap_or_default();
+            let units = next.map(|outgoing| {
+                let mut incoming = vec![layer.weight.id];
+                incoming.extend(&others);
+                incoming.extend(&norm);
+                Units {
+                    width: layer.weight.dims()[1],
+                    incoming,
+                    outgoing,
+                }
+            });
+            out.push(Layer {
+                name,
+                network: network.to_string(),
+                weights: vec![layer.weight.id],
+                others,
+                norm,
+                units,
+            });
+        };
+        for (i, layer) in self.trunk.iter().enumerate() {
+            let next = match self.trunk.get(i + 1) {
+                Some(n) => vec![n.weight.id],
+                None => stream_firsts.clone(),
+            };
+            push(
+                format!("trunk.{i}"),
+                "trunk",
+                layer,
+                self.trunk_norms.get(i),
+                Some(next),
+            );
+        }
+        for (name, layers, norms) in [
+            ("value", &self.value, &self.value_norms),
+            ("advantage", &self.advantage, &self.advantage_norms),
+        ] {
+            for (i, layer) in layers.iter().enumerate() {
+                let next = layers.get(i + 1).map(|n| vec![n.weight.id]);
+                push(format!("{name}.{i}"), name, layer, norms.get(i), next);
+            }
+        }
+        out
+    }
+
+    fn hidden_activations(&self, x: Tensor<2>) -> Vec<Tensor<2>> {
+        let mut out = Vec::new();
+        let mut h = x;
+        for (i, layer) in self.trunk.iter().enumerate() {
+            h = layer.forward(h, None);
+            if let Some(norm) = self.trunk_norms.get(i) {
+                h = norm.forward(h);
+            }
+            h = self.activate(h);
+            out.push(h.clone());
+        }
+        self.hidden_stream(&self.value, &self.value_norms, h.clone(), &mut out);
+        self.hidden_stream(&self.advantage, &self.advantage_norms, h, &mut out);
+        out
+    }
+
+    fn probe_outputs(&self, x: Tensor<2>) -> Tensor<2> {
+        let [b, _] = x.dims();
+        self.forward(x, None)
+            .reshape([b, self.actions * self.atoms])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -885,89 +969,5 @@ mod tests {
         let mut bad = w;
         bad.atoms = 3;
         assert!(bad.check().is_err());
-    }
-}
-
-impl crate::plasticity::Layered for QNet {
-    fn layers(&self) -> Vec<crate::plasticity::Layer> {
-        use crate::plasticity::{Layer, Units, norm_ids};
-        let mut out = Vec::new();
-        let stream_firsts: Vec<ParamId> = [&self.value, &self.advantage]
-            .iter()
-            .filter_map(|s| s.first().map(|l| l.weight.id))
-            .collect();
-        let mut push = |name: String,
-                        network: &str,
-                        layer: &QLayer,
-                        norm: Option<&LayerNorm>,
-                        next: Option<Vec<ParamId>>| {
-            let mut others = vec![layer.bias.id];
-            others.extend(layer.weight_sigma.as_ref().map(|p| p.id));
-            others.extend(layer.bias_sigma.as_ref().map(|p| p.id));
-            let norm = norm.map(norm_ids).unwrap_or_default();
-            let units = next.map(|outgoing| {
-                let mut incoming = vec![layer.weight.id];
-                incoming.extend(&others);
-                incoming.extend(&norm);
-                Units {
-                    width: layer.weight.dims()[1],
-                    incoming,
-                    outgoing,
-                }
-            });
-            out.push(Layer {
-                name,
-                network: network.to_string(),
-                weights: vec![layer.weight.id],
-                others,
-                norm,
-                units,
-            });
-        };
-        for (i, layer) in self.trunk.iter().enumerate() {
-            let next = match self.trunk.get(i + 1) {
-                Some(n) => vec![n.weight.id],
-                None => stream_firsts.clone(),
-            };
-            push(
-                format!("trunk.{i}"),
-                "trunk",
-                layer,
-                self.trunk_norms.get(i),
-                Some(next),
-            );
-        }
-        for (name, layers, norms) in [
-            ("value", &self.value, &self.value_norms),
-            ("advantage", &self.advantage, &self.advantage_norms),
-        ] {
-            for (i, layer) in layers.iter().enumerate() {
-                let next = layers.get(i + 1).map(|n| vec![n.weight.id]);
-                push(format!("{name}.{i}"), name, layer, norms.get(i), next);
-            }
-        }
-        out
-    }
-
-    fn hidden_activations(&self, x: Tensor<2>) -> Vec<Tensor<2>> {
-        let mut out = Vec::new();
-        let mut h = x;
-        for (i, layer) in self.trunk.iter().enumerate() {
-            h = layer.forward(h, None);
-            if let Some(norm) = self.trunk_norms.get(i) {
-                h = norm.forward(h);
-            }
-            h = self.activate(h);
-            out.push(h.clone());
-        }
-        self.hidden_stream(&self.value, &self.value_norms, h.clone(), &mut out);
-        self.hidden_stream(&self.advantage, &self.advantage_norms, h, &mut out);
-        out
-    }
-
-    fn probe_outputs(&self, x: Tensor<2>) -> Tensor<2> {
-        let [b, _] = x.dims();
-        self.forward(x, None)
-            .reshape([b, self.actions * self.atoms])
     }
 }

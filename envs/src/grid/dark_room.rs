@@ -24,6 +24,12 @@ pub struct DarkRoomConfig {
     pub goal: Cell,
     /// Draw the goal uniformly from all cells at every reset.
     pub random_goal: bool,
+    /// Move the goal every this many episodes (0: never), through a sequence of cells
+    /// fixed by `switch_seed` alone, so every copy in a vector environment sees the same
+    /// task at the same time (episodes all last `max_steps`).
+    pub switch_every: u64,
+    /// Seed of the goal sequence.
+    pub switch_seed: u64,
 }
 
 impl Default for DarkRoomConfig {
@@ -36,6 +42,8 @@ impl Default for DarkRoomConfig {
             start: (0, 0),
             goal: (9, 9),
             random_goal: false,
+            switch_every: 0,
+            switch_seed: 0,
         }
     }
 }
@@ -71,6 +79,8 @@ impl DarkRoomConfig {
             start,
             goal,
             random_goal: p.bool("random_goal")?,
+            switch_every: p.usize("switch_every")? as u64,
+            switch_seed: p.usize("switch_seed")? as u64,
         })
     }
 }
@@ -148,6 +158,35 @@ impl Mt19937 {
     }
 }
 
+/// The goal of task `phase` of a switching room: phase 0 is the configured goal, each
+/// later phase a cell other than the start and the previous phase's goal, drawn from a
+/// hash of (`switch_seed`, phase).
+pub fn switched_goal(config: &DarkRoomConfig, phase: u64) -> Cell {
+    (1..=phase).fold(config.goal, |previous, k| next_goal(config, previous, k))
+}
+
+/// The goal of phase `phase ≥ 1` after the previous phase's goal `previous`.
+fn next_goal(config: &DarkRoomConfig, previous: Cell, phase: u64) -> Cell {
+    let cells = (config.width * config.height) as u64;
+    let mut salt = 0u64;
+    loop {
+        let mut z = config
+            .switch_seed
+            .wrapping_add(phase.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .wrapping_add(salt.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        // splitmix64's finaliser.
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let i = (z % cells) as usize;
+        let cell = (i % config.width, i / config.width);
+        if (cell != config.start && cell != previous) || cells <= 2 {
+            return cell;
+        }
+        salt += 1;
+    }
+}
+
 /// Dark-Room (Laskin et al. 2022; RA-DT's version, Schmied et al. 2024): the agent sees
 /// only its own cell and must find an invisible goal; every step spent on the goal gives
 /// +1. Episodes never terminate; they are truncated after `max_steps`.
@@ -157,6 +196,8 @@ pub struct DarkRoom {
     pos: Cell,
     goal: Cell,
     t: u64,
+    /// Episodes begun since the last seeded reset (for `switch_every`).
+    episodes: u64,
     rng: EnvRng,
     obs_space: Space,
     act_space: Space,
@@ -184,6 +225,7 @@ impl DarkRoom {
             pos: config.start,
             goal: config.goal,
             t: 0,
+            episodes: 0,
             rng: rng_from_seed(DEFAULT_SEED),
             obs_space: position_space(w, h),
             act_space: Space::Discrete(NUM_ACTIONS),
@@ -225,8 +267,19 @@ impl Env for DarkRoom {
     fn reset_into(&mut self, seed: Option<u64>, out: Out<'_>) -> Result<()> {
         if let Some(seed) = seed {
             self.rng = rng_from_seed(seed);
+            self.episodes = 0;
         }
-        if self.config.random_goal {
+        self.episodes += 1;
+        if let Some(phase) = (self.episodes - 1).checked_div(self.config.switch_every) {
+            // Episodes advance one at a time: step the sequence from the current goal
+            // (a seeded reset starts it again).
+            let starts_phase = (self.episodes - 1).is_multiple_of(self.config.switch_every);
+            self.goal = match (phase, starts_phase) {
+                (0, _) => self.config.goal,
+                (p, true) => next_goal(&self.config, self.goal, p),
+                _ => self.goal,
+            };
+        } else if self.config.random_goal {
             self.goal = (
                 self.rng.random_range(0..self.config.width),
                 self.rng.random_range(0..self.config.height),
@@ -464,5 +517,50 @@ mod tests {
             (img.width, img.height, img.pixels.len()),
             (32, 32, 32 * 32 * 3)
         );
+    }
+
+    #[test]
+    fn a_switching_room_moves_its_goal_every_n_episodes_the_same_in_every_copy() {
+        let cfg = DarkRoomConfig {
+            width: 5,
+            height: 5,
+            max_steps: 3,
+            goal: (4, 4),
+            switch_every: 2,
+            switch_seed: 7,
+            ..DarkRoomConfig::default()
+        };
+        let mut a = DarkRoom::new(cfg.clone()).unwrap();
+        let mut b = DarkRoom::new(cfg.clone()).unwrap();
+        a.reset(Some(1)).unwrap();
+        b.reset(Some(99)).unwrap();
+        let mut goals = vec![a.goal()];
+        for episode in 1..12 {
+            a.reset(None).unwrap();
+            b.reset(None).unwrap();
+            assert_eq!(a.goal(), b.goal(), "episode {episode}");
+            assert_eq!(a.goal(), switched_goal(&cfg, episode / 2));
+            goals.push(a.goal());
+        }
+        assert_eq!(goals[0], (4, 4));
+        for pair in goals.chunks(2) {
+            assert_eq!(pair[0], pair[1]);
+        }
+        for w in goals.chunks(2).collect::<Vec<_>>().windows(2) {
+            assert_ne!(w[0][0], w[1][0], "the goal moves at every switch");
+            assert_ne!(w[1][0], (0, 0), "never onto the start");
+        }
+        // A seeded reset starts the sequence again.
+        a.reset(Some(1)).unwrap();
+        assert_eq!(a.goal(), (4, 4));
+        // Through the registry.
+        let env = crate::make(
+            "dark-room",
+            &crate::Params::new()
+                .with("size", 5i64)
+                .with("switch_every", 2i64)
+                .with("switch_seed", 7i64),
+        );
+        assert!(env.is_ok());
     }
 }

@@ -16,7 +16,7 @@ mod dark_room;
 mod key_door;
 
 pub use ascii::{GridMap, GridWorld, GridWorldConfig, Tile};
-pub use dark_room::{DarkRoom, DarkRoomConfig, goal_split};
+pub use dark_room::{DarkRoom, DarkRoomConfig, goal_split, switched_goal};
 pub use key_door::{DarkKeyDoor, DarkKeyDoorConfig};
 
 use crate::env::{Env, RgbImage};
@@ -161,6 +161,24 @@ pub fn specs() -> Vec<EnvSpec> {
             ParamKind::Bool,
             "false",
             "draw a new goal at every reset",
+        ),
+        ParamSpec::new(
+            "switch_every",
+            ParamKind::Int {
+                min: 0,
+                max: 1 << 40,
+            },
+            "0",
+            "move the goal every this many episodes (0: never): a non-stationary task",
+        ),
+        ParamSpec::new(
+            "switch_seed",
+            ParamKind::Int {
+                min: 0,
+                max: i64::MAX,
+            },
+            "0",
+            "seed of the goal sequence of switch_every (the same in every copy)",
         ),
     ]);
     let mut key_door = size_params();
