@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use agentry_agents::AgentError;
 use agentry_agents::config::{Config, ConfigRequest, EnvConfig, resolve};
+use agentry_agents::continual::{ContinualError, Intervention, Stream, SupervisedBench};
 use agentry_agents::runner::{Control, RunState};
 use agentry_agents::train::{self, EvalOptions, Observer, Start};
 use agentry_envs::bench::{bench_single, bench_vector};
@@ -89,6 +90,8 @@ pub enum BenchCommand {
     Inference(BenchInferenceArgs),
     /// Replay-memory sampling: uniform, and prioritized with priority updates.
     Replay(BenchReplayArgs),
+    /// Plasticity loss on non-stationary supervised task streams, with each remedy.
+    Plasticity(BenchPlasticityArgs),
 }
 
 /// Arguments of `agent bench envs`.
@@ -112,6 +115,39 @@ pub struct BenchEnvsArgs {
     /// Seed of the environments and the random actions.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// Arguments of `agent bench plasticity` (see `agentry_agents::continual` for what is
+/// measured and how).
+#[derive(Debug, Args)]
+pub struct BenchPlasticityArgs {
+    /// Seeds per (stream, intervention): seeds 1..=N.
+    #[arg(long, default_value_t = SupervisedBench::DEFAULT_SEEDS)]
+    pub seeds: u64,
+    /// Tasks per stream.
+    #[arg(long, default_value_t = SupervisedBench::DEFAULT_TASKS)]
+    pub tasks: usize,
+    /// Gradient steps per task (minibatches of 64).
+    #[arg(long, default_value_t = SupervisedBench::DEFAULT_STEPS_PER_TASK)]
+    pub steps_per_task: usize,
+    /// The final tasks the accuracy and the plasticity gap are averaged over [default:
+    /// 5, or all the tasks if there are fewer].
+    #[arg(long)]
+    pub last_tasks: Option<usize>,
+    /// Task streams, comma-separated, or `all`: permuted_inputs, permuted_labels,
+    /// random_labels.
+    #[arg(long, default_value = "all", value_delimiter = ',')]
+    pub streams: Vec<String>,
+    /// Interventions, comma-separated, or `all`: vanilla, layer_norm, l2_init, nap,
+    /// soft_reset, hard_reset, shrink_perturb, redo.
+    #[arg(long, default_value = "all", value_delimiter = ',')]
+    pub interventions: Vec<String>,
+    /// Runs trained at once (threads).
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
+    /// Directory for plasticity-supervised.json and plasticity-supervised.png.
+    #[arg(long, default_value = "bench-plasticity")]
+    pub out: PathBuf,
 }
 
 /// Arguments of `agent train`.
@@ -305,6 +341,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Cli
         Command::Bench {
             what: BenchCommand::Replay(args),
         } => bench_replay(&args, out),
+        Command::Bench {
+            what: BenchCommand::Plasticity(args),
+        } => bench_plasticity(&args, out, err),
         Command::Experiment {
             what: ExperimentCommand::Macros(args),
         } => experiment_macros(args, out, err),
@@ -354,6 +393,66 @@ fn experiment_macros(
         .map_err(io_err)?;
     }
     writeln!(out, "wrote {}", plot.display()).map_err(io_err)?;
+    Ok(())
+}
+
+impl From<ContinualError> for CliError {
+    fn from(e: ContinualError) -> Self {
+        if e.is_usage() {
+            CliError::Usage(e.to_string())
+        } else {
+            CliError::Runtime(e.to_string())
+        }
+    }
+}
+
+fn bench_plasticity(
+    args: &BenchPlasticityArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    use agentry_agents::continual::run_supervised;
+    let bench = SupervisedBench {
+        seeds: args.seeds,
+        tasks: args.tasks,
+        steps_per_task: args.steps_per_task,
+        last_tasks: args
+            .last_tasks
+            .unwrap_or(SupervisedBench::DEFAULT_LAST_TASKS.min(args.tasks)),
+        streams: Stream::parse_list(&args.streams)?,
+        interventions: Intervention::parse_list(&args.interventions)?,
+        ..SupervisedBench::default()
+    };
+    bench.check()?;
+    if args.jobs == 0 {
+        return Err(CliError::Usage("--jobs must be at least 1".into()));
+    }
+    // A directory that cannot be made should fail now, not after the runs.
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| CliError::Usage(format!("--out {}: {e}", args.out.display())))?;
+    let _ = writeln!(
+        err,
+        "{} streams × {} interventions × {} seeds, {} tasks of {} steps, on {} threads",
+        bench.streams.len(),
+        bench.interventions.len(),
+        bench.seeds,
+        bench.tasks,
+        bench.steps_per_task,
+        args.jobs
+    );
+    // Runs finish on worker threads: their notes go straight to the process's stderr.
+    let note = |line: &str| eprintln!("{line}");
+    let report = run_supervised(&bench, args.jobs, &note)?;
+    write!(out, "{}", report.table()).map_err(io_err)?;
+    writeln!(
+        out,
+        "{} seeds, {} tasks × {} steps; {:.0} s",
+        bench.seeds, bench.tasks, bench.steps_per_task, report.wall_time_s
+    )
+    .map_err(io_err)?;
+    for file in report.write(&args.out)? {
+        writeln!(out, "wrote {}", file.display()).map_err(io_err)?;
+    }
     Ok(())
 }
 

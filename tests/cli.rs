@@ -322,3 +322,67 @@ fn q_learners_and_the_macro_experiment_end_to_end() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&exp);
 }
+
+/// `agent bench plasticity`: a small run prints the table and writes the JSON and the
+/// plot; bad names and settings are usage errors naming the problem.
+#[test]
+fn bench_plasticity_runs_small_and_rejects_bad_input_with_code_2() {
+    let dir = temp_dir("plasticity");
+    let d = dir.to_str().unwrap();
+    let small = ["bench", "plasticity", "--steps-per-task", "20"];
+    let mut args = small.to_vec();
+    args.extend([
+        "--seeds",
+        "1",
+        "--tasks",
+        "2",
+        "--last-tasks",
+        "1",
+        "--streams",
+        "random_labels,permuted_inputs",
+        "--interventions",
+        "vanilla,hard_reset",
+        "--out",
+        d,
+    ]);
+    let out = agent(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    for row in [
+        "random_labels    fresh ",
+        "random_labels    vanilla",
+        "permuted_inputs  hard_reset",
+        "wrote",
+    ] {
+        assert!(table.contains(row), "{row}: {table}");
+    }
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("plasticity-supervised.json")).unwrap(),
+    )
+    .unwrap();
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    assert!(
+        runs.iter()
+            .all(|r| r["accuracy"].as_array().unwrap().len() == 2)
+    );
+    assert!(dir.join("plasticity-supervised.png").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let cases: &[(&[&str], &str)] = &[
+        (&["--streams", "shuffled"], "`shuffled`"),
+        (&["--interventions", "vanilla,dropout"], "`dropout`"),
+        (&["--seeds", "0"], "seeds"),
+        (&["--tasks", "3", "--last-tasks", "4"], "last_tasks"),
+        (&["--jobs", "0"], "jobs"),
+    ];
+    for (bad, needle) in cases {
+        let mut args = small.to_vec();
+        args.extend_from_slice(bad);
+        let out = agent(&args);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.contains(needle) && !err.contains("panicked"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{bad:?}: {err}");
+    }
+}

@@ -10,11 +10,14 @@
 //! - [`plot`]: learning curves of run directories (PNG or SVG).
 //! - [`config`]: the TOML configuration, its presets and layering.
 //! - [`bandits`]: the classic bandit baselines; [`returns`]: GAE and return targets.
+//! - [`continual`]: plasticity loss on non-stationary supervised task streams, with and
+//!   without each remedy (`agent bench plasticity`).
 #![warn(missing_docs)]
 
 pub mod bandits;
 pub mod checkpoint;
 pub mod config;
+pub mod continual;
 pub mod dqn;
 pub mod error;
 pub mod experiment;
