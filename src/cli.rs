@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use agentry_agents::AgentError;
 use agentry_agents::config::{Config, ConfigRequest, EnvConfig, resolve};
 use agentry_agents::continual::{ContinualError, Intervention, Stream, SupervisedBench};
+use agentry_agents::experiment::{PlasticityRl, mean_std, plasticity_rl_experiment, rl_task_steps};
 use agentry_agents::runner::{Control, RunState};
 use agentry_agents::train::{self, EvalOptions, Observer, Start};
 use agentry_envs::bench::{bench_single, bench_vector};
@@ -145,9 +146,27 @@ pub struct BenchPlasticityArgs {
     /// Runs trained at once (threads).
     #[arg(long, default_value_t = 2)]
     pub jobs: usize,
-    /// Directory for plasticity-supervised.json and plasticity-supervised.png.
+    /// Directory for plasticity-supervised.json and plasticity-supervised.png, and
+    /// `rl/` (the RL runs, plasticity-rl.json and plasticity-rl.png).
     #[arg(long, default_value = "bench-plasticity")]
     pub out: PathBuf,
+    /// The suites, comma-separated: `supervised` (the task streams above) and `rl` (PPO
+    /// on a Dark-Room whose goal moves; see `agentry_agents::experiment::PlasticityRl`).
+    #[arg(long, default_value = "supervised,rl", value_delimiter = ',')]
+    pub suite: Vec<String>,
+    /// RL: tasks (goal positions) per run.
+    #[arg(long, default_value_t = 8)]
+    pub rl_tasks: u64,
+    /// RL: episodes per task (a task is 200 × this many env steps).
+    #[arg(long, default_value_t = 100)]
+    pub rl_switch_every: u64,
+    /// RL: PPO epochs per batch.
+    #[arg(long, default_value_t = 16)]
+    pub rl_epochs: usize,
+    /// RL interventions, comma-separated, or `all`: vanilla, pfo, layer_norm, l2_init,
+    /// nap, soft_reset, hard_reset, shrink_perturb, redo, fresh (the reference).
+    #[arg(long, default_value = "all", value_delimiter = ',')]
+    pub rl_interventions: Vec<String>,
 }
 
 /// Arguments of `agent train`.
@@ -412,6 +431,29 @@ fn bench_plasticity(
     err: &mut dyn Write,
 ) -> Result<(), CliError> {
     use agentry_agents::continual::run_supervised;
+    for suite in &args.suite {
+        if !["supervised", "rl"].contains(&suite.as_str()) {
+            return Err(CliError::Usage(format!(
+                "unknown suite `{suite}`; allowed: supervised, rl"
+            )));
+        }
+    }
+    let rl = args.suite.iter().any(|s| s == "rl").then(|| PlasticityRl {
+        seeds: (1..=args.seeds).collect(),
+        tasks: args.rl_tasks,
+        switch_every: args.rl_switch_every,
+        epochs: args.rl_epochs,
+        interventions: if args.rl_interventions.iter().any(|s| s == "all") {
+            Vec::new()
+        } else {
+            args.rl_interventions.clone()
+        },
+        jobs: args.jobs,
+        out: args.out.join("rl"),
+    });
+    if let Some(spec) = &rl {
+        spec.check()?;
+    }
     let bench = SupervisedBench {
         seeds: args.seeds,
         tasks: args.tasks,
@@ -442,16 +484,57 @@ fn bench_plasticity(
     );
     // Runs finish on worker threads: their notes go straight to the process's stderr.
     let note = |line: &str| eprintln!("{line}");
-    let report = run_supervised(&bench, args.jobs, &note)?;
-    write!(out, "{}", report.table()).map_err(io_err)?;
-    writeln!(
-        out,
-        "{} seeds, {} tasks × {} steps; {:.0} s",
-        bench.seeds, bench.tasks, bench.steps_per_task, report.wall_time_s
-    )
-    .map_err(io_err)?;
-    for file in report.write(&args.out)? {
-        writeln!(out, "wrote {}", file.display()).map_err(io_err)?;
+    if args.suite.iter().any(|s| s == "supervised") {
+        let report = run_supervised(&bench, args.jobs, &note)?;
+        write!(out, "{}", report.table()).map_err(io_err)?;
+        writeln!(
+            out,
+            "{} seeds, {} tasks × {} steps; {:.0} s",
+            bench.seeds, bench.tasks, bench.steps_per_task, report.wall_time_s
+        )
+        .map_err(io_err)?;
+        for file in report.write(&args.out)? {
+            writeln!(out, "wrote {}", file.display()).map_err(io_err)?;
+        }
+    }
+    if let Some(spec) = rl {
+        let _ = writeln!(
+            err,
+            "RL: PPO ({} epochs) on a 5×5 Dark-Room whose goal moves every {} episodes, \
+             {} tasks, {} seeds",
+            spec.epochs,
+            spec.switch_every,
+            spec.tasks,
+            spec.seeds.len()
+        );
+        let start = std::time::Instant::now();
+        let (results, plot) = plasticity_rl_experiment(&spec, &note)?;
+        writeln!(
+            out,
+            "{:<16} {:>22} {:>22}",
+            "intervention", "return (tasks 2..)", "gap (fresh − this)"
+        )
+        .map_err(io_err)?;
+        for r in &results {
+            let (s, ss) = mean_std(&r.scores);
+            let (g, gs) = mean_std(&r.gaps);
+            writeln!(
+                out,
+                "{:<16} {:>13.2} ± {:<6.2} {:>13.2} ± {:<6.2}",
+                r.name, s, ss, g, gs
+            )
+            .map_err(io_err)?;
+        }
+        writeln!(
+            out,
+            "{} seeds, {} tasks × {} env steps; {:.0} s",
+            spec.seeds.len(),
+            spec.tasks,
+            rl_task_steps(spec.switch_every),
+            start.elapsed().as_secs_f64()
+        )
+        .map_err(io_err)?;
+        writeln!(out, "wrote {}", plot.display()).map_err(io_err)?;
     }
     Ok(())
 }

@@ -329,7 +329,14 @@ fn q_learners_and_the_macro_experiment_end_to_end() {
 fn bench_plasticity_runs_small_and_rejects_bad_input_with_code_2() {
     let dir = temp_dir("plasticity");
     let d = dir.to_str().unwrap();
-    let small = ["bench", "plasticity", "--steps-per-task", "20"];
+    let small = [
+        "bench",
+        "plasticity",
+        "--suite",
+        "supervised",
+        "--steps-per-task",
+        "20",
+    ];
     let mut args = small.to_vec();
     args.extend([
         "--seeds",
@@ -375,6 +382,12 @@ fn bench_plasticity_runs_small_and_rejects_bad_input_with_code_2() {
         (&["--seeds", "0"], "seeds"),
         (&["--tasks", "3", "--last-tasks", "4"], "last_tasks"),
         (&["--jobs", "0"], "jobs"),
+        (&["--suite", "supervised,atari"], "`atari`"),
+        (
+            &["--suite", "rl", "--rl-interventions", "dropout"],
+            "`dropout`",
+        ),
+        (&["--suite", "rl", "--rl-tasks", "1"], "two tasks"),
     ];
     for (bad, needle) in cases {
         let mut args = small.to_vec();
@@ -385,4 +398,39 @@ fn bench_plasticity_runs_small_and_rejects_bad_input_with_code_2() {
         assert!(err.contains(needle) && !err.contains("panicked"), "{err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{bad:?}: {err}");
     }
+
+    // The RL suite, tiny: two tasks of 4000 steps, one epoch, vanilla against fresh.
+    let dir = temp_dir("plasticity-rl");
+    let out = agent(&[
+        "bench",
+        "plasticity",
+        "--suite",
+        "rl",
+        "--seeds",
+        "1",
+        "--rl-tasks",
+        "2",
+        "--rl-switch-every",
+        "20",
+        "--rl-epochs",
+        "1",
+        "--rl-interventions",
+        "vanilla,fresh",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("vanilla") && table.contains("fresh"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("rl/plasticity-rl.json")).unwrap())
+            .unwrap();
+    let results = json.as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["task_returns"][0].as_array().unwrap().len(), 2);
+    assert!(dir.join("rl/plasticity-rl.png").exists());
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -224,6 +224,35 @@ pub struct PlasticityRl {
     pub out: PathBuf,
 }
 
+impl PlasticityRl {
+    /// A usage error naming the first bad setting, if any.
+    pub fn check(&self) -> Result<(), AgentError> {
+        if self.seeds.is_empty()
+            || self.tasks < 2
+            || self.switch_every == 0
+            || self.epochs == 0
+            || self.jobs == 0
+        {
+            return Err(AgentError::Usage(
+                "the RL plasticity benchmark needs at least one seed, two tasks, and \
+                 positive episodes per task, epochs and jobs"
+                    .into(),
+            ));
+        }
+        let all = rl_interventions(rl_task_steps(self.switch_every));
+        for name in &self.interventions {
+            if !all.iter().any(|(n, _)| n == name) {
+                let known: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+                return Err(AgentError::Usage(format!(
+                    "unknown RL intervention `{name}`; known: {}",
+                    known.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Environment steps of one task of [`PlasticityRl`].
 pub fn rl_task_steps(switch_every: u64) -> u64 {
     switch_every * 25 * 8
@@ -237,11 +266,13 @@ pub fn rl_interventions(task_steps: u64) -> Vec<(&'static str, Vec<String>)> {
     vec![
         ("vanilla", vec![]),
         ("pfo", vec!["ppo.pfo_coef=1".into()]),
+        ("layer_norm", vec!["plasticity.layer_norm=true".into()]),
         (
-            "ln-wd",
+            "l2_init",
             vec![
                 "plasticity.layer_norm=true".into(),
-                "plasticity.weight_decay=0.1".into(),
+                "plasticity.weight_decay=0.01".into(),
+                "plasticity.weight_decay_kind=\"l2_init\"".into(),
             ],
         ),
         (
@@ -251,15 +282,15 @@ pub fn rl_interventions(task_steps: u64) -> Vec<(&'static str, Vec<String>)> {
                 "plasticity.nap=true".into(),
             ],
         ),
-        ("soft-reset", vec!["plasticity.soft_reset=true".into()]),
+        ("soft_reset", vec!["plasticity.soft_reset=true".into()]),
         (
-            "hard-reset",
+            "hard_reset",
             vec![
                 every("hard_reset_every"),
                 "plasticity.hard_reset_layers=\"last\"".into(),
             ],
         ),
-        ("shrink-perturb", vec![every("shrink_perturb_every")]),
+        ("shrink_perturb", vec![every("shrink_perturb_every")]),
         ("redo", vec!["plasticity.redo_every=10".into()]),
         (
             "fresh",
@@ -332,24 +363,9 @@ pub fn plasticity_rl_experiment(
     spec: &PlasticityRl,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<(Vec<RlResult>, PathBuf), AgentError> {
-    if spec.seeds.is_empty() || spec.tasks < 2 || spec.switch_every == 0 || spec.epochs == 0 {
-        return Err(AgentError::Invalid(
-            "the RL plasticity benchmark needs at least one seed, two tasks, and positive \
-             episodes per task and epochs"
-                .into(),
-        ));
-    }
+    spec.check()?;
     let task_steps = rl_task_steps(spec.switch_every);
     let all = rl_interventions(task_steps);
-    for name in &spec.interventions {
-        if !all.iter().any(|(n, _)| n == name) {
-            let known: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
-            return Err(AgentError::Invalid(format!(
-                "unknown intervention `{name}`; known: {}",
-                known.join(", ")
-            )));
-        }
-    }
     let chosen: Vec<_> = all
         .into_iter()
         .filter(|(n, _)| spec.interventions.is_empty() || spec.interventions.iter().any(|x| x == n))
@@ -485,5 +501,6 @@ mod plasticity_rl_tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("two tasks"), "{e}");
+        assert!(!std::env::temp_dir().join("agentry-never-made").exists());
     }
 }

@@ -1631,8 +1631,8 @@ mod tests {
                 // A later layer's recycling wins (layers are processed input first).
                 let recycled_in = ((i == w0 || i == b0) && dead.contains(&(k % 16)))
                     || ((i == w1 || i == b1) && second.contains(&(k % 16)));
-                let recycled_out = (i == w1 && dead.contains(&(k / 16)))
-                    || (i == w2 && second.contains(&(k / 3)));
+                let recycled_out =
+                    (i == w1 && dead.contains(&(k / 16))) || (i == w2 && second.contains(&(k / 3)));
                 let want = if recycled_in {
                     new.get(i)[k]
                 } else if recycled_out {
