@@ -78,7 +78,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use agentry_models::burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -89,7 +89,6 @@ use agentry_models::{
 };
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
@@ -97,6 +96,8 @@ use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::mean_std;
+use crate::plot::{COLORS, FONT, ensure_font};
+use crate::runner::panic_message;
 
 /// The JSON file [`SupervisedReport::write`] writes.
 pub const JSON_FILE: &str = "plasticity-supervised.json";
@@ -1108,13 +1109,6 @@ pub fn run_supervised(
     })
 }
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into())
-}
-
 fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len().max(1) as f64
 }
@@ -1245,7 +1239,7 @@ impl SupervisedReport {
             path: path.to_path_buf(),
             message,
         };
-        ensure_font().map_err(plot_err)?;
+        ensure_font().map_err(|e| plot_err(e.to_string()))?;
         let width = PANEL.0 * self.settings.streams.len() as u32;
         let entries = self.lines(self.settings.streams[0]).len() as u32;
         let rows = entries.div_ceil((width / LEGEND_COLUMN).max(1));
@@ -1263,7 +1257,7 @@ impl SupervisedReport {
             .enumerate()
             .map(|(i, &intervention)| Line {
                 label: intervention.name().into(),
-                color: COLORS[i % COLORS.len()],
+                color: line_color(i),
                 dashed: false,
                 points: self.curve(stream, intervention),
             })
@@ -1393,33 +1387,11 @@ const PANEL: (u32, u32) = (560, 500);
 /// The width of one column of the legend below the panels.
 const LEGEND_COLUMN: u32 = 250;
 
-/// Line colours: Tableau 10 (as in [`crate::plot`]) without its grey, which the
+/// Line colours: [`crate::plot`]'s Tableau 10 without its grey (index 7), which the
 /// baselines use.
-const COLORS: [RGBColor; 9] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-];
-
-/// The font family the plot's text is drawn in (the bundled DejaVu Sans, as in
-/// [`crate::plot`], so the plot renders the same on machines without system fonts).
-const FONT: &str = "sans-serif";
-
-fn ensure_font() -> Result<(), String> {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED
-        .get_or_init(|| register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok());
-    if ok {
-        Ok(())
-    } else {
-        Err("the bundled DejaVu Sans font could not be loaded".into())
-    }
+fn line_color(i: usize) -> RGBColor {
+    let k = i % (COLORS.len() - 1);
+    COLORS[if k >= 7 { k + 1 } else { k }]
 }
 
 #[cfg(test)]

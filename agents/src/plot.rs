@@ -44,7 +44,7 @@ use plotters::style::{FontStyle, register_font};
 pub const PLOT_SIZE: (u32, u32) = (1024, 640);
 
 /// The font family name under which the bundled font is registered.
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 /// What to plot and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -441,7 +441,7 @@ struct Curve {
 }
 
 /// Line colours (Tableau 10), cycled.
-const COLORS: [RGBColor; 10] = [
+pub(crate) const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -561,7 +561,7 @@ pub fn plot_runs(runs: &[PathBuf], opts: &PlotOptions) -> Result<PlotReport, Plo
 }
 
 /// Register the bundled DejaVu Sans as the `sans-serif` family (once per process).
-fn ensure_font() -> Result<(), PlotError> {
+pub(crate) fn ensure_font() -> Result<(), PlotError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED
         .get_or_init(|| register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok());

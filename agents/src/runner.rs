@@ -239,7 +239,7 @@ struct Message<C> {
 /// Run `f`, turning a panic into an error message (burn panics on a record that does
 /// not fit a module, for instance).
 pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(panic_message)
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_message(p.as_ref()))
 }
 
 /// Copy row `i` of a vector environment's observations as f32 into `row`.
@@ -257,7 +257,8 @@ pub(crate) fn obs_row_of(
     }
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+/// The text of a panic's payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         s.to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -337,7 +338,7 @@ where
                         Err(p) => {
                             return send_err(AgentError::ActorPanicked {
                                 actor: index,
-                                message: panic_message(p),
+                                message: panic_message(p.as_ref()),
                             });
                         }
                     };
@@ -352,7 +353,7 @@ where
                             Ok(Err(e)) => Err(e.in_actor(index)),
                             Err(p) => Err(AgentError::ActorPanicked {
                                 actor: index,
-                                message: panic_message(p),
+                                message: panic_message(p.as_ref()),
                             }),
                         };
                         let failed = chunk.is_err();
