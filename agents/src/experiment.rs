@@ -208,7 +208,8 @@ pub fn run_dir(out: &Path, variant: &str, seed: u64) -> PathBuf {
 /// [`rl_interventions`] over every seed.
 #[derive(Clone, Debug)]
 pub struct PlasticityRl {
-    /// The seeds (each also picks the goal sequence).
+    /// The seeds (of the networks and the environments; the goal sequence is the same
+    /// for all).
     pub seeds: Vec<u64>,
     /// Tasks (goal positions) per run.
     pub tasks: u64,
@@ -378,7 +379,9 @@ pub fn plasticity_rl_experiment(
             sets.extend([
                 "env.size=5".to_string(),
                 format!("env.switch_every={}", spec.switch_every),
-                format!("env.switch_seed={seed}"),
+                // One goal sequence for every seed, so that `agent plot` groups the
+                // seeds of an intervention into a mean ± std line.
+                "env.switch_seed=1".to_string(),
                 format!("ppo.epochs={}", spec.epochs),
                 "ppo.anneal_lr=false".into(),
                 "ppo.ent_coef=0.05".into(),
