@@ -879,7 +879,26 @@ fn parse_value(text: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(text.to_string()))
 }
 
-fn deserialize(table: toml::Table, origins: &Origins) -> Result<Config, ConfigError> {
+/// Keys that moved between sections, as `(old section, new section, key)`: a file (or
+/// a run's config.toml) written before the move still reads, with the value where it
+/// lives now.
+const MOVED: &[(&str, &str, &str)] = &[("ppo", "plasticity", "diagnostics_every")];
+
+fn deserialize(mut table: toml::Table, origins: &Origins) -> Result<Config, ConfigError> {
+    for (from, to, key) in MOVED {
+        let moved = match table.get_mut(*from) {
+            Some(toml::Value::Table(section)) => section.remove(*key),
+            _ => None,
+        };
+        if let Some(value) = moved {
+            let target = table
+                .entry(to.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(section) = target {
+                section.entry(key.to_string()).or_insert(value);
+            }
+        }
+    }
     let value = toml::Value::Table(table);
     serde_path_to_error::deserialize::<_, Config>(value).map_err(|e| {
         let mut key = e.path().to_string();
@@ -1153,6 +1172,10 @@ mod tests {
             assert_eq!(e.key, key, "{set}: {e}");
             assert!(e.message.contains(says), "{set}: {e}");
         }
+        // A key that moved: a config.toml written before still reads.
+        let old = resolve(&req("cartpole", &["ppo.diagnostics_every=3"])).unwrap();
+        assert_eq!(old.plasticity.diagnostics_every, 3);
+        assert!(!old.to_toml().contains("[ppo]\ndiagnostics_every"));
         for set in [
             "plasticity.weight_decay_kind=\"l3\"",
             "plasticity.dropout=0.1",

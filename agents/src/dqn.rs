@@ -45,7 +45,7 @@ use crate::ppo::ActMode;
 use crate::runner::{self, Chunk, Episode, Progress, catch, obs_row_of};
 use agentry_models::diagnostics;
 use agentry_models::mlp::Activation;
-use agentry_models::plasticity::{Plasticity, PlasticityState};
+use agentry_models::plasticity::{Due, Plasticity, PlasticityState};
 
 /// The fixed support of a categorical return distribution: `atoms` evenly spaced
 /// points from `v_min` to `v_max`.
@@ -667,7 +667,7 @@ impl Dqn {
             layer_norm: plasticity.layer_norm,
         };
         let online = net_config.init_seeded(&device, seed ^ 0x0411);
-        let plasticity = Plasticity::new(plasticity, &online);
+        let plasticity = Plasticity::new(plasticity, &online).with_seed(seed);
         let target = online.valid();
         let prioritization = rainbow.prioritized.then_some(Prioritization {
             alpha: rainbow.priority_alpha,
@@ -713,7 +713,8 @@ impl Dqn {
     /// What builds a newly initialised online network for the `k`-th reset.
     fn fresh(&self) -> impl Fn(u64) -> QNet + use<> {
         let (config, device, seed) = (self.net_config.clone(), self.device.clone(), self.seed);
-        move |k| config.init_seeded(&device, agentry_envs::derive_seed(seed, 0x2E5E7 + k))
+        let base = agentry_envs::derive_seed(seed, 0x2E5E7);
+        move |k| config.init_seeded(&device, agentry_envs::derive_seed(base, k))
     }
 
     fn online(&self) -> &QNet {
@@ -1109,7 +1110,7 @@ impl Dqn {
             .step(lr * self.plasticity.lr_scale(), online, grads);
         self.online = Some(self.plasticity.after_step(online, lr, pre));
         if let Some(theta) = before {
-            self.meta_step(theta, lr)?;
+            self.meta_step(theta, lr * self.plasticity.lr_scale())?;
         }
         self.counters.gradient_steps += 1;
         Ok((loss_value, q_mean, grad_norm as f64))
@@ -1374,7 +1375,7 @@ impl runner::Learner for Dqn {
         }
         // Scheduled resets and diagnostics, judged on the last batch's observations
         // (there is none before the first gradient step).
-        if self.counters.gradient_steps > 0 {
+        if self.counters.gradient_steps > 0 && due != Due::default() {
             let x = Self::obs_tensor(&self.batch, self.shape.obs_dim, &self.device);
             let online = self.online.take().expect("network present");
             let (online, reset) = self

@@ -240,6 +240,17 @@ impl PlasticityRl {
                     .into(),
             ));
         }
+        let total = self
+            .switch_every
+            .checked_mul(200)
+            .and_then(|t| t.checked_mul(self.tasks));
+        if self.tasks > 10_000 || total.is_none_or(|t| t > 1 << 40) {
+            return Err(AgentError::Usage(format!(
+                "{} tasks of {} episodes is too long a run (at most 10000 tasks and 2^40 \
+                 env steps)",
+                self.tasks, self.switch_every
+            )));
+        }
         let all = rl_interventions(rl_task_steps(self.switch_every));
         for name in &self.interventions {
             if !all.iter().any(|(n, _)| n == name) {
@@ -500,10 +511,27 @@ mod plasticity_rl_tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("nope") && e.contains("vanilla"), "{e}");
-        let e = plasticity_rl_experiment(&PlasticityRl { tasks: 1, ..spec }, &|_| {})
-            .unwrap_err()
-            .to_string();
+        let e = plasticity_rl_experiment(
+            &PlasticityRl {
+                tasks: 1,
+                ..spec.clone()
+            },
+            &|_| {},
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("two tasks"), "{e}");
+        let e = plasticity_rl_experiment(
+            &PlasticityRl {
+                switch_every: u64::MAX / 100,
+                interventions: Vec::new(),
+                ..spec.clone()
+            },
+            &|_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("too long"), "{e}");
         assert!(!std::env::temp_dir().join("agentry-never-made").exists());
     }
 }

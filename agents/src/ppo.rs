@@ -38,7 +38,7 @@ use crate::error::AgentError;
 use crate::grads::clip_grad_norm;
 use crate::returns::{Rollout, gae};
 use crate::runner::{self, Chunk, Episode, Progress, catch, obs_row_of};
-use agentry_models::plasticity::{Layer, Layered, Plasticity, PlasticityState, prefixed};
+use agentry_models::plasticity::{Due, Layer, Layered, Plasticity, PlasticityState, prefixed};
 
 /// The action space a policy acts in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -656,7 +656,7 @@ impl Ppo {
             .then(|| RunningMeanStd::new(shape.obs_dim));
         Ppo {
             config: config.clone(),
-            plasticity: Plasticity::new(plasticity, &model),
+            plasticity: Plasticity::new(plasticity, &model).with_seed(seed),
             seed,
             shape,
             device,
@@ -715,7 +715,7 @@ impl Ppo {
             (self.config.clone(), self.shape.clone(), self.device.clone());
         let (seed, layer_norm) = (self.seed, self.plasticity.config().layer_norm);
         move |k| {
-            let seed = agentry_envs::derive_seed(seed, 0x2E5E7 + k);
+            let seed = agentry_envs::derive_seed(agentry_envs::derive_seed(seed, 0x2E5E7), k);
             Self::build(&config, layer_norm, &shape, seed, &device)
         }
     }
@@ -1369,27 +1369,29 @@ impl runner::Learner for Ppo {
 
         // Scheduled resets, then the diagnostics, on up to 512 observations of the batch.
         let rows = n.min(512);
-        let sample: Vec<usize> = (0..rows).map(|r| r * n / rows).collect();
-        let x = Tensor::<2>::from_data(
-            TensorData::new(gather(&batch.obs, dim, &sample), [rows, dim]),
-            &device,
-        );
-        let act = match cfg.activation {
-            Activation::Relu => diagnostics::Activation::Relu,
-            Activation::Tanh => diagnostics::Activation::Tanh,
-        };
-        let model = self.model.take().expect("model present");
-        let (model, reset_optimizer) =
+        if due != Due::default() {
+            let sample: Vec<usize> = (0..rows).map(|r| r * n / rows).collect();
+            let x = Tensor::<2>::from_data(
+                TensorData::new(gather(&batch.obs, dim, &sample), [rows, dim]),
+                &device,
+            );
+            let act = match cfg.activation {
+                Activation::Relu => diagnostics::Activation::Relu,
+                Activation::Tanh => diagnostics::Activation::Tanh,
+            };
+            let model = self.model.take().expect("model present");
+            let (model, reset_optimizer) =
+                self.plasticity
+                    .maintain(model, self.fresh(), x.clone(), due);
+            if reset_optimizer {
+                self.optim = Self::optimizer(&cfg);
+            }
             self.plasticity
-                .maintain(model, self.fresh(), x.clone(), due);
-        if reset_optimizer {
-            self.optim = Self::optimizer(&cfg);
+                .diagnose(&model, self.fresh(), x, act, cfg.learning_rate, due);
+            self.model = Some(model);
         }
-        self.plasticity
-            .diagnose(&model, self.fresh(), x, act, cfg.learning_rate, due);
-        self.model = Some(model);
         let policy = self.acting_policy();
-        if due.diagnostics || self.last_stats.is_none() {
+        if due.diagnostics {
             let stats = |w: &MlpWeights| {
                 let mut scratch = w.scratch();
                 let mut out = vec![0.0; w.output_dim()];
@@ -1412,7 +1414,17 @@ impl runner::Learner for Ppo {
             };
             self.last_stats = Some((stats(&policy.actor), stats(&policy.critic)));
         }
-        let (sa, sc) = self.last_stats.clone().expect("computed above");
+        let missing = FeatureStats {
+            effective_rank: f64::NAN,
+            srank: 0,
+            feature_rank: 0,
+            dead_fraction: f64::NAN,
+            mean_norm: f64::NAN,
+        };
+        let (sa, sc) = self
+            .last_stats
+            .clone()
+            .unwrap_or((missing.clone(), missing));
         let mut row = vec![
             lr,
             clip as f64,
@@ -1427,11 +1439,13 @@ impl runner::Learner for Ppo {
             avg(7),
             epochs_done as f64,
         ];
+        let known = self.last_stats.is_some();
+        let count = |c: usize| if known { c as f64 } else { f64::NAN };
         for (s, w) in [(&sa, &policy.actor), (&sc, &policy.critic)] {
             row.extend([
                 s.effective_rank,
-                s.srank as f64,
-                s.feature_rank as f64,
+                count(s.srank),
+                count(s.feature_rank),
                 s.dead_fraction,
                 s.mean_norm,
                 weight_norm(w),

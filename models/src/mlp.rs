@@ -267,9 +267,10 @@ impl crate::plasticity::Layered for Mlp {
                 });
                 Layer {
                     name: i.to_string(),
-                    network: String::new(),
+                    from_output: last - i,
                     weights: vec![layer.weight.id],
                     others,
+                    noise: Vec::new(),
                     norm,
                     units,
                 }

@@ -24,19 +24,22 @@
 //!   (λ·(θ − θ₀); Kumar et al.'s "regenerative" regularisation). Applied to the layers'
 //!   weights and biases, never to layer-norm scales and offsets (decaying a scale toward
 //!   zero would fight the normalisation).
-//! - **Normalize-and-Project** (Lyle et al. 2024): every weight matrix followed by a layer
-//!   norm is scale-invariant; after each step it is projected back to its initial
-//!   Frobenius norm, and each layer norm's (scale, offset) pair, taken as one vector, back
-//!   to its initial norm. Output layers (no norm after them) are not projected. With the
-//!   norms fixed, the learning rate and its schedule set the effective learning rate.
+//! - **Normalize-and-Project** (Lyle et al. 2024): a layer followed by a layer norm is
+//!   invariant to scaling its weights and bias together, LN(c(Wx + b)) = LN(Wx + b);
+//!   after each step (W, b), taken as one vector, is projected back to its initial norm,
+//!   and each layer norm's (scale, offset) pair likewise. Output layers (no norm after
+//!   them) are not projected. With the norms fixed, the learning rate and its schedule
+//!   set the effective learning rate.
 //! - **Soft parameter reset** (Galashov et al. 2024): on each batch of new data the
-//!   parameters drift toward their initial distribution N(μ₀, σ₀²) (μ₀, σ₀ the mean and
-//!   standard deviation of each initial tensor): θ' = γθ + (1 − γ)μ₀, then the steps on
-//!   that data use the learning rate times γ² + (1 − γ²)/s. γ (one per layer, starting
-//!   at 1) is learned by gradient descent on the loss: dL/dγ = ⟨∇L(θ'), θ − μ₀⟩, the
-//!   gradient of the first step on the new data at the drifted mean (the paper's
-//!   reparameterised sample adds a noise term; we use its mean, ε = 0, which needs no
-//!   extra backward pass). With γ fixed at 1 it is exactly the plain optimizer.
+//!   parameters take one Ornstein–Uhlenbeck step toward their initial distribution
+//!   N(μ₀, σ₀²) (μ₀, σ₀ the mean and standard deviation of each initial tensor):
+//!   θ' = γθ + (1 − γ)μ₀ + √(1 − γ²)·σ₀·ε, ε ~ N(0, I) from the learner's seed; the
+//!   steps on that data use the learning rate times γ² + (1 − γ²)/s. γ (one per layer,
+//!   starting at 1, kept above `soft_reset_gamma_min` > 0) is learned by gradient
+//!   descent on the loss: dL/dγ = ⟨∇L(θ'), θ − μ₀⟩, the gradient of the first step on
+//!   the new data at the drifted mean (the paper's reparameterised sample adds a noise
+//!   term to this gradient; we use its mean, ε = 0, which needs no extra backward pass).
+//!   With γ fixed at 1 it is exactly the plain optimizer.
 //! - **Hard reset** of chosen layers (Nikishin et al. 2022), **shrink-and-perturb** (Ash &
 //!   Adams 2020: θ ← λ·θ + σ·θ_fresh) and **ReDo** (Sokar et al. 2023: a hidden unit whose
 //!   mean |activation| is at most τ times its layer's average is dormant; its incoming
@@ -172,7 +175,7 @@ impl PlasticityConfig {
             (
                 "plasticity.soft_reset_gamma_min",
                 self.soft_reset_gamma_min,
-                0.0,
+                1e-3,
                 1.0,
             ),
             ("plasticity.shrink", self.shrink, 0.0, 1.0),
@@ -226,13 +229,15 @@ impl PlasticityConfig {
 pub struct Layer {
     /// A name for the metric columns, e.g. `actor.0`.
     pub name: String,
-    /// The network it belongs to (layers of one network share it; resets pick "the last
-    /// layers" per network).
-    pub network: String,
-    /// The weight matrices (`[fan_in, fan_out]`): what NaP projects.
+    /// Layers between it and the output (0 for an output layer): "the last n layers"
+    /// of a hard reset are those with `from_output < n`, on every path to an output.
+    pub from_output: usize,
+    /// The weight matrices (`[fan_in, fan_out]`): what NaP projects, with the biases.
     pub weights: Vec<ParamId>,
-    /// Every other parameter of the layer (biases, noisy σ's).
+    /// The biases.
     pub others: Vec<ParamId>,
+    /// Noise scales (σ of noisy layers): reset with the layer, never decayed or projected.
+    pub noise: Vec<ParamId>,
     /// The scale and offset of the layer norm after it (empty when there is none).
     pub norm: Vec<ParamId>,
     /// For a hidden layer: its units, for dormancy and ReDo.
@@ -275,9 +280,10 @@ pub trait Layered: Module + Clone {
 #[derive(Clone, Debug)]
 struct LayerPos {
     name: String,
-    network: String,
+    from_output: usize,
     weights: Vec<usize>,
     others: Vec<usize>,
+    noise: Vec<usize>,
     norm: Vec<usize>,
     units: Option<UnitsPos>,
 }
@@ -434,12 +440,15 @@ pub struct Plasticity {
     init: Snapshot,
     /// Per parameter: (mean, std) of θ₀.
     prior: Vec<(f32, f32)>,
-    /// Per layer: ‖W₀‖ of each weight and ‖(scale, offset)₀‖ of its norm.
-    init_norms: Vec<(Vec<f64>, f64)>,
+    /// Per layer: ‖(W, b)₀‖ and ‖(scale, offset)₀‖ of its norm.
+    init_norms: Vec<(f64, f64)>,
     /// Per layer: soft reset's γ.
     gamma: Vec<f64>,
     /// Parameters before this update's drift (for γ's gradient).
     pre_drift: Option<Snapshot>,
+    /// Seed of soft reset's noise, and drifts taken (each draws from its own stream).
+    seed: u64,
+    drifts: u64,
     /// The effective-learning-rate controller's multiplier.
     lr_scale: f64,
     stats: StepStats,
@@ -485,6 +494,9 @@ pub struct PlasticityState {
     /// Units ReDo recycled.
     #[serde(default)]
     pub recycled: u64,
+    /// Soft reset's drifts taken.
+    #[serde(default)]
+    pub drifts: u64,
 }
 
 impl Plasticity {
@@ -502,9 +514,10 @@ impl Plasticity {
             .iter()
             .map(|l| LayerPos {
                 name: l.name.clone(),
-                network: l.network.clone(),
+                from_output: l.from_output,
                 weights: all(&l.weights),
                 others: all(&l.others),
+                noise: all(&l.noise),
                 norm: all(&l.norm),
                 units: l.units.as_ref().map(|u| UnitsPos {
                     width: u.width,
@@ -518,7 +531,7 @@ impl Plasticity {
         let init_norms = layers
             .iter()
             .map(|l| {
-                let w = l.weights.iter().map(|&i| norm(init.get(i))).collect();
+                let w = joint_norm(l.weights.iter().chain(&l.others).map(|&i| init.get(i)));
                 let n = joint_norm(l.norm.iter().map(|&i| init.get(i)));
                 (w, n)
             })
@@ -532,6 +545,8 @@ impl Plasticity {
             init_norms,
             gamma: vec![config.soft_reset_gamma; n],
             pre_drift: None,
+            seed: 0,
+            drifts: 0,
             lr_scale: 1.0,
             stats: StepStats {
                 update_sq: vec![0.0; n],
@@ -544,6 +559,12 @@ impl Plasticity {
             resets: 0,
             recycled: 0,
         }
+    }
+
+    /// Draw soft reset's noise from `seed` (the learner's run seed).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
     }
 
     /// The configuration.
@@ -563,6 +584,7 @@ impl Plasticity {
             lr_scale: self.lr_scale,
             resets: self.resets,
             recycled: self.recycled,
+            drifts: self.drifts,
         }
     }
 
@@ -584,6 +606,7 @@ impl Plasticity {
         self.lr_scale = state.lr_scale;
         self.resets = state.resets;
         self.recycled = state.recycled;
+        self.drifts = state.drifts;
         Ok(())
     }
 
@@ -601,7 +624,13 @@ impl Plasticity {
     fn layer_of(&self) -> Vec<Option<usize>> {
         let mut of = vec![None; self.init.len()];
         for (l, layer) in self.layers.iter().enumerate() {
-            for &i in layer.weights.iter().chain(&layer.others).chain(&layer.norm) {
+            for &i in layer
+                .weights
+                .iter()
+                .chain(&layer.others)
+                .chain(&layer.noise)
+                .chain(&layer.norm)
+            {
                 of[i] = Some(l);
             }
         }
@@ -626,11 +655,26 @@ impl Plasticity {
         }
         let of = self.layer_of();
         let (gamma, prior) = (&self.gamma, &self.prior);
+        use rand::SeedableRng;
+        use rand_distr::Distribution;
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(agentry_envs::derive_seed(
+            agentry_envs::derive_seed(self.seed, 0x50F7),
+            self.drifts,
+        ));
+        self.drifts += 1;
         edit_params(model, &mut |i, v| {
             let Some(l) = of[i] else { return false };
-            let g = gamma[l] as f32;
-            let mu = prior[i].0;
-            v.iter_mut().for_each(|x| *x = g * *x + (1.0 - g) * mu);
+            let g = gamma[l];
+            if g == 1.0 {
+                return false;
+            }
+            let (mu, sigma) = prior[i];
+            let spread = ((1.0 - g * g).max(0.0).sqrt() * sigma as f64) as f32;
+            let g = g as f32;
+            for x in v.iter_mut() {
+                let e: f32 = rand_distr::StandardNormal.sample(&mut rng);
+                *x = g * *x + (1.0 - g) * mu + spread * e;
+            }
             true
         })
     }
@@ -705,7 +749,9 @@ impl Plasticity {
             self.config.soft_reset_gamma_min,
         );
         for (g, d) in self.gamma.iter_mut().zip(dgamma) {
-            *g = (*g - lr * d).clamp(lo, 1.0);
+            if d.is_finite() {
+                *g = (*g - lr * d).clamp(lo, 1.0);
+            }
         }
     }
 
@@ -745,26 +791,35 @@ impl Plasticity {
             .map(|l| self.step_multiplier(l))
             .collect();
         let decay = (lr * self.lr_scale * c.weight_decay) as f32;
-        // First pass: multiplier and decay, parameter by parameter.
+        // First pass: multiplier and decay, parameter by parameter (a plain read when
+        // neither applies).
+        let edits = decoupled || mult.iter().any(|&m| m != 1.0);
         let mut after = vec![Vec::new(); self.init.len()];
-        let model = edit_params(model, &mut |i, v| {
-            let mut changed = false;
-            if let (Some(b), Some(l)) = (&before, of[i])
-                && mult[l] != 1.0
-            {
-                let m = mult[l] as f32;
-                v.iter_mut()
-                    .zip(b.get(i))
-                    .for_each(|(x, o)| *x = o + m * (*x - o));
-                changed = true;
-            }
-            if decoupled && decayed[i] {
-                v.iter_mut().for_each(|x| *x -= decay * *x);
-                changed = true;
-            }
-            after[i] = v.clone();
-            changed
-        });
+        if !edits {
+            after = Snapshot::of(&model).values;
+        }
+        let model = if !edits {
+            model
+        } else {
+            edit_params(model, &mut |i, v| {
+                let mut changed = false;
+                if let (Some(b), Some(l)) = (&before, of[i])
+                    && mult[l] != 1.0
+                {
+                    let m = mult[l] as f32;
+                    v.iter_mut()
+                        .zip(b.get(i))
+                        .for_each(|(x, o)| *x = o + m * (*x - o));
+                    changed = true;
+                }
+                if decoupled && decayed[i] {
+                    v.iter_mut().for_each(|x| *x -= decay * *x);
+                    changed = true;
+                }
+                after[i] = v.clone();
+                changed
+            })
+        };
         // NaP: project each normalised layer's weights and its norm's (scale, offset).
         let mut scale = vec![1.0f32; self.init.len()];
         if c.nap {
@@ -772,10 +827,12 @@ impl Plasticity {
                 if layer.norm.is_empty() {
                     continue;
                 }
-                for (k, &i) in layer.weights.iter().enumerate() {
-                    let now = norm(&after[i]);
-                    if now > 0.0 {
-                        scale[i] = (self.init_norms[l].0[k] / now) as f32;
+                // LN(Wx + b) is invariant to scaling (W, b) together: project them as one.
+                let wb: Vec<usize> = layer.weights.iter().chain(&layer.others).copied().collect();
+                let now = joint_norm(wb.iter().map(|&i| after[i].as_slice()));
+                if now > 0.0 {
+                    for &i in &wb {
+                        scale[i] = (self.init_norms[l].0 / now) as f32;
                     }
                 }
                 let now = joint_norm(layer.norm.iter().map(|&i| after[i].as_slice()));
@@ -839,14 +896,10 @@ impl Plasticity {
     fn reset_set(&self, which: &ResetLayers) -> Vec<usize> {
         let mut out = Vec::new();
         for (l, layer) in self.layers.iter().enumerate() {
-            let later = self.layers[l + 1..]
-                .iter()
-                .filter(|x| x.network == layer.network)
-                .count();
             let keep = match which {
                 ResetLayers::All => true,
-                ResetLayers::Last => later == 0,
-                ResetLayers::LastN(n) => later < *n,
+                ResetLayers::Last => layer.from_output == 0,
+                ResetLayers::LastN(n) => layer.from_output < *n,
             };
             if keep {
                 out.push(l);
@@ -863,7 +916,13 @@ impl Plasticity {
         let mut chosen = vec![false; self.init.len()];
         for &l in &which {
             let layer = &self.layers[l];
-            for &i in layer.weights.iter().chain(&layer.others).chain(&layer.norm) {
+            for &i in layer
+                .weights
+                .iter()
+                .chain(&layer.others)
+                .chain(&layer.noise)
+                .chain(&layer.norm)
+            {
                 chosen[i] = true;
             }
             self.gamma[l] = self.config.soft_reset_gamma;
@@ -976,7 +1035,8 @@ impl Plasticity {
 
     /// What is due in an update whose data took the run from `steps_before` to
     /// `steps_after` environment steps, `updates` updates having been done before it.
-    /// The diagnostics are also due on the first update (the metric rows need values).
+    /// The diagnostics (unless `diagnostics_every = 0`) are also due on the first update
+    /// of a session, so the metric rows have values.
     pub fn due(&self, steps_before: u64, steps_after: u64, updates: u64) -> Due {
         let c = &self.config;
         let every = |n: u64| n > 0 && updates.is_multiple_of(n);
@@ -984,7 +1044,8 @@ impl Plasticity {
             hard_reset: crossed(c.hard_reset_every, steps_before, steps_after),
             shrink_perturb: crossed(c.shrink_perturb_every, steps_before, steps_after),
             redo: every(c.redo_every) && updates > 0,
-            diagnostics: every(c.diagnostics_every) || self.last_reports.is_none(),
+            diagnostics: c.diagnostics_every > 0
+                && (updates.is_multiple_of(c.diagnostics_every) || self.last_reports.is_none()),
             probe: every(c.probe_every),
         }
     }
@@ -1288,18 +1349,13 @@ impl ModuleVisitor for GradValues<'_> {
     }
 }
 
-/// `layers` with their names and network prefixed by `prefix` (for a model made of
-/// several networks: `actor.0`, `critic.0`, ...).
+/// `layers` with their names prefixed by `prefix` (for a model made of several
+/// networks: `actor.0`, `critic.0`, ...).
 pub fn prefixed(layers: Vec<Layer>, prefix: &str) -> Vec<Layer> {
     layers
         .into_iter()
         .map(|mut l| {
             l.name = format!("{prefix}.{}", l.name);
-            l.network = if l.network.is_empty() {
-                prefix.to_string()
-            } else {
-                format!("{prefix}.{}", l.network)
-            };
             l
         })
         .collect()
@@ -1415,11 +1471,20 @@ mod tests {
         let (plain, _) = train(&PlasticityConfig::default(), mlp(true, true, 3), 100);
         let plain = Snapshot::of(&plain);
         for layer in layers.iter().filter(|l| !l.norm.is_empty()) {
-            let w = pos(layer.weights[0]);
-            let (n0, n1) = (norm(init.get(w)), norm(snap.get(w)));
+            // (W, b) as one vector keeps its initial norm.
+            let wb = |s: &Snapshot| {
+                joint_norm(
+                    layer
+                        .weights
+                        .iter()
+                        .chain(&layer.others)
+                        .map(|&id| s.get(pos(id))),
+                )
+            };
+            let (n0, n1) = (wb(&init), wb(&snap));
             assert!((n1 / n0 - 1.0).abs() < 1e-5, "{}: {n0} -> {n1}", layer.name);
             // Without the projection the same training moves the norm.
-            let n_plain = norm(plain.get(w));
+            let n_plain = wb(&plain);
             assert!((n_plain / n0 - 1.0).abs() > 1e-3, "{n0} vs {n_plain}");
             let joint = |s: &Snapshot| joint_norm(layer.norm.iter().map(|&id| s.get(pos(id))));
             assert!((joint(&snap) / joint(&init) - 1.0).abs() < 1e-5);
@@ -1446,7 +1511,7 @@ mod tests {
 
     #[test]
     fn soft_reset_drifts_and_scales_steps_and_learns_gamma() {
-        // A fixed γ < 1: one update's drift is θ' = γθ + (1 − γ)μ₀ exactly.
+        // A fixed γ < 1: one update's drift is θ' = γθ + (1 − γ)μ₀ + √(1 − γ²)σ₀ε.
         let config = PlasticityConfig {
             soft_reset: true,
             soft_reset_gamma: 0.8,
@@ -1454,15 +1519,32 @@ mod tests {
             ..PlasticityConfig::default()
         };
         let model = mlp(false, false, 2);
-        let mut p = Plasticity::new(&config, &model);
+        let mut p = Plasticity::new(&config, &model).with_seed(4);
         let before = Snapshot::of(&model);
-        let drifted = Snapshot::of(&p.begin_update(model));
-        for i in 0..before.len() {
-            let mu = p.prior[i].0;
-            for (b, d) in before.get(i).iter().zip(drifted.get(i)) {
-                assert!((0.8 * b + 0.2 * mu - d).abs() < 1e-6);
-            }
-        }
+        let drifted = Snapshot::of(&p.begin_update(model.clone()));
+        // The 16 × 16 hidden weights: the residual is noise of the predicted scale.
+        let w = Layered::layers(&model)[1].weights[0];
+        let i = param_ids(&model).iter().position(|x| *x == w).unwrap();
+        let (mu, sigma) = p.prior[i];
+        let residual: Vec<f32> = before
+            .get(i)
+            .iter()
+            .zip(drifted.get(i))
+            .map(|(b, d)| d - (0.8 * b + 0.2 * mu))
+            .collect();
+        let (m, sd) = mean_std(&residual);
+        let want = (1.0f32 - 0.64).sqrt() * sigma;
+        assert!(
+            m.abs() < 0.3 * want && (sd / want - 1.0).abs() < 0.25,
+            "{m} {sd} vs {want}"
+        );
+        // Seeded: the same drift again from the same state.
+        let mut q = Plasticity::new(&config, &model).with_seed(4);
+        assert_eq!(
+            max_diff(&Snapshot::of(&q.begin_update(model)), &drifted),
+            0.0
+        );
+        assert_eq!(p.state().drifts, 1);
         // Learned γ: fitting outputs of zero on a network with large outputs wants
         // the parameters pulled toward μ₀, so γ falls below 1.
         let config = PlasticityConfig {
@@ -1698,5 +1780,81 @@ mod tests {
         );
         assert!(reports[0].features.is_some() && reports[2].features.is_none());
         assert!(p.lr_scale() < 0.9, "scale {}", p.lr_scale());
+    }
+
+    #[test]
+    fn a_qnets_last_layers_are_its_stream_outputs_and_redo_silences_noisy_outgoing_weights() {
+        let config = crate::qnet::QNetConfig {
+            dueling: true,
+            noisy: true,
+            ..crate::qnet::QNetConfig::new(4, &[16, 16], 3)
+        };
+        let device = crate::cpu_autodiff();
+        let net = config.init_seeded(&device, 1);
+        let layers = Layered::layers(&net);
+        let names: Vec<(&str, usize)> = layers
+            .iter()
+            .map(|l| (l.name.as_str(), l.from_output))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("trunk.0", 2),
+                ("value.0", 1),
+                ("value.1", 0),
+                ("advantage.0", 1),
+                ("advantage.1", 0)
+            ]
+        );
+        let fresh = config.init_seeded(&device, 2);
+        let (old, new) = (Snapshot::of(&net), Snapshot::of(&fresh));
+        let ids = param_ids(&net);
+        let pos = |id: ParamId| ids.iter().position(|x| *x == id).unwrap();
+        let owned = |l: &Layer| -> Vec<usize> {
+            l.weights
+                .iter()
+                .chain(&l.others)
+                .chain(&l.noise)
+                .chain(&l.norm)
+                .map(|&id| pos(id))
+                .collect()
+        };
+        for (which, reset) in [
+            (ResetLayers::Last, vec!["value.1", "advantage.1"]),
+            (
+                ResetLayers::LastN(2),
+                vec!["value.0", "value.1", "advantage.0", "advantage.1"],
+            ),
+        ] {
+            let cfg = PlasticityConfig {
+                hard_reset_layers: which,
+                ..PlasticityConfig::default()
+            };
+            let mut p = Plasticity::new(&cfg, &net);
+            let got = Snapshot::of(&p.hard_reset(net.clone(), &fresh).0);
+            for l in &layers {
+                let from_fresh = reset.contains(&l.name.as_str());
+                for i in owned(l) {
+                    let want = if from_fresh { new.get(i) } else { old.get(i) };
+                    assert_eq!(got.get(i), want, "{}", l.name);
+                }
+            }
+        }
+        // A trunk unit's outgoing weights, μ and σ, in both streams.
+        let trunk = layers[0].units.as_ref().unwrap();
+        let sigmas = [&layers[1], &layers[3]].map(|l| pos(l.noise[0]));
+        for s in sigmas {
+            assert!(trunk.outgoing.iter().any(|&id| pos(id) == s));
+        }
+        // σ is neither decayed nor part of a layer's (W, b).
+        let cfg = PlasticityConfig {
+            weight_decay: 0.5,
+            ..PlasticityConfig::default()
+        };
+        let mut p = Plasticity::new(&cfg, &net);
+        let after = Snapshot::of(&p.after_step(net.clone(), 0.1, None));
+        for s in sigmas {
+            assert_eq!(after.get(s), old.get(s));
+        }
     }
 }

@@ -756,23 +756,34 @@ fn stream(
 impl crate::plasticity::Layered for QNet {
     fn layers(&self) -> Vec<crate::plasticity::Layer> {
         use crate::plasticity::{Layer, Units, norm_ids};
+        // The weights (μ and, when noisy, σ) a unit's outgoing connections live in.
+        let outgoing = |next: &[&QLayer]| -> Vec<ParamId> {
+            next.iter()
+                .flat_map(|l| {
+                    std::iter::once(l.weight.id).chain(l.weight_sigma.as_ref().map(|p| p.id))
+                })
+                .collect()
+        };
+        let stream_len = self.advantage.len();
+        let trunk_len = self.trunk.len();
         let mut out = Vec::new();
-        let stream_firsts: Vec<ParamId> = [&self.value, &self.advantage]
-            .iter()
-            .filter_map(|s| s.first().map(|l| l.weight.id))
-            .collect();
         let mut push = |name: String,
-                        network: &str,
+                        from_output: usize,
                         layer: &QLayer,
                         norm: Option<&LayerNorm>,
                         next: Option<Vec<ParamId>>| {
-            let mut others = vec![layer.bias.id];
-            others.extend(layer.weight_sigma.as_ref().map(|p| p.id));
-            others.extend(layer.bias_sigma.as_ref().map(|p| p.id));
+            let others = vec![layer.bias.id];
+            let noise: Vec<ParamId> = layer
+                .weight_sigma
+                .iter()
+                .map(|p| p.id)
+                .chain(layer.bias_sigma.iter().map(|p| p.id))
+                .collect();
             let norm = norm.map(norm_ids).unwrap_or_default();
             let units = next.map(|outgoing| {
                 let mut incoming = vec![layer.weight.id];
                 incoming.extend(&others);
+                incoming.extend(&noise);
                 incoming.extend(&norm);
                 Units {
                     width: layer.weight.dims()[1],
@@ -782,21 +793,26 @@ impl crate::plasticity::Layered for QNet {
             });
             out.push(Layer {
                 name,
-                network: network.to_string(),
+                from_output,
                 weights: vec![layer.weight.id],
                 others,
+                noise,
                 norm,
                 units,
             });
         };
+        let stream_firsts: Vec<&QLayer> = [&self.value, &self.advantage]
+            .iter()
+            .filter_map(|s| s.first())
+            .collect();
         for (i, layer) in self.trunk.iter().enumerate() {
             let next = match self.trunk.get(i + 1) {
-                Some(n) => vec![n.weight.id],
-                None => stream_firsts.clone(),
+                Some(n) => outgoing(&[n]),
+                None => outgoing(&stream_firsts),
             };
             push(
                 format!("trunk.{i}"),
-                "trunk",
+                stream_len + trunk_len - 1 - i,
                 layer,
                 self.trunk_norms.get(i),
                 Some(next),
@@ -807,8 +823,14 @@ impl crate::plasticity::Layered for QNet {
             ("advantage", &self.advantage, &self.advantage_norms),
         ] {
             for (i, layer) in layers.iter().enumerate() {
-                let next = layers.get(i + 1).map(|n| vec![n.weight.id]);
-                push(format!("{name}.{i}"), name, layer, norms.get(i), next);
+                let next = layers.get(i + 1).map(|n| outgoing(&[n]));
+                push(
+                    format!("{name}.{i}"),
+                    layers.len() - 1 - i,
+                    layer,
+                    norms.get(i),
+                    next,
+                );
             }
         }
         out
