@@ -277,6 +277,9 @@ pub struct DqnConfig {
     pub replay_ratio: f64,
     /// Environment steps between copies of the online network into the target network.
     pub target_update_interval: u64,
+    /// Polyak coefficient of those updates, target ← τ·online + (1 − τ)·target
+    /// (Stable-Baselines3's `tau`; 1: a hard copy).
+    pub tau: f64,
     /// Fraction of the run over which ε falls linearly from its initial to its final value.
     pub exploration_fraction: f64,
     /// ε at the start.
@@ -305,6 +308,7 @@ impl Default for DqnConfig {
             train_freq: 4,
             replay_ratio: 0.25,
             target_update_interval: 10_000,
+            tau: 1.0,
             exploration_fraction: 0.1,
             exploration_initial_eps: 1.0,
             exploration_final_eps: 0.05,
@@ -623,7 +627,7 @@ impl Config {
         if d.target_update_interval == 0 {
             return err("dqn.target_update_interval", "must be at least 1".into());
         }
-        let ranges: [(&str, f64, f64, f64); 8] = [
+        let ranges: [(&str, f64, f64, f64); 9] = [
             ("dqn.learning_rate", d.learning_rate, f64::MIN_POSITIVE, 1.0),
             ("dqn.adam_eps", d.adam_eps, f64::MIN_POSITIVE, 1.0),
             ("dqn.gamma", d.gamma, 0.0, 1.0),
@@ -642,6 +646,7 @@ impl Config {
                 1.0,
             ),
             ("dqn.max_grad_norm", d.max_grad_norm, 0.0, 1e6),
+            ("dqn.tau", d.tau, 1e-6, 1.0),
         ];
         for (key, v, lo, hi) in ranges {
             if !(v.is_finite() && (lo..=hi).contains(&v)) {

@@ -8,7 +8,8 @@
 //! the target network (the online network choosing the next action when `double`),
 //! take one Adam step on the Huber loss (scalar Q) or the cross-entropy to the projected
 //! target distribution (C51), and refresh the batch's priorities. The target network is
-//! a copy of the online one, refreshed every `target_update_interval` env steps.
+//! a copy of the online one, refreshed every `target_update_interval` env steps (or
+//! moved toward it by Polyak averaging with `tau` < 1).
 //!
 //! Two pure functions carry the arithmetic that is easy to get wrong, each tested
 //! against hand-computed cases: [`project_distribution`] (C51's projection of
@@ -45,7 +46,7 @@ use crate::ppo::ActMode;
 use crate::runner::{self, Chunk, Episode, Progress, catch, obs_row_of};
 use agentry_models::diagnostics;
 use agentry_models::mlp::Activation;
-use agentry_models::plasticity::{Due, Plasticity, PlasticityState};
+use agentry_models::plasticity::{Due, Plasticity, PlasticityState, Snapshot, edit_params};
 
 /// The fixed support of a categorical return distribution: `atoms` evenly spaced
 /// points from `v_min` to `v_max`.
@@ -1249,6 +1250,18 @@ impl ModuleMapper for Shift<'_> {
     }
 }
 
+/// target ← τ·online + (1 − τ)·target, parameter by parameter (the two networks share
+/// one architecture, so their parameters line up by position).
+fn polyak(target: QNet, online: &QNet, tau: f32) -> QNet {
+    let online = Snapshot::of(online);
+    edit_params(target, &mut |i, v| {
+        for (t, o) in v.iter_mut().zip(online.get(i)) {
+            *t = tau * o + (1.0 - tau) * *t;
+        }
+        true
+    })
+}
+
 fn softmax(row: &mut [f32]) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut total = 0.0;
@@ -1336,7 +1349,11 @@ impl runner::Learner for Dqn {
         if steps > 0
             && progress.env_steps - self.counters.last_sync >= self.dqn.target_update_interval
         {
-            self.target = self.online().valid();
+            self.target = if self.dqn.tau >= 1.0 {
+                self.online().valid()
+            } else {
+                polyak(self.target.clone(), self.online(), self.dqn.tau as f32)
+            };
             self.counters.last_sync = progress.env_steps;
             self.counters.target_syncs += 1;
         }
@@ -1430,6 +1447,21 @@ impl runner::Learner for Dqn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polyak_updates_move_the_target_by_tau() {
+        let config = QNetConfig::new(3, &[8, 8], 2);
+        let device = agentry_models::cpu_autodiff();
+        let online = config.init_seeded(&device, 1);
+        let target = config.init_seeded(&device, 2).valid();
+        let (o, t) = (Snapshot::of(&online), Snapshot::of(&target));
+        let moved = Snapshot::of(&polyak(target, &online, 0.25));
+        for i in 0..o.len() {
+            for ((m, a), b) in moved.get(i).iter().zip(o.get(i)).zip(t.get(i)) {
+                assert!((m - (0.25 * a + 0.75 * b)).abs() < 1e-6);
+            }
+        }
+    }
 
     fn close(a: &[f32], b: &[f32]) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6)
