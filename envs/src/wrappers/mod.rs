@@ -5,6 +5,7 @@
 
 mod episode_stats;
 mod frame_stack;
+mod frames;
 mod macro_actions;
 mod normalize;
 mod reward;
@@ -12,6 +13,7 @@ mod time_limit;
 
 pub use episode_stats::{EpisodeStatistics, EpisodeTracker};
 pub use frame_stack::FrameStack;
+pub use frames::{AreaResize, max_pool};
 pub use macro_actions::{MacroActions, check_macros, repeat_macros};
 pub use normalize::{NormalizeObservation, RunningMeanStd};
 pub use reward::{ClipReward, ScaleReward};
