@@ -22,6 +22,7 @@
 //! (a library never does: embedders choose their own).
 #![warn(missing_docs)]
 
+pub mod cnn;
 pub mod diagnostics;
 pub mod heads;
 pub mod inference;
@@ -31,6 +32,7 @@ pub mod plasticity;
 pub mod qnet;
 
 pub use burn;
+pub use cnn::{CnnWeights, NatureCnn, NatureCnnConfig};
 pub use heads::{GaussianHead, categorical_entropy, categorical_log_prob, masked_log_softmax};
 pub use inference::MlpWeights;
 pub use mlp::{Activation, Init, Mlp, MlpConfig};

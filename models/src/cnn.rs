@@ -1,0 +1,417 @@
+//! The Nature CNN (Mnih et al. 2015), the network of the Atari protocol: stacked 84×84
+//! `u8` frames scaled to [0, 1] → 32 filters 8×8 stride 4 → 64 4×4 stride 2 → 64 3×3
+//! stride 1 → 512 units → the outputs, ReLU between. [`NatureCnn`] trains with burn;
+//! [`CnnWeights`] is its acting copy in plain Rust (no device, no allocation per call),
+//! as [`crate::MlpWeights`] is for the MLP.
+//!
+//! The acting copy runs each convolution as an im2col product: every output position's
+//! receptive field is copied into a row, then multiplied by the filters laid out
+//! `[fan_in × filters]`, so the inner loop is a contiguous multiply-add over the
+//! filters that the compiler vectorises. Its feature maps are kept channels-last.
+
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Linear, PaddingConfig2d};
+use burn::tensor::{Device, Tensor, TensorData, activation};
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::inference::{Dense, dense, to_vec};
+use crate::init::orthogonal;
+
+/// The three convolutions: (filters, kernel, stride).
+const CONVS: [(usize, usize, usize); 3] = [(32, 8, 4), (64, 4, 2), (64, 3, 1)];
+
+/// Builds a [`NatureCnn`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NatureCnnConfig {
+    /// Stacked frames (input channels).
+    pub channels: usize,
+    /// Frame height.
+    pub height: usize,
+    /// Frame width.
+    pub width: usize,
+    /// Width of the fully connected layer (512 in the paper).
+    pub features: usize,
+    /// Outputs of the head.
+    pub outputs: usize,
+    /// Orthogonal gain of the head (CleanRL: 0.01 for a policy, 1 for a value).
+    pub output_gain: f32,
+}
+
+impl NatureCnnConfig {
+    /// `channels` stacked 84×84 frames to `outputs`, 512 features, head gain 1.
+    pub fn new(channels: usize, outputs: usize) -> Self {
+        NatureCnnConfig {
+            channels,
+            height: 84,
+            width: 84,
+            features: 512,
+            outputs,
+            output_gain: 1.0,
+        }
+    }
+
+    /// The head's orthogonal gain.
+    pub fn with_output_gain(mut self, gain: f32) -> Self {
+        self.output_gain = gain;
+        self
+    }
+
+    /// `(channels, height, width)` after each convolution, or an error naming a frame
+    /// too small for the kernels.
+    pub fn shapes(&self) -> Result<Vec<(usize, usize, usize)>, String> {
+        let (mut h, mut w) = (self.height, self.width);
+        let mut out = Vec::new();
+        for (filters, k, s) in CONVS {
+            if h < k || w < k {
+                return Err(format!(
+                    "{}×{} frames are too small for the Nature CNN's {k}×{k} kernel",
+                    self.height, self.width
+                ));
+            }
+            h = (h - k) / s + 1;
+            w = (w - k) / s + 1;
+            out.push((filters, h, w));
+        }
+        Ok(out)
+    }
+
+    /// Build the module on `device`, weights orthogonal (gain √2, the head
+    /// `output_gain`) and biases zero, drawn from `seed` (CleanRL's `layer_init`).
+    ///
+    /// # Panics
+    /// If the frames are too small for the kernels (check [`shapes`](Self::shapes)).
+    pub fn init_seeded(&self, device: &Device, seed: u64) -> NatureCnn {
+        let shapes = self.shapes().expect("frames large enough");
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+        let gain = std::f32::consts::SQRT_2;
+        let mut c_in = self.channels;
+        let mut convs = Vec::new();
+        for (filters, k, s) in CONVS {
+            let fan_in = c_in * k * k;
+            // orthogonal() gives [fan_in × filters]; burn wants [filters][c_in][k][k].
+            let m = orthogonal(&mut rng, fan_in, filters, gain);
+            let mut w = vec![0.0f32; filters * fan_in];
+            for i in 0..fan_in {
+                for o in 0..filters {
+                    w[o * fan_in + i] = m[i * filters + o];
+                }
+            }
+            let mut conv = Conv2dConfig::new([c_in, filters], [k, k])
+                .with_stride([s, s])
+                .with_padding(PaddingConfig2d::Valid)
+                .init(device);
+            conv.weight = Param::from_tensor(Tensor::from_data(
+                TensorData::new(w, [filters, c_in, k, k]),
+                device,
+            ));
+            conv.bias = Some(Param::from_tensor(Tensor::zeros([filters], device)));
+            convs.push(conv);
+            c_in = filters;
+        }
+        let (c, h, w) = *shapes.last().expect("three convolutions");
+        let flat = c * h * w;
+        let linear = |rng: &mut rand_pcg::Pcg64Mcg, fan_in: usize, fan_out: usize, g: f32| Linear {
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(orthogonal(rng, fan_in, fan_out, g), [fan_in, fan_out]),
+                device,
+            )),
+            bias: Some(Param::from_tensor(Tensor::zeros([fan_out], device))),
+        };
+        let fc = linear(&mut rng, flat, self.features, gain);
+        let head = linear(&mut rng, self.features, self.outputs, self.output_gain);
+        let mut convs = convs.into_iter();
+        NatureCnn {
+            conv1: convs.next().expect("conv 1"),
+            conv2: convs.next().expect("conv 2"),
+            conv3: convs.next().expect("conv 3"),
+            fc,
+            head,
+        }
+    }
+}
+
+/// The Nature CNN; see the [module docs](self).
+#[derive(Module, Debug)]
+pub struct NatureCnn {
+    conv1: Conv2d,
+    conv2: Conv2d,
+    conv3: Conv2d,
+    fc: Linear,
+    head: Linear,
+}
+
+impl NatureCnn {
+    /// The 512 features before the head.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, height, width]`, pixel values 0–255
+    /// - output: `[batch, features]`
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        let h = activation::relu(self.conv1.forward(x.div_scalar(255.0)));
+        let h = activation::relu(self.conv2.forward(h));
+        let h = activation::relu(self.conv3.forward(h));
+        activation::relu(self.fc.forward(h.flatten(1, 3)))
+    }
+
+    /// The head's outputs.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, height, width]`, pixel values 0–255
+    /// - output: `[batch, outputs]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.head.forward(self.features(x))
+    }
+}
+
+/// One convolution of the acting copy: filters laid out `[fan_in × filters]` with
+/// fan-in ordered (channel, row, column) as burn's weights are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct ConvWeights {
+    dense: Dense,
+    channels: usize,
+    kernel: usize,
+    stride: usize,
+    in_h: usize,
+    in_w: usize,
+    out_h: usize,
+    out_w: usize,
+}
+
+/// The acting copy of a [`NatureCnn`]; see the [module docs](self).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CnnWeights {
+    convs: Vec<ConvWeights>,
+    fc: Dense,
+    head: Dense,
+}
+
+/// Reusable buffers for [`CnnWeights::forward`].
+#[derive(Clone, Debug)]
+pub struct CnnScratch {
+    cols: Vec<f32>,
+    maps: [Vec<f32>; 2],
+    features: Vec<f32>,
+}
+
+impl CnnWeights {
+    /// A copy of `cnn`'s parameters for a `config`-shaped input.
+    ///
+    /// # Panics
+    /// If `config` does not describe `cnn` (a programming error).
+    pub fn from_cnn(cnn: &NatureCnn, config: &NatureCnnConfig) -> Self {
+        let shapes = config.shapes().expect("frames large enough");
+        let mut convs = Vec::new();
+        let (mut c_in, mut h, mut w) = (config.channels, config.height, config.width);
+        for (conv, ((filters, k, s), &(_, oh, ow))) in [&cnn.conv1, &cnn.conv2, &cnn.conv3]
+            .into_iter()
+            .zip(CONVS.iter().zip(&shapes))
+        {
+            let fan_in = c_in * k * k;
+            let burn_w = to_vec(conv.weight.val());
+            assert_eq!(burn_w.len(), filters * fan_in, "the configuration's shape");
+            let mut weight = vec![0.0f32; fan_in * filters];
+            for o in 0..*filters {
+                for i in 0..fan_in {
+                    weight[i * filters + o] = burn_w[o * fan_in + i];
+                }
+            }
+            let bias = conv
+                .bias
+                .as_ref()
+                .map(|b| to_vec(b.val()))
+                .unwrap_or_else(|| vec![0.0; *filters]);
+            convs.push(ConvWeights {
+                dense: Dense {
+                    fan_in,
+                    fan_out: *filters,
+                    weight,
+                    bias,
+                },
+                channels: c_in,
+                kernel: *k,
+                stride: *s,
+                in_h: h,
+                in_w: w,
+                out_h: oh,
+                out_w: ow,
+            });
+            (c_in, h, w) = (*filters, oh, ow);
+        }
+        // burn flattens (channel, row, column); the copy's maps are (row, column,
+        // channel): reorder the rows of the fully connected weights to match.
+        let fc_w = to_vec(cnn.fc.weight.val());
+        let features = cnn.fc.weight.dims()[1];
+        let mut weight = vec![0.0f32; fc_w.len()];
+        for ch in 0..c_in {
+            for y in 0..h {
+                for x in 0..w {
+                    let burn_row = ch * h * w + y * w + x;
+                    let our_row = (y * w + x) * c_in + ch;
+                    weight[our_row * features..(our_row + 1) * features]
+                        .copy_from_slice(&fc_w[burn_row * features..(burn_row + 1) * features]);
+                }
+            }
+        }
+        let linear = |l: &Linear, weight: Vec<f32>| {
+            let [fan_in, fan_out] = l.weight.dims();
+            Dense {
+                fan_in,
+                fan_out,
+                weight,
+                bias: l
+                    .bias
+                    .as_ref()
+                    .map(|b| to_vec(b.val()))
+                    .unwrap_or_else(|| vec![0.0; fan_out]),
+            }
+        };
+        CnnWeights {
+            convs,
+            fc: linear(&cnn.fc, weight),
+            head: linear(&cnn.head, to_vec(cnn.head.weight.val())),
+        }
+    }
+
+    /// Input values per observation (channels × height × width).
+    pub fn input_len(&self) -> usize {
+        let c = &self.convs[0];
+        c.channels * c.in_h * c.in_w
+    }
+
+    /// Number of outputs.
+    pub fn output_dim(&self) -> usize {
+        self.head.fan_out
+    }
+
+    /// Buffers for [`forward`](Self::forward).
+    pub fn scratch(&self) -> CnnScratch {
+        let cols = self
+            .convs
+            .iter()
+            .map(|c| c.out_h * c.out_w * c.dense.fan_in)
+            .max()
+            .unwrap_or(0);
+        let maps = self
+            .convs
+            .iter()
+            .map(|c| c.out_h * c.out_w * c.dense.fan_out)
+            .max()
+            .unwrap_or(0);
+        CnnScratch {
+            cols: vec![0.0; cols],
+            maps: [vec![0.0; maps], vec![0.0; maps]],
+            features: vec![0.0; self.fc.fan_out],
+        }
+    }
+
+    /// The outputs for one observation `obs` (`channels × height × width` bytes,
+    /// channel-first, as a frame stack holds them).
+    ///
+    /// # Panics
+    /// If `obs` or `out` has the wrong length (a programming error).
+    pub fn forward(&self, obs: &[u8], s: &mut CnnScratch, out: &mut [f32]) {
+        assert_eq!(obs.len(), self.input_len(), "observation size");
+        assert_eq!(out.len(), self.output_dim(), "output size");
+        let [a, b] = &mut s.maps;
+        let (mut input, mut output) = (a, b);
+        for (layer, conv) in self.convs.iter().enumerate() {
+            let (k, st, fan_in) = (conv.kernel, conv.stride, conv.dense.fan_in);
+            // im2col: one row of (channel, ky, kx) per output position.
+            for oy in 0..conv.out_h {
+                for ox in 0..conv.out_w {
+                    let row = &mut s.cols[(oy * conv.out_w + ox) * fan_in..][..fan_in];
+                    let mut i = 0;
+                    for ch in 0..conv.channels {
+                        for ky in 0..k {
+                            let y = oy * st + ky;
+                            for kx in 0..k {
+                                let x = ox * st + kx;
+                                row[i] = if layer == 0 {
+                                    obs[(ch * conv.in_h + y) * conv.in_w + x] as f32 / 255.0
+                                } else {
+                                    input[(y * conv.in_w + x) * conv.channels + ch]
+                                };
+                                i += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            let filters = conv.dense.fan_out;
+            for p in 0..conv.out_h * conv.out_w {
+                let y = &mut output[p * filters..(p + 1) * filters];
+                dense(&conv.dense, &s.cols[p * fan_in..(p + 1) * fan_in], y);
+                y.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            std::mem::swap(&mut input, &mut output);
+        }
+        let last = self.convs.last().expect("three convolutions");
+        let flat = last.out_h * last.out_w * last.dense.fan_out;
+        dense(&self.fc, &input[..flat], &mut s.features);
+        s.features.iter_mut().for_each(|v| *v = v.max(0.0));
+        dense(&self.head, &s.features, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_acting_copy_matches_the_burn_module() {
+        let device = crate::cpu();
+        let config = NatureCnnConfig::new(4, 6).with_output_gain(0.5);
+        assert_eq!(
+            config.shapes().unwrap(),
+            vec![(32, 20, 20), (64, 9, 9), (64, 7, 7)]
+        );
+        let cnn = config.init_seeded(&device, 3);
+        let copy = CnnWeights::from_cnn(&cnn, &config);
+        let mut z = 7u64;
+        let obs: Vec<u8> = (0..2 * 4 * 84 * 84)
+            .map(|_| {
+                z ^= z << 13;
+                z ^= z >> 7;
+                z ^= z << 17;
+                (z >> 56) as u8
+            })
+            .collect();
+        let x = Tensor::<4>::from_data(
+            TensorData::new(obs.iter().map(|&v| v as f32).collect(), [2, 4, 84, 84]),
+            &device,
+        );
+        let want = to_vec(cnn.forward(x));
+        let mut s = copy.scratch();
+        for b in 0..2 {
+            let mut out = vec![0.0f32; 6];
+            copy.forward(
+                &obs[b * 4 * 84 * 84..(b + 1) * 4 * 84 * 84],
+                &mut s,
+                &mut out,
+            );
+            for (o, w) in out.iter().zip(&want[b * 6..(b + 1) * 6]) {
+                assert!(
+                    (o - w).abs() < 1e-4 * w.abs().max(1.0),
+                    "{out:?} vs {want:?}"
+                );
+            }
+        }
+        assert!(want.iter().any(|v| v.abs() > 1e-3), "a non-trivial output");
+    }
+
+    #[test]
+    fn small_frames_are_an_error_and_a_seed_fixes_the_network() {
+        let mut c = NatureCnnConfig::new(4, 2);
+        c.height = 20;
+        assert!(c.shapes().unwrap_err().contains("20×84"));
+        let device = crate::cpu();
+        let c = NatureCnnConfig::new(1, 2);
+        let a = CnnWeights::from_cnn(&c.init_seeded(&device, 1), &c);
+        let b = CnnWeights::from_cnn(&c.init_seeded(&device, 1), &c);
+        assert_eq!(a, b);
+        let d = CnnWeights::from_cnn(&c.init_seeded(&device, 2), &c);
+        assert_ne!(a, d);
+    }
+}
