@@ -270,9 +270,13 @@ pub struct BenchInferenceArgs {
     /// Hidden widths, comma-separated.
     #[arg(long, default_value = "64,64", value_delimiter = ',')]
     pub hidden: Vec<usize>,
-    /// Calls per measurement.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub calls: u64,
+    /// Calls per measurement [default: 1000000 for the MLP, 500 for the CNN].
+    #[arg(long)]
+    pub calls: Option<u64>,
+    /// The network: `mlp` (a PPO actor, --obs/--hidden) or `cnn` (the Nature CNN on 4
+    /// stacked 84×84 frames, Atari's policy).
+    #[arg(long, default_value = "mlp")]
+    pub net: String,
 }
 
 /// Arguments of `agent bench replay`.
@@ -587,7 +591,19 @@ fn list_envs(out: &mut dyn Write) -> Result<(), CliError> {
 fn bench_inference(args: &BenchInferenceArgs, out: &mut dyn Write) -> Result<(), CliError> {
     use agentry_agents::ppo::{ActMode, ActionKind, Ppo, PpoShape};
     use rand::SeedableRng;
-    if args.obs == 0 || args.actions == 0 || args.calls == 0 || args.hidden.contains(&0) {
+    let calls = args
+        .calls
+        .unwrap_or(if args.net == "cnn" { 500 } else { 1_000_000 });
+    if args.net == "cnn" {
+        return bench_cnn_inference(args.actions, calls, out);
+    }
+    if args.net != "mlp" {
+        return Err(CliError::Usage(format!(
+            "unknown --net `{}`; allowed: mlp, cnn",
+            args.net
+        )));
+    }
+    if args.obs == 0 || args.actions == 0 || calls == 0 || args.hidden.contains(&0) {
         return Err(CliError::Usage(
             "--obs, --actions, --calls and every --hidden width must be at least 1".into(),
         ));
@@ -609,16 +625,7 @@ fn bench_inference(args: &BenchInferenceArgs, out: &mut dyn Write) -> Result<(),
     let obs: Vec<f32> = (0..args.obs).map(|i| 0.1 * i as f32 - 0.2).collect();
     let mut logits = vec![0f32; args.actions];
     let mut scratch = policy.actor.scratch();
-    let time = |f: &mut dyn FnMut(u64)| {
-        for i in 0..args.calls / 10 {
-            f(i);
-        }
-        let t = Instant::now();
-        for i in 0..args.calls {
-            f(i);
-        }
-        t.elapsed().as_secs_f64() * 1e9 / args.calls as f64
-    };
+    let time = |f: &mut dyn FnMut(u64)| time_calls(calls, f);
     let mut sink = 0f32;
     let mut x = obs.clone();
     let forward = time(&mut |i| {
@@ -651,7 +658,52 @@ fn bench_inference(args: &BenchInferenceArgs, out: &mut dyn Write) -> Result<(),
         "{} tanh MLP, one observation per call, {} calls, 1 thread\n\
          forward: {forward:.0} ns/call\nact (forward + sample): {act:.0} ns/call",
         dims.join("-"),
-        args.calls
+        calls
+    )
+    .map_err(io_err)?;
+    Ok(())
+}
+
+/// Nanoseconds per call of `f` over `calls` calls, after a tenth as many to warm up.
+fn time_calls(calls: u64, f: &mut dyn FnMut(u64)) -> f64 {
+    for i in 0..calls / 10 {
+        f(i);
+    }
+    let t = Instant::now();
+    for i in 0..calls {
+        f(i);
+    }
+    t.elapsed().as_secs_f64() * 1e9 / calls as f64
+}
+
+/// `agent bench inference --net cnn`: the Nature CNN's acting copy on one frame stack.
+fn bench_cnn_inference(actions: usize, calls: u64, out: &mut dyn Write) -> Result<(), CliError> {
+    use agentry_models::{CnnWeights, NatureCnnConfig};
+    if actions == 0 || calls == 0 {
+        return Err(CliError::Usage(
+            "--actions and --calls must be at least 1".into(),
+        ));
+    }
+    let config = NatureCnnConfig::new(4, actions).with_output_gain(0.01);
+    let cnn = config.init_seeded(&agentry_models::cpu(), 1);
+    let weights = CnnWeights::from_cnn(&cnn, &config);
+    let mut scratch = weights.scratch();
+    let mut frames: Vec<u8> = (0..weights.input_len())
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    let mut logits = vec![0f32; actions];
+    let mut sink = 0f32;
+    let ns = time_calls(calls, &mut |i| {
+        frames[0] = i as u8;
+        weights.forward(std::hint::black_box(&frames), &mut scratch, &mut logits);
+        sink += logits[0];
+    });
+    std::hint::black_box(sink);
+    writeln!(
+        out,
+        "Nature CNN 4×84×84 → {actions}, one observation per call, {calls} calls, 1 thread\n\
+         forward: {:.0} µs/call",
+        ns / 1e3
     )
     .map_err(io_err)?;
     Ok(())

@@ -434,3 +434,21 @@ fn bench_plasticity_runs_small_and_rejects_bad_input_with_code_2() {
     assert!(dir.join("rl/plasticity-rl.png").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `agent bench inference`: the MLP and the Nature CNN acting copies, and a bad `--net`.
+#[test]
+fn bench_inference_times_the_mlp_and_the_cnn() {
+    let out = agent(&["bench", "inference", "--calls", "100"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ns/call"));
+    let out = agent(&["bench", "inference", "--net", "cnn", "--calls", "3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("Nature CNN 4×84×84"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = agent(&["bench", "inference", "--net", "rnn"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("`rnn`"));
+}
