@@ -279,7 +279,27 @@ impl MlpWeights {
 
 /// `y = x·W + b`, accumulated row by row of `W` (contiguous, so it vectorises).
 #[inline]
+/// y = xW + b. On x86-64 CPUs with AVX2 the same loop runs compiled for AVX2 (chosen
+/// at run time; the build itself targets baseline x86-64): 8-wide instead of 4-wide,
+/// with the same operations in the same order, so the results are bit for bit equal.
 pub(crate) fn dense(layer: &Dense, x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        unsafe { dense_avx2(layer, x, y) };
+        return;
+    }
+    dense_body(layer, x, y);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn dense_avx2(layer: &Dense, x: &[f32], y: &mut [f32]) {
+    dense_body(layer, x, y);
+}
+
+#[inline(always)]
+fn dense_body(layer: &Dense, x: &[f32], y: &mut [f32]) {
     y.copy_from_slice(&layer.bias);
     for (&xi, row) in x.iter().zip(layer.weight.chunks_exact(layer.fan_out)) {
         for (yj, &w) in y.iter_mut().zip(row) {
