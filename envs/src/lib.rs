@@ -7,8 +7,12 @@
 //!   stacking, reward clipping and scaling, macro-actions.
 //! - [`vector`]: synchronous and threaded vector environments with auto-reset.
 //! - [`make`]: build any registered environment by name with typed parameters.
+//! - `atari` (cargo feature `atari`, off by default): Atari 2600 games through the
+//!   Arcade Learning Environment, registered as `atari:Breakout`, ...
 #![warn(missing_docs)]
 
+#[cfg(feature = "atari")]
+pub mod atari;
 pub mod bandit;
 pub mod bench;
 pub mod classic;

@@ -71,6 +71,8 @@ pub fn registry() -> &'static [EnvSpec] {
         specs.extend(crate::grid::specs());
         specs.extend(crate::bandit::specs());
         specs.extend(crate::tictactoe::specs());
+        #[cfg(feature = "atari")]
+        specs.extend(crate::atari::specs());
         specs
     })
 }
@@ -78,16 +80,21 @@ pub fn registry() -> &'static [EnvSpec] {
 /// The spec registered under `name` (or one of its aliases), case-insensitively.
 pub fn find(name: &str) -> Result<&'static EnvSpec> {
     let specs = registry();
-    specs
-        .iter()
-        .find(|s| {
-            s.name.eq_ignore_ascii_case(name)
-                || s.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
-        })
-        .ok_or_else(|| EnvError::UnknownEnv {
-            name: name.to_string(),
-            valid: specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
-        })
+    let found = specs.iter().find(|s| {
+        s.name.eq_ignore_ascii_case(name) || s.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+    });
+    #[cfg(feature = "atari")]
+    if found.is_none()
+        && name
+            .get(..crate::atari::PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(crate::atari::PREFIX))
+    {
+        return crate::atari::resolve(name, specs);
+    }
+    found.ok_or_else(|| EnvError::UnknownEnv {
+        name: name.to_string(),
+        valid: specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+    })
 }
 
 /// Build the environment registered as `name` with `params`.

@@ -3,6 +3,7 @@
 //! space rejected, no step before reset, and a text rendering.
 
 use agentry_envs::bench::RandomVector;
+use agentry_envs::testing::registry_sample;
 use agentry_envs::{
     Action, EnvError, EnvExt, Observation, OwnedAction, Params, Space, registry, rng_from_seed,
 };
@@ -67,7 +68,7 @@ fn rollout(name: &str, seed: u64, steps: usize) -> Vec<(Observation, f64, bool, 
 
 #[test]
 fn every_environment_is_seeded_and_stays_in_its_spaces() {
-    for spec in registry() {
+    for spec in registry_sample() {
         let a = rollout(spec.name, 5, 400);
         let b = rollout(spec.name, 5, 400);
         assert_eq!(a, b, "{}: same seed, different trajectories", spec.name);
@@ -76,7 +77,7 @@ fn every_environment_is_seeded_and_stays_in_its_spaces() {
 
 #[test]
 fn every_environment_rejects_bad_actions_and_steps_before_reset() {
-    for spec in registry() {
+    for spec in registry_sample() {
         let mut env = spec.make(&Params::new()).unwrap();
         let action = env.action_space().sample(&mut rng_from_seed(0));
         let before = env.step(action.as_action());
@@ -126,7 +127,7 @@ fn every_environment_rejects_bad_actions_and_steps_before_reset() {
 
 #[test]
 fn vectorised_trajectories_do_not_depend_on_threads() {
-    for spec in registry() {
+    for spec in registry_sample() {
         let mut one = RandomVector::new(spec.name, &Params::new(), 5, 1, 9).unwrap();
         let mut three = RandomVector::new(spec.name, &Params::new(), 5, 3, 9).unwrap();
         for _ in 0..300 {
