@@ -288,6 +288,17 @@ struct LayerPos {
     units: Option<UnitsPos>,
 }
 
+impl LayerPos {
+    /// Every parameter the layer owns (weights, biases, noise scales, norm).
+    fn params(&self) -> impl Iterator<Item = &usize> {
+        self.weights
+            .iter()
+            .chain(&self.others)
+            .chain(&self.noise)
+            .chain(&self.norm)
+    }
+}
+
 #[derive(Clone, Debug)]
 struct UnitsPos {
     width: usize,
@@ -624,13 +635,7 @@ impl Plasticity {
     fn layer_of(&self) -> Vec<Option<usize>> {
         let mut of = vec![None; self.init.len()];
         for (l, layer) in self.layers.iter().enumerate() {
-            for &i in layer
-                .weights
-                .iter()
-                .chain(&layer.others)
-                .chain(&layer.noise)
-                .chain(&layer.norm)
-            {
+            for &i in layer.params() {
                 of[i] = Some(l);
             }
         }
@@ -916,13 +921,7 @@ impl Plasticity {
         let mut chosen = vec![false; self.init.len()];
         for &l in &which {
             let layer = &self.layers[l];
-            for &i in layer
-                .weights
-                .iter()
-                .chain(&layer.others)
-                .chain(&layer.noise)
-                .chain(&layer.norm)
-            {
+            for &i in layer.params() {
                 chosen[i] = true;
             }
             self.gamma[l] = self.config.soft_reset_gamma;

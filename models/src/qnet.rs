@@ -333,6 +333,22 @@ impl QNet {
         }
     }
 
+    /// The trunk's output, each hidden layer's activations pushed to `hidden` if given.
+    fn trunk_forward(&self, x: Tensor<2>, mut hidden: Option<&mut Vec<Tensor<2>>>) -> Tensor<2> {
+        let mut h = x;
+        for (i, layer) in self.trunk.iter().enumerate() {
+            h = layer.forward(h, None);
+            if let Some(norm) = self.trunk_norms.get(i) {
+                h = norm.forward(h);
+            }
+            h = self.activate(h);
+            if let Some(out) = hidden.as_mut() {
+                out.push(h.clone());
+            }
+        }
+        h
+    }
+
     /// The outputs for a batch: Q-values (`atoms = 1`) or per-atom logits, with
     /// `noise` in the noisy layers when given (their means otherwise).
     ///
@@ -341,14 +357,7 @@ impl QNet {
     /// - output: `[batch, actions, atoms]`
     pub fn forward(&self, x: Tensor<2>, noise: Option<&QNoise>) -> Tensor<3> {
         let [batch, _] = x.dims();
-        let mut h = x;
-        for (i, layer) in self.trunk.iter().enumerate() {
-            h = layer.forward(h, None);
-            if let Some(norm) = self.trunk_norms.get(i) {
-                h = norm.forward(h);
-            }
-            h = self.activate(h);
-        }
+        let h = self.trunk_forward(x, None);
         let noise: &[NoisePair] = noise.map(|n| n.layers.as_slice()).unwrap_or(&[]);
         let split = self.value.len().min(noise.len());
         let (value_noise, adv_noise) = noise.split_at(split);
@@ -838,15 +847,7 @@ impl crate::plasticity::Layered for QNet {
 
     fn hidden_activations(&self, x: Tensor<2>) -> Vec<Tensor<2>> {
         let mut out = Vec::new();
-        let mut h = x;
-        for (i, layer) in self.trunk.iter().enumerate() {
-            h = layer.forward(h, None);
-            if let Some(norm) = self.trunk_norms.get(i) {
-                h = norm.forward(h);
-            }
-            h = self.activate(h);
-            out.push(h.clone());
-        }
+        let h = self.trunk_forward(x, Some(&mut out));
         self.hidden_stream(&self.value, &self.value_norms, h.clone(), &mut out);
         self.hidden_stream(&self.advantage, &self.advantage_norms, h, &mut out);
         out
