@@ -10,6 +10,7 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/atari/python_roms.rs");
     #[cfg(feature = "atari")]
     atari::build();
 }
@@ -18,7 +19,6 @@ fn main() {
 mod atari {
     use std::env;
     use std::path::{Path, PathBuf};
-    use std::process::Command;
 
     const ALE_VERSION: &str = "0.12.1";
     const SETUP: &str = "scripts/setup-atari.sh";
@@ -84,18 +84,7 @@ mod atari {
         (source, build)
     }
 
-    /// The `roms` directory of the installed ale_py package, if python3 can import it.
-    fn python_rom_dir() -> Option<PathBuf> {
-        let out = Command::new(env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-            .args([
-                "-c",
-                "import ale_py, os; print(os.path.join(os.path.dirname(ale_py.__file__), 'roms'))",
-            ])
-            .output()
-            .ok()?;
-        let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-        (out.status.success() && dir.is_dir()).then_some(dir)
-    }
+    include!("src/atari/python_roms.rs");
 
     pub fn build() {
         for var in [

@@ -1,7 +1,6 @@
 //! Finding Atari ROMs: `ALE_ROM_DIR`, else the installed ale-py package's `roms`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::error::{EnvError, Result};
@@ -37,18 +36,7 @@ pub fn rom_dir() -> Result<PathBuf> {
         ))
     })
 }
-
-fn python_rom_dir() -> Option<PathBuf> {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import ale_py, os; print(os.path.join(os.path.dirname(ale_py.__file__), 'roms'))",
-        ])
-        .output()
-        .ok()?;
-    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-    (out.status.success() && dir.is_dir()).then_some(dir)
-}
+include!("python_roms.rs");
 
 /// Every ROM in `dir`, as (file stem such as `space_invaders`, path), sorted by stem.
 pub fn roms_in(dir: &Path) -> Vec<(String, PathBuf)> {
