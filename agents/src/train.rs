@@ -173,7 +173,7 @@ impl Persist for Ppo {
     fn load(&mut self, s: &mut Sections, path: &Path) -> Result<(), AgentError> {
         let shape: PpoShape = serde_json::from_slice(&s.take("shape", path)?)
             .map_err(|e| AgentError::checkpoint(path, format!("section `shape`: {e}")))?;
-        if &shape != self.shape() {
+        if !shape.fits(self.shape()) {
             return Err(AgentError::checkpoint(
                 path,
                 format!(
@@ -347,7 +347,7 @@ pub fn train(start: Start, observer: &mut dyn Observer) -> Result<TrainOutcome, 
     match config.run.algo.as_str() {
         "ppo" => {
             let shape = env_shape(&config.env)?;
-            let mut learner = Ppo::new(&config.ppo, &config.plasticity, shape, config.run.seed);
+            let mut learner = Ppo::new(&config.ppo, &config.plasticity, shape, config.run.seed)?;
             drive(&mut learner, &dir, config, resume, rewrite_steps, observer)
         }
         "dqn" | "rainbow" => {
@@ -391,10 +391,7 @@ pub fn read_config(dir: &Path) -> Result<Config, AgentError> {
 /// The observation width and action kind of an environment.
 pub fn env_shape(env: &EnvConfig) -> Result<PpoShape, AgentError> {
     let e = registry::make(&env.name, &env.params)?;
-    Ok(PpoShape {
-        obs_dim: e.observation_space().flat_dim(),
-        action: ActionKind::of(e.action_space(), e.action_mask_len())?,
-    })
+    PpoShape::of(e.observation_space(), e.action_space(), e.action_mask_len())
 }
 
 /// The observation width and actions of an environment, for a Q-learner (discrete
@@ -431,7 +428,10 @@ fn new_run_dir(config: &Config, out: Option<PathBuf>) -> Result<PathBuf, AgentEr
         None => {
             let base = format!(
                 "runs/{}-{}-seed{}",
-                config.run.algo, config.env.name, config.run.seed
+                config.run.algo,
+                // `atari:Pong`, `ALE/Pong-v5`: no `:` or `/` in a directory name.
+                config.env.name.replace([':', '/'], "-"),
+                config.run.seed
             );
             let mut dir = PathBuf::from(&base);
             let mut n = 2;
@@ -976,10 +976,11 @@ pub fn evaluate(
         )?);
     }
     let macro_steps = env.extra_names().iter().position(|&n| n == "macro_steps");
-    let shape = PpoShape {
-        obs_dim: env.observation_space().flat_dim(),
-        action: ActionKind::of(env.action_space(), env.action_mask_len())?,
-    };
+    let shape = PpoShape::of(
+        env.observation_space(),
+        env.action_space(),
+        env.action_mask_len(),
+    )?;
     if shape.obs_dim != policy.obs_dim() || shape.action != policy.action() {
         return Err(AgentError::Usage(format!(
             "the policy in {} expects observations of width {} and actions {:?}; `{}` has \
@@ -1320,7 +1321,8 @@ mod tests {
 
         fs::write(&path, &good).unwrap();
         // What the checkpoint holds comes back exactly.
-        let mut fresh = Ppo::new(&cfg.ppo, &cfg.plasticity, env_shape(&cfg.env).unwrap(), 99);
+        let mut fresh =
+            Ppo::new(&cfg.ppo, &cfg.plasticity, env_shape(&cfg.env).unwrap(), 99).unwrap();
         let mut sections = Sections::read(&path).unwrap();
         let (model, optim) = (
             sections.get("model").unwrap().to_vec(),
@@ -1347,7 +1349,8 @@ mod tests {
             .unwrap();
             learner.model_bytes().unwrap()
         };
-        let mut without = Ppo::new(&cfg.ppo, &cfg.plasticity, env_shape(&cfg.env).unwrap(), 99);
+        let mut without =
+            Ppo::new(&cfg.ppo, &cfg.plasticity, env_shape(&cfg.env).unwrap(), 99).unwrap();
         let fresh_optim = without.optimizer_bytes().unwrap();
         let rng = String::from_utf8(sections_rng(&path)).unwrap();
         without.restore(model.clone(), fresh_optim, &rng).unwrap();
@@ -1552,7 +1555,8 @@ mod tests {
         assert!(norm.inv_std[2] > 2.0, "{norm:?}");
         let rd = RunDir::new(&dir);
         let (_, path) = rd.latest("learner").unwrap().unwrap();
-        let mut fresh = Ppo::new(&cfg.ppo, &cfg.plasticity, env_shape(&cfg.env).unwrap(), 3);
+        let mut fresh =
+            Ppo::new(&cfg.ppo, &cfg.plasticity, env_shape(&cfg.env).unwrap(), 3).unwrap();
         fresh
             .load(&mut Sections::read(&path).unwrap(), &path)
             .unwrap();
@@ -1756,7 +1760,7 @@ mod tests {
             assert!(saved.resets >= 3, "{saved:?}");
             if algo == "ppo" {
                 let mut fresh =
-                    Ppo::new(&cfg.ppo, &cfg.plasticity, env_shape(&cfg.env).unwrap(), 5);
+                    Ppo::new(&cfg.ppo, &cfg.plasticity, env_shape(&cfg.env).unwrap(), 5).unwrap();
                 fresh.load(&mut sections, &path).unwrap();
                 assert_eq!(fresh.plasticity_state(), saved);
             }
