@@ -356,8 +356,12 @@ pub struct PpoChunk {
     pub num_envs: usize,
     /// Steps per environment T.
     pub steps: usize,
-    /// Observations the actions were taken in, `T·M × obs_dim`.
+    /// Observations the actions were taken in, `T·M × obs_dim` (empty when they are
+    /// kept as bytes in `obs_u8`).
     pub obs: Vec<f32>,
+    /// Byte observations (frames) the actions were taken in, `T·M × obs_dim`: an
+    /// environment's `u8` observations stay bytes until a minibatch enters the network.
+    pub obs_u8: Vec<u8>,
     /// Discrete actions.
     pub actions: Vec<u32>,
     /// Continuous actions (unclipped), `T·M × dim`.
@@ -449,10 +453,13 @@ impl runner::Actor for PpoActor {
         let act_dim = policy.action.outputs();
         let continuous = matches!(policy.action, ActionKind::Continuous { .. });
         let feat_dim = policy.actor.feature_dim();
+        // Frames stay bytes (a normalised observation is a float).
+        let bytes = policy.obs_norm.is_none() && envs.buffers().obs().as_u8().is_some();
         let mut c = PpoChunk {
             num_envs: m,
             steps,
-            obs: Vec::with_capacity(n * dim),
+            obs: Vec::with_capacity(if bytes { 0 } else { n * dim }),
+            obs_u8: Vec::with_capacity(if bytes { n * dim } else { 0 }),
             actions: Vec::with_capacity(if continuous { 0 } else { n }),
             actions_continuous: Vec::with_capacity(if continuous { n * act_dim } else { 0 }),
             masks: Vec::with_capacity(if masked { n * mask_len } else { 0 }),
@@ -505,6 +512,9 @@ impl runner::Actor for PpoActor {
                     let start = c.obs.len();
                     c.obs.resize(start + dim, 0.0);
                     policy.network_input(&self.obs_row, &mut c.obs[start..]);
+                } else if bytes {
+                    let frames = envs.buffers().obs().as_u8().expect("byte observations");
+                    c.obs_u8.extend_from_slice(&frames[i * dim..(i + 1) * dim]);
                 } else {
                     c.obs.extend_from_slice(&self.obs_row);
                 }
@@ -977,6 +987,7 @@ impl Ppo {
 struct Batch {
     len: usize,
     obs: Vec<f32>,
+    obs_u8: Vec<u8>,
     actions: Vec<u32>,
     actions_continuous: Vec<f32>,
     masks: Vec<bool>,
@@ -993,6 +1004,7 @@ impl Batch {
         let mut b = Batch {
             len,
             obs: Vec::new(),
+            obs_u8: Vec::new(),
             actions: Vec::new(),
             actions_continuous: Vec::new(),
             masks: Vec::new(),
@@ -1021,6 +1033,7 @@ impl Batch {
                 &mut b.returns[at..at + n],
             );
             b.obs.extend_from_slice(&c.obs);
+            b.obs_u8.extend_from_slice(&c.obs_u8);
             b.actions.extend_from_slice(&c.actions);
             b.actions_continuous
                 .extend_from_slice(&c.actions_continuous);
@@ -1031,6 +1044,25 @@ impl Batch {
             at += n;
         }
         b
+    }
+}
+
+impl Batch {
+    /// Observation rows `idx` as floats (bytes converted here, on their way into the
+    /// network).
+    fn obs_rows(&self, dim: usize, idx: &[usize]) -> Vec<f32> {
+        if self.obs_u8.is_empty() {
+            return gather(&self.obs, dim, idx);
+        }
+        let mut out = Vec::with_capacity(idx.len() * dim);
+        for &i in idx {
+            out.extend(
+                self.obs_u8[i * dim..(i + 1) * dim]
+                    .iter()
+                    .map(|&v| v as f32),
+            );
+        }
+        out
     }
 }
 
@@ -1291,7 +1323,7 @@ impl runner::Learner for Ppo {
             for idx in order.chunks(mb) {
                 let b = idx.len();
                 let obs = Tensor::<2>::from_data(
-                    TensorData::new(gather(&batch.obs, dim, idx), [b, dim]),
+                    TensorData::new(batch.obs_rows(dim, idx), [b, dim]),
                     &device,
                 );
                 let old_logp = gather(&batch.log_probs, 1, idx);
@@ -1497,7 +1529,7 @@ impl runner::Learner for Ppo {
         if due != Due::default() {
             let sample: Vec<usize> = (0..rows).map(|r| r * n / rows).collect();
             let x = Tensor::<2>::from_data(
-                TensorData::new(gather(&batch.obs, dim, &sample), [rows, dim]),
+                TensorData::new(batch.obs_rows(dim, &sample), [rows, dim]),
                 &device,
             );
             let model = self.model.take().expect("model present");
@@ -1526,7 +1558,7 @@ impl runner::Learner for Ppo {
                 for r in 0..rows {
                     let i = r * n / rows;
                     w.forward_with_features(
-                        &batch.obs[i * dim..(i + 1) * dim],
+                        &batch.obs_rows(dim, &[i]),
                         &mut scratch,
                         &mut out,
                         &mut feats[r * d..(r + 1) * d],
@@ -1818,6 +1850,14 @@ mod truncation_tests {
             seed: 3,
             total_steps: 3_072,
         };
+        // Frames stay bytes in the rollout.
+        let mut envs = make(0).unwrap();
+        envs.reset(Some(1)).unwrap();
+        let mut actor = PpoActor::new(1, true);
+        let chunk =
+            runner::Actor::collect(&mut actor, &ppo.acting_policy(), &mut *envs, 2).unwrap();
+        assert!(chunk.obs.is_empty());
+        assert_eq!(chunk.obs_u8.len(), 2 * 4 * 36 * 36);
         let mut state = RunState::default();
         let mut last = Vec::new();
         run(&mut ppo, &spec, &mut state, |_, _, _| Ok(Control::Continue)).unwrap();
