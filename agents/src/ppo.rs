@@ -1876,6 +1876,51 @@ mod truncation_tests {
         }
         let mean = last.iter().sum::<f64>() / last.len() as f64;
         assert!(mean >= 0.9, "greedy mean reward {mean} after training");
+
+        // Every plasticity tool that applies to a CNN runs on it: resets of the last
+        // two layers (the fully connected one and the head), shrink-and-perturb, ReDo
+        // on the fully connected units, soft reset, decay toward θ₀, the diagnostics
+        // and the capacity probe.
+        let tools = PlasticityConfig {
+            weight_decay: 1e-4,
+            weight_decay_kind: agentry_models::plasticity::DecayKind::L2Init,
+            soft_reset: true,
+            hard_reset_every: 512,
+            hard_reset_layers: agentry_models::plasticity::ResetLayers::LastN(2),
+            shrink_perturb_every: 768,
+            redo_every: 256,
+            diagnostics_every: 1,
+            probe_every: 512,
+            probe_steps: 2,
+            ..Default::default()
+        };
+        let shape = PpoShape::of(probe.observation_space(), probe.action_space(), 0).unwrap();
+        let mut ppo = Ppo::new(&config, &tools, shape, 6).unwrap();
+        let spec = RunSpec {
+            total_steps: 1_024,
+            ..spec
+        };
+        let mut rows = Vec::new();
+        run(&mut ppo, &spec, &mut RunState::default(), |_, _, row| {
+            rows.push(row.to_vec());
+            Ok(Control::Continue)
+        })
+        .unwrap();
+        let names = runner::Learner::metric_names(&ppo);
+        let col = |name: &str| names.iter().position(|n| n == name).expect(name);
+        let last = rows.last().expect("four updates");
+        for name in [
+            "actor/feature_rank",
+            "actor/weight_norm",
+            "critic/effective_rank",
+        ] {
+            assert!(last[col(name)].is_finite(), "{name} = {}", last[col(name)]);
+        }
+        assert!(
+            ppo.plasticity_state().resets >= 1,
+            "{:?}",
+            ppo.plasticity_state()
+        );
     }
 
     /// A panic in one actor's environment, or an environment that cannot be built,
