@@ -28,7 +28,9 @@ pub mod tictactoe;
 pub mod vector;
 pub mod wrappers;
 
-pub use env::{Env, EnvExt, Info, ObsMut, Observation, Out, RgbImage, Step, Transition};
+pub use env::{
+    Env, EnvExt, EpisodeEnd, Info, ObsMut, Observation, Out, RgbImage, Step, Transition,
+};
 pub use error::{EnvError, Result};
 pub use params::{ParamKind, ParamSpec, ParamValue, Params, ResolvedParams};
 pub use registry::{EnvSpec, find, make, registry};
