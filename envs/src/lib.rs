@@ -8,7 +8,9 @@
 //! - [`vector`]: synchronous and threaded vector environments with auto-reset.
 //! - [`make`]: build any registered environment by name with typed parameters.
 //! - `atari` (cargo feature `atari`, off by default): Atari 2600 games through the
-//!   Arcade Learning Environment, registered as `atari:Breakout`, ...
+//!   Arcade Learning Environment, registered as `atari:Breakout`, ... (the common
+//!   preprocessing, 4 stacked 84×84 frames) and `ALE/Breakout-v5`, ... (raw, as
+//!   Gymnasium's).
 #![warn(missing_docs)]
 
 #[cfg(feature = "atari")]

@@ -3,7 +3,7 @@
 //!
 //! - [`Ale`]: a safe handle on one emulator (ALE's C++ `ALEInterface` through a small C
 //!   shim, `shim.cpp`, compiled by `build.rs`).
-//! - [`AtariEnv`]: one game as an [`Env`](crate::Env) with Gymnasium's
+//! - [`AtariEnv`]: one game as an [`Env`] with Gymnasium's
 //!   `ALE/{Game}-v5` semantics: RGB `u8` frames of shape (210, 160, 3) (or grayscale),
 //!   sticky actions with probability 0.25, 4 frames per step with summed rewards, the
 //!   minimal action set, 108 000 frames per episode at most.
@@ -11,10 +11,10 @@
 //!   of [`PreprocessConfig`]: no-op reset (up to 30), frame skip 4 with a max-pool of
 //!   the last two frames, episodic life, fire on reset, 84×84 grayscale by area
 //!   interpolation, rewards clipped to their sign; stacked by
-//!   [`FrameStack`](crate::wrappers::FrameStack). It is checked step by step against
+//!   [`FrameStack`]. It is checked step by step against
 //!   Gymnasium's `AtariPreprocessing` (`envs/tests/atari_fixtures.rs`). Episode
 //!   statistics report whole games with their unclipped scores
-//!   ([`Env::episode_end`](crate::Env::episode_end)).
+//!   ([`Env::episode_end`]).
 //!
 //! The registry names two environments per ROM found:
 //!
