@@ -3,7 +3,7 @@
 // Breakout, a uniformly random action from the minimal set every frame, one frame per
 // act(), sticky actions 0.25, the RGB screen read after every frame, one thread.
 //
-//   benches/atari/build.sh                       # builds target: benches/atari/ale_loop
+//   benches/atari/build.sh [OUT]                 # default: benches/atari/ale_loop
 //   ale_loop ROM [FRAMES] [--no-screen]
 //
 // prints `ALE C++ loop: N frames/s (Breakout, FRAMES frames)`. `--no-screen` skips the
