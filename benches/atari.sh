@@ -31,7 +31,18 @@ SPEED=$TARGET/release/examples/atari_speed
 ALE_LOOP=$(benches/atari/build.sh "$TARGET/ale_loop")
 ROM=$("$PY" -c 'import ale_py, os; print(os.path.join(os.path.dirname(ale_py.__file__), "roms", "breakout.bin"))')
 PEER=benches/peers/atari_bench.py
-run() { echo "\$ $*  [load: $(cut -d' ' -f1-3 /proc/loadavg)]"; "$@" 2>&1 | grep -v -i -e warn -e 'A.L.E:' -e 'Powered by Stella'; }
+# Percent of all cores busy over the second before a run (load averages lag a minute).
+busy() {
+  local a b
+  read -ra a < <(head -1 /proc/stat); sleep 1; read -ra b < <(head -1 /proc/stat)
+  local total=0 idle=$(( (b[4] + b[5]) - (a[4] + a[5]) ))
+  for i in 1 2 3 4 5 6 7 8; do total=$(( total + b[i] - a[i] )); done
+  echo $(( 100 * (total - idle) / (total > 0 ? total : 1) ))
+}
+run() {
+  echo "\$ $*  [load $(cut -d' ' -f1-3 /proc/loadavg); cores busy just before: $(busy)%]"
+  "$@" 2>&1 | grep -v -i -e warn -e 'A.L.E:' -e 'Powered by Stella'
+}
 
 echo "== $(date -u '+%F %H:%M UTC') on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 echo "== 1. raw emulator frames/s"
