@@ -41,7 +41,9 @@ busy() {
 }
 run() {
   echo "\$ $*  [load $(cut -d' ' -f1-3 /proc/loadavg); cores busy just before: $(busy)%]"
-  "$@" 2>&1 | grep -v -i -e warn -e 'A.L.E:' -e 'Powered by Stella'
+  # CPU seconds too: under contention, frames per CPU second still compare single threads.
+  /usr/bin/time -f '  (%e s wall, %U s user + %S s sys)' "$@" 2>&1 |
+    grep -v -i -e warn -e 'A.L.E:' -e 'Powered by Stella'
 }
 
 echo "== $(date -u '+%F %H:%M UTC') on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
@@ -52,6 +54,10 @@ for round in 1 2; do
   run "$PY" envs/examples/atari_speed.py $FRAMES
 done
 run $ALE_LOOP "$ROM" $FRAMES --no-screen
+# Start-up costs (ROM load; Python's imports), to take out of the CPU seconds above.
+run $SPEED 1
+run $ALE_LOOP "$ROM" 1
+run "$PY" envs/examples/atari_speed.py 1
 
 echo "== 2. raw v5 steps/s (RGB 210x160, frameskip 4, sticky 0.25)"
 run $AGENT bench envs --env ALE/Breakout-v5 --num-envs 8 --threads 1 --steps $STEPS
