@@ -53,7 +53,9 @@ for round in 1 2; do
   run $ALE_LOOP "$ROM" $FRAMES
   run "$PY" envs/examples/atari_speed.py $FRAMES
 done
-run $ALE_LOOP "$ROM" $FRAMES --no-screen
+# What the screen read costs, and the public std::vector overload against the pointer one.
+run $ALE_LOOP "$ROM" $FRAMES --screen=vector
+run $ALE_LOOP "$ROM" $FRAMES --screen=none
 # Start-up costs (ROM load; Python's imports), to take out of the CPU seconds above.
 run $SPEED 1
 run $ALE_LOOP "$ROM" 1

@@ -4,10 +4,16 @@
 // act(), sticky actions 0.25, the RGB screen read after every frame, one thread.
 //
 //   benches/atari/build.sh [OUT]                 # default: benches/atari/ale_loop
-//   ale_loop ROM [FRAMES] [--no-screen]
+//   ale_loop ROM [FRAMES] [--screen=ptr|vector|none]
 //
-// prints `ALE C++ loop: N frames/s (Breakout, FRAMES frames)`. `--no-screen` skips the
-// screen read, to show what reading the screen costs.
+// prints `ALE C++ loop (screen: ptr): N frames/s (Breakout, FRAMES frames)`.
+// How the screen is read:
+// - ptr (default): the palette lookup into a caller's buffer
+//   (`ColourPalette::applyPaletteRGB(uint8_t*, ...)`), which is what agentry's shim and
+//   ale-py's `getScreenRGB(array)` both call;
+// - vector: the public `ALEInterface::getScreenRGB(std::vector&)`, whose overload of the
+//   lookup resizes the vector and indexes it: measurably slower (BENCHMARKS.md);
+// - none: no screen read, to show what reading costs.
 
 #include <chrono>
 #include <cstdint>
@@ -21,17 +27,30 @@
 
 #include "ale/ale_interface.hpp"
 
+enum class Screen { Ptr, Vector, None };
+
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s ROM [FRAMES] [--no-screen]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s ROM [FRAMES] [--screen=ptr|vector|none]\n", argv[0]);
     return 2;
   }
   const char* rom = argv[1];
   long long frames = 200000;
-  bool read_screen = true;
+  Screen mode = Screen::Ptr;
+  const char* mode_name = "ptr";
   for (int i = 2; i < argc; i++) {
-    if (std::strcmp(argv[i], "--no-screen") == 0) {
-      read_screen = false;
+    if (std::strncmp(argv[i], "--screen=", 9) == 0) {
+      mode_name = argv[i] + 9;
+      if (std::strcmp(mode_name, "ptr") == 0) {
+        mode = Screen::Ptr;
+      } else if (std::strcmp(mode_name, "vector") == 0) {
+        mode = Screen::Vector;
+      } else if (std::strcmp(mode_name, "none") == 0) {
+        mode = Screen::None;
+      } else {
+        std::fprintf(stderr, "unknown screen mode: %s\n", mode_name);
+        return 2;
+      }
     } else {
       char* end = nullptr;
       frames = std::strtoll(argv[i], &end, 10);
@@ -48,7 +67,9 @@ int main(int argc, char** argv) {
     ale.setFloat("repeat_action_probability", 0.25f);
     ale.loadROM(rom);
     const ale::ActionVect actions = ale.getMinimalActionSet();
-    std::vector<unsigned char> screen(ale.getScreen().height() * ale.getScreen().width() * 3);
+    const ale::ALEScreen& ale_screen = ale.getScreen();
+    const std::size_t pixels = ale_screen.height() * ale_screen.width();
+    std::vector<unsigned char> screen(pixels * 3);
     // The draw costs a few nanoseconds against tens of microseconds per frame.
     std::mt19937_64 rng(0);
     std::uniform_int_distribution<std::size_t> pick(0, actions.size() - 1);
@@ -56,15 +77,19 @@ int main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     for (long long i = 0; i < frames; i++) {
       ale.act(actions[pick(rng)], 1.0f);
-      if (read_screen) {
-        ale.getScreenRGB(screen);  // a call into libale.a: not optimised away
+      // Both reads are calls into libale.a, which the compiler cannot drop.
+      if (mode == Screen::Ptr) {
+        ale.theOSystem->colourPalette().applyPaletteRGB(
+            screen.data(), ale.environment->getScreen().getArray(), pixels);
+      } else if (mode == Screen::Vector) {
+        ale.getScreenRGB(screen);
       }
       if (ale.game_over(true)) ale.reset_game();
     }
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("ALE C++ loop%s: %.0f frames/s (Breakout, %lld frames)\n",
-                read_screen ? "" : " (no screen read)", frames / secs, frames);
+    std::printf("ALE C++ loop (screen: %s): %.0f frames/s (Breakout, %lld frames)\n", mode_name,
+                frames / secs, frames);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
