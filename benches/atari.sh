@@ -6,7 +6,8 @@
 #
 # PYTHON: a venv with ale-py 0.12.1, gymnasium, numpy, opencv-python-headless and
 # envpool (benches/peers/requirements-atari.txt; default /tmp/benchvenv/bin/python).
-# Needs ALE built by scripts/setup-atari.sh. Set FRAMES / STEPS for shorter runs.
+# Needs ALE built by scripts/setup-atari.sh. Set FRAMES / STEPS for shorter runs, and
+# SECTIONS (default "1 2 3") to run only some of the three below.
 #
 # 1. Raw emulator frames/s (Breakout, one frame per call, random minimal-set actions,
 #    sticky 0.25, the RGB screen read every frame), each loop twice, alternating:
@@ -23,6 +24,7 @@ cd "$(dirname "$0")/.."
 PY=${1:-/tmp/benchvenv/bin/python}
 FRAMES=${FRAMES:-300000}
 STEPS=${STEPS:-40000}
+SECTIONS=${SECTIONS:-1 2 3}
 TARGET=${CARGO_TARGET_DIR:-target}
 cargo build --release --features atari --bin agent -q
 cargo build --release -p agentry-envs --features atari --example atari_speed -q
@@ -47,6 +49,9 @@ run() {
 }
 
 echo "== $(date -u '+%F %H:%M UTC') on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+section() { [[ " $SECTIONS " == *" $1 "* ]]; }
+
+if section 1; then
 echo "== 1. raw emulator frames/s"
 for round in 1 2; do
   run $SPEED $FRAMES
@@ -61,6 +66,9 @@ run $SPEED 1
 run $ALE_LOOP "$ROM" 1
 run "$PY" envs/examples/atari_speed.py 1
 
+fi
+
+if section 2; then
 echo "== 2. raw v5 steps/s (RGB 210x160, frameskip 4, sticky 0.25)"
 run $AGENT bench envs --env ALE/Breakout-v5 --num-envs 8 --threads 1 --steps $STEPS
 run $AGENT bench envs --env ALE/Breakout-v5 --num-envs 8 --threads 2 --steps $STEPS
@@ -69,6 +77,9 @@ run "$PY" $PEER --peer gym --raw --vector 8 --mode sync --steps $((STEPS / 2))
 run "$PY" $PEER --peer envpool --raw --num-envs 8 --threads 1 --steps $STEPS
 run "$PY" $PEER --peer envpool --raw --num-envs 8 --threads 2 --steps $STEPS
 
+fi
+
+section 3 || exit 0
 echo "== 3. preprocessed steps/s (84x84 gray, stack 4, frame skip 4 + max-pool, noop 30, episodic life, fire reset, sign reward, sticky 0.25)"
 if [ ! -f envs/src/atari/preprocess.rs ]; then
   echo "(skipped: this checkout has no preprocessed atari:Breakout yet)"
