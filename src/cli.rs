@@ -612,14 +612,14 @@ fn bench_inference(args: &BenchInferenceArgs, out: &mut dyn Write) -> Result<(),
         hidden: args.hidden.clone(),
         ..Default::default()
     };
-    let shape = PpoShape {
-        obs_dim: args.obs,
-        action: ActionKind::Discrete {
+    let shape = PpoShape::flat(
+        args.obs,
+        ActionKind::Discrete {
             n: args.actions,
             masked: false,
         },
-    };
-    let policy = Ppo::new(&config, &Default::default(), shape, 1).acting_policy();
+    );
+    let policy = Ppo::new(&config, &Default::default(), shape, 1)?.acting_policy();
     let mut ws = policy.workspace();
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
     let obs: Vec<f32> = (0..args.obs).map(|i| 0.1 * i as f32 - 0.2).collect();

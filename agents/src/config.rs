@@ -52,6 +52,7 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         "pendulum",
         include_str!("../../configs/ppo-pendulum.toml"),
     ),
+    ("ppo", "atari", include_str!("../../configs/ppo-atari.toml")),
     (
         "dqn",
         "cartpole",
@@ -169,6 +170,18 @@ impl Default for EnvConfig {
     }
 }
 
+/// PPO's network kind (`ppo.network`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The Nature CNN for `u8` frames of shape `[channels, height, width]`, else the MLP.
+    Auto,
+    /// The MLP of `ppo.hidden` and `ppo.activation`.
+    Mlp,
+    /// The Nature CNN (Mnih et al. 2015).
+    Cnn,
+}
+
 /// `[ppo]`: PPO and PFO hyperparameters, named after CleanRL's `ppo.py` where it has them.
 /// The defaults are CleanRL's classic-control defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -209,9 +222,13 @@ pub struct PpoConfig {
     /// PFO's β: weight of ‖z − z_old‖²/d on the actor's last hidden pre-activations
     /// (Moalla et al. 2024; 0 = plain PPO, 1 = the paper's last-layer setting).
     pub pfo_coef: f64,
-    /// Hidden widths of the actor and of the critic (separate networks).
+    /// The actor's and the critic's network (separate networks, as the PFO paper
+    /// trains them): `auto` (the Nature CNN for `u8` frames `[channels, height, width]`,
+    /// else the MLP), `mlp` or `cnn`.
+    pub network: Network,
+    /// Hidden widths of the actor and of the critic MLPs (the CNN is the Nature CNN's).
     pub hidden: Vec<usize>,
-    /// Hidden nonlinearity.
+    /// Hidden nonlinearity of the MLPs (the CNN's is ReLU).
     pub activation: Activation,
     /// Initial log σ of the Gaussian policy (Box action spaces).
     pub init_log_std: f64,
@@ -241,6 +258,7 @@ impl Default for PpoConfig {
             norm_adv: true,
             target_kl: 0.0,
             pfo_coef: 0.0,
+            network: Network::Auto,
             hidden: vec![64, 64],
             activation: Activation::Tanh,
             init_log_std: 0.0,
@@ -799,18 +817,27 @@ impl Origins {
     }
 }
 
-/// The preset for `(algo, env)` (env by its registry name).
+/// The preset for `(algo, env)` (env by its registry name; every `atari:{Game}`
+/// shares the `atari` preset).
 pub fn preset(algo: &str, env: &str) -> Option<&'static str> {
+    let family = if env.starts_with("atari:") {
+        "atari"
+    } else {
+        env
+    };
     PRESETS
         .iter()
-        .find(|(a, e, _)| *a == algo && *e == env)
+        .find(|(a, e, _)| *a == algo && *e == family)
         .map(|(_, _, text)| *text)
 }
 
 fn preset_list() -> String {
     PRESETS
         .iter()
-        .map(|(a, e, _)| format!("--algo {a} --env {e}"))
+        .map(|(a, e, _)| match *e {
+            "atari" => format!("--algo {a} --env atari:{{Game}}"),
+            e => format!("--algo {a} --env {e}"),
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -1123,7 +1150,18 @@ mod tests {
     fn every_preset_parses_and_validates() {
         for (algo, env, text) in PRESETS {
             let config = Config::from_toml(text, "preset").unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!((&config.run.algo[..], &config.env.name[..]), (*algo, *env));
+            assert_eq!(&config.run.algo[..], *algo);
+            if *env == "atari" {
+                // One preset for every game; its own game needs the `atari` feature
+                // and the ROMs.
+                assert!(config.env.name.starts_with("atari:"));
+                if agentry_envs::registry::find(&config.env.name).is_err() {
+                    continue;
+                }
+            } else {
+                assert_eq!(&config.env.name[..], *env);
+            }
+            let env = &config.env.name[..];
             let resolved = resolve(&ConfigRequest {
                 algo: Some(algo.to_string()),
                 ..req(env, &[])

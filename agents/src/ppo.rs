@@ -16,10 +16,9 @@ use agentry_envs::Space;
 use agentry_envs::vector::{VecAction, VecEnv};
 use agentry_envs::wrappers::RunningMeanStd;
 use agentry_models::diagnostics::{self, FeatureStats};
-use agentry_models::inference::Scratch;
 use agentry_models::{
-    Activation, GaussianHead, Init, Mlp, MlpConfig, MlpWeights, categorical_entropy,
-    categorical_log_prob, masked_log_softmax,
+    GaussianHead, Init, MlpConfig, NatureCnnConfig, Net, NetScratch, NetWeights,
+    categorical_entropy, categorical_log_prob, masked_log_softmax,
 };
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -33,7 +32,7 @@ use rand::{Rng, RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{PlasticityConfig, PpoConfig};
+use crate::config::{Network, PlasticityConfig, PpoConfig};
 use crate::error::AgentError;
 use crate::grads::clip_grad_norm;
 use crate::returns::{Rollout, gae};
@@ -137,9 +136,9 @@ pub struct PpoPolicy {
     /// The action space.
     pub action: ActionKind,
     /// The actor network (logits or means).
-    pub actor: MlpWeights,
+    pub actor: NetWeights,
     /// The critic network (one value).
-    pub critic: MlpWeights,
+    pub critic: NetWeights,
     /// log σ of the Gaussian (continuous actions), else empty.
     pub log_std: Vec<f32>,
     /// The observation normaliser the networks expect (with `ppo.normalize_obs`).
@@ -150,8 +149,8 @@ pub struct PpoPolicy {
 /// Per-caller buffers for [`PpoPolicy::act`] (allocated once, reused every call).
 #[derive(Clone, Debug)]
 pub struct Workspace {
-    actor: Scratch,
-    critic: Scratch,
+    actor: NetScratch,
+    critic: NetScratch,
     out: Vec<f32>,
     features: Vec<f32>,
     /// The last continuous action sampled (unclipped).
@@ -357,8 +356,12 @@ pub struct PpoChunk {
     pub num_envs: usize,
     /// Steps per environment T.
     pub steps: usize,
-    /// Observations the actions were taken in, `T·M × obs_dim`.
+    /// Observations the actions were taken in, `T·M × obs_dim` (empty when they are
+    /// kept as bytes in `obs_u8`).
     pub obs: Vec<f32>,
+    /// Byte observations (frames) the actions were taken in, `T·M × obs_dim`: an
+    /// environment's `u8` observations stay bytes until a minibatch enters the network.
+    pub obs_u8: Vec<u8>,
     /// Discrete actions.
     pub actions: Vec<u32>,
     /// Continuous actions (unclipped), `T·M × dim`.
@@ -450,10 +453,13 @@ impl runner::Actor for PpoActor {
         let act_dim = policy.action.outputs();
         let continuous = matches!(policy.action, ActionKind::Continuous { .. });
         let feat_dim = policy.actor.feature_dim();
+        // Frames stay bytes (a normalised observation is a float).
+        let bytes = policy.obs_norm.is_none() && envs.buffers().obs().as_u8().is_some();
         let mut c = PpoChunk {
             num_envs: m,
             steps,
-            obs: Vec::with_capacity(n * dim),
+            obs: Vec::with_capacity(if bytes { 0 } else { n * dim }),
+            obs_u8: Vec::with_capacity(if bytes { n * dim } else { 0 }),
             actions: Vec::with_capacity(if continuous { 0 } else { n }),
             actions_continuous: Vec::with_capacity(if continuous { n * act_dim } else { 0 }),
             masks: Vec::with_capacity(if masked { n * mask_len } else { 0 }),
@@ -506,6 +512,9 @@ impl runner::Actor for PpoActor {
                     let start = c.obs.len();
                     c.obs.resize(start + dim, 0.0);
                     policy.network_input(&self.obs_row, &mut c.obs[start..]);
+                } else if bytes {
+                    let frames = envs.buffers().obs().as_u8().expect("byte observations");
+                    c.obs_u8.extend_from_slice(&frames[i * dim..(i + 1) * dim]);
                 } else {
                     c.obs.extend_from_slice(&self.obs_row);
                 }
@@ -562,9 +571,9 @@ impl runner::Actor for PpoActor {
 #[derive(Module, Debug)]
 pub struct ActorCritic {
     /// The policy network.
-    pub actor: Mlp,
+    pub actor: Net,
     /// The value network.
-    pub critic: Mlp,
+    pub critic: Net,
     /// log σ for continuous actions.
     pub head: Option<GaussianHead>,
 }
@@ -590,6 +599,25 @@ impl Layered for ActorCritic {
     }
 }
 
+/// [`ActorCritic`] as checkpoints before CNN policies laid it out (MLPs only).
+#[derive(Module, Debug)]
+struct LegacyActorCritic {
+    actor: agentry_models::Mlp,
+    critic: agentry_models::Mlp,
+    head: Option<GaussianHead>,
+}
+
+/// The message of a failed record load.
+fn record_error<E: std::fmt::Display, F: std::fmt::Display>(
+    r: Result<Result<ActorCritic, F>, E>,
+) -> String {
+    match r {
+        Ok(Ok(_)) => "model record: loaded".into(),
+        Ok(Err(e)) => format!("model record: {e}"),
+        Err(e) => format!("model record: {e}"),
+    }
+}
+
 /// Everything a PPO learner needs to know about the environment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PpoShape {
@@ -597,6 +625,82 @@ pub struct PpoShape {
     pub obs_dim: usize,
     /// The action space.
     pub action: ActionKind,
+    /// The observation space's shape (`[channels, height, width]` for stacked frames;
+    /// empty: a flat vector of `obs_dim`).
+    #[serde(default)]
+    pub obs_shape: Vec<usize>,
+    /// The observations are bytes (pixels).
+    #[serde(default)]
+    pub obs_u8: bool,
+}
+
+impl PpoShape {
+    /// A flat observation of `obs_dim` floats.
+    pub fn flat(obs_dim: usize, action: ActionKind) -> Self {
+        PpoShape {
+            obs_dim,
+            action,
+            obs_shape: Vec::new(),
+            obs_u8: false,
+        }
+    }
+
+    /// The shape of an environment's spaces (`mask_len`: its legal-action mask's length).
+    pub fn of(obs: &Space, action: &Space, mask_len: usize) -> Result<Self, AgentError> {
+        let (obs_shape, obs_u8) = match obs {
+            Space::Box(b) => (b.shape.clone(), b.dtype == agentry_envs::Dtype::U8),
+            _ => (Vec::new(), false),
+        };
+        Ok(PpoShape {
+            obs_dim: obs.flat_dim(),
+            action: ActionKind::of(action, mask_len)?,
+            obs_shape,
+            obs_u8,
+        })
+    }
+
+    /// Whether a checkpoint written for `self` fits a learner of `other`: the same width,
+    /// actions and observation dtype, and the same observation shape (checkpoints written
+    /// before shapes were recorded have none, and were all of flat observations).
+    pub fn fits(&self, other: &PpoShape) -> bool {
+        let flat = |s: &PpoShape| s.obs_shape.len() <= 1;
+        self.obs_dim == other.obs_dim
+            && self.action == other.action
+            && if self.obs_shape.is_empty() {
+                flat(other) && !other.obs_u8
+            } else {
+                self.obs_shape == other.obs_shape && self.obs_u8 == other.obs_u8
+            }
+    }
+
+    /// The network `config.network` asks for on these observations: with `auto`, the
+    /// Nature CNN for `u8` frames of shape `[channels, height, width]` (at least 36×36),
+    /// else the MLP. An error names what does not fit.
+    pub fn network(&self, config: &PpoConfig) -> Result<Network, String> {
+        let image = match self.obs_shape[..] {
+            [c, h, w] => Some(NatureCnnConfig {
+                height: h,
+                width: w,
+                ..NatureCnnConfig::new(c, 1)
+            }),
+            _ => None,
+        };
+        match config.network {
+            Network::Mlp => Ok(Network::Mlp),
+            Network::Cnn => match image {
+                Some(c) => c.shapes().map(|_| Network::Cnn),
+                None => Err(format!(
+                    "ppo.network = \"cnn\" needs observations of shape [channels, height, \
+                     width]; these have shape {:?}",
+                    self.obs_shape
+                )),
+            },
+            Network::Auto => Ok(match image {
+                Some(c) if self.obs_u8 && c.shapes().is_ok() => Network::Cnn,
+                _ => Network::Mlp,
+            }),
+        }
+    }
 }
 
 /// The PPO learner.
@@ -643,18 +747,29 @@ pub const METRICS: &[&str] = &[
 
 impl Ppo {
     /// A fresh learner; the networks are initialised from `seed`.
+    ///
+    /// An error when the network `config` asks for does not fit the observations, or
+    /// the plasticity settings do not fit the network (the CNN has no layer norm).
     pub fn new(
         config: &PpoConfig,
         plasticity: &PlasticityConfig,
         shape: PpoShape,
         seed: u64,
-    ) -> Self {
+    ) -> Result<Self, AgentError> {
+        let network = shape.network(config).map_err(AgentError::Usage)?;
+        if network == Network::Cnn && plasticity.layer_norm {
+            return Err(AgentError::Usage(
+                "plasticity.layer_norm (and nap, which needs it) is for MLPs; the Nature CNN \
+                 PPO uses on these observations has no layer norm"
+                    .into(),
+            ));
+        }
         let device = agentry_models::training_device();
         let model = Self::build(config, plasticity.layer_norm, &shape, seed, &device);
         let obs_stats = config
             .normalize_obs
             .then(|| RunningMeanStd::new(shape.obs_dim));
-        Ppo {
+        Ok(Ppo {
             config: config.clone(),
             plasticity: Plasticity::new(plasticity, &model).with_seed(seed),
             seed,
@@ -665,7 +780,7 @@ impl Ppo {
             rng: rand_pcg::Pcg64Mcg::seed_from_u64(agentry_envs::derive_seed(seed, 0x5EED)),
             last_stats: None,
             obs_stats,
-        }
+        })
     }
 
     fn optimizer(config: &PpoConfig) -> ModuleOptimizer {
@@ -682,17 +797,29 @@ impl Ppo {
         seed: u64,
         device: &Device,
     ) -> ActorCritic {
-        let mlp = |out: usize, gain: f32| {
-            MlpConfig::new(shape.obs_dim, &config.hidden, out)
-                .with_activation(config.activation)
-                .with_layer_norm(layer_norm)
-                .with_init(Init::Orthogonal {
-                    hidden_gain: std::f32::consts::SQRT_2,
-                    output_gain: gain,
-                })
+        let network = shape.network(config).expect("checked by Ppo::new");
+        let net = |out: usize, gain: f32, seed: u64| match (network, &shape.obs_shape[..]) {
+            (Network::Cnn, &[c, h, w]) => Net::Cnn(
+                NatureCnnConfig {
+                    height: h,
+                    width: w,
+                    ..NatureCnnConfig::new(c, out).with_output_gain(gain)
+                }
+                .init_seeded(device, seed),
+            ),
+            _ => Net::Mlp(
+                MlpConfig::new(shape.obs_dim, &config.hidden, out)
+                    .with_activation(config.activation)
+                    .with_layer_norm(layer_norm)
+                    .with_init(Init::Orthogonal {
+                        hidden_gain: std::f32::consts::SQRT_2,
+                        output_gain: gain,
+                    })
+                    .init_seeded(device, seed),
+            ),
         };
-        let actor = mlp(shape.action.outputs(), 0.01).init_seeded(device, seed ^ 0xAC);
-        let critic = mlp(1, 1.0).init_seeded(device, seed ^ 0xC0);
+        let actor = net(shape.action.outputs(), 0.01, seed ^ 0xAC);
+        let critic = net(1, 1.0, seed ^ 0xC0);
         let head = match &shape.action {
             ActionKind::Continuous { low, .. } => Some(GaussianHead::new(
                 low.len(),
@@ -792,9 +919,34 @@ impl Ppo {
             .map_err(|e| format!("model record: {e}"))?
             .map_err(|e| format!("model record: {e}"))?;
         let fresh = self.model.clone().expect("model present");
-        let model = catch(|| fresh.try_load_record(record))
-            .map_err(|e| format!("model record: {e}"))?
-            .map_err(|e| format!("model record: {e}"))?;
+        let model = match catch(|| fresh.clone().try_load_record(record.clone())) {
+            Ok(Ok(model)) => model,
+            // Checkpoints written before the networks could be CNNs hold the MLPs at
+            // `actor.…` rather than `actor.Mlp.…`.
+            first => match fresh {
+                ActorCritic {
+                    actor: Net::Mlp(actor),
+                    critic: Net::Mlp(critic),
+                    head,
+                } => {
+                    let legacy = LegacyActorCritic {
+                        actor,
+                        critic,
+                        head,
+                    };
+                    let legacy = catch(|| legacy.try_load_record(record))
+                        .ok()
+                        .and_then(|r| r.ok())
+                        .ok_or_else(|| record_error(first))?;
+                    ActorCritic {
+                        actor: Net::Mlp(legacy.actor),
+                        critic: Net::Mlp(legacy.critic),
+                        head: legacy.head,
+                    }
+                }
+                _ => return Err(record_error(first)),
+            },
+        };
         let adam = Self::optimizer(&self.config);
         let optim = catch(|| adam.from_bytes(Bytes::from_bytes_vec(optim)))
             .map_err(|e| format!("optimizer record: {e}"))?
@@ -811,8 +963,8 @@ impl Ppo {
         PpoPolicy {
             obs_dim: self.shape.obs_dim,
             action: self.shape.action.clone(),
-            actor: MlpWeights::from_mlp(&model.actor),
-            critic: MlpWeights::from_mlp(&model.critic),
+            actor: NetWeights::from_net(&model.actor),
+            critic: NetWeights::from_net(&model.critic),
             log_std: model
                 .head
                 .as_ref()
@@ -835,6 +987,7 @@ impl Ppo {
 struct Batch {
     len: usize,
     obs: Vec<f32>,
+    obs_u8: Vec<u8>,
     actions: Vec<u32>,
     actions_continuous: Vec<f32>,
     masks: Vec<bool>,
@@ -851,6 +1004,7 @@ impl Batch {
         let mut b = Batch {
             len,
             obs: Vec::new(),
+            obs_u8: Vec::new(),
             actions: Vec::new(),
             actions_continuous: Vec::new(),
             masks: Vec::new(),
@@ -879,6 +1033,7 @@ impl Batch {
                 &mut b.returns[at..at + n],
             );
             b.obs.extend_from_slice(&c.obs);
+            b.obs_u8.extend_from_slice(&c.obs_u8);
             b.actions.extend_from_slice(&c.actions);
             b.actions_continuous
                 .extend_from_slice(&c.actions_continuous);
@@ -889,6 +1044,25 @@ impl Batch {
             at += n;
         }
         b
+    }
+}
+
+impl Batch {
+    /// Observation rows `idx` as floats (bytes converted here, on their way into the
+    /// network).
+    fn obs_rows(&self, dim: usize, idx: &[usize]) -> Vec<f32> {
+        if self.obs_u8.is_empty() {
+            return gather(&self.obs, dim, idx);
+        }
+        let mut out = Vec::with_capacity(idx.len() * dim);
+        for &i in idx {
+            out.extend(
+                self.obs_u8[i * dim..(i + 1) * dim]
+                    .iter()
+                    .map(|&v| v as f32),
+            );
+        }
+        out
     }
 }
 
@@ -1042,25 +1216,8 @@ impl ModuleVisitor for MoveGrads<'_> {
 }
 
 /// L2 norm of all of a network's parameters.
-fn weight_norm(w: &MlpWeights) -> f64 {
-    let mut s = 0.0f64;
-    for l in &w.layers {
-        s += l
-            .weight
-            .iter()
-            .chain(&l.bias)
-            .map(|&v| (v as f64).powi(2))
-            .sum::<f64>();
-    }
-    for n in &w.norms {
-        s += n
-            .gamma
-            .iter()
-            .chain(&n.beta)
-            .map(|&v| (v as f64).powi(2))
-            .sum::<f64>();
-    }
-    s.sqrt()
+fn weight_norm(w: &NetWeights) -> f64 {
+    w.sum_sq().sqrt()
 }
 
 fn explained_variance(values: &[f32], returns: &[f32]) -> f64 {
@@ -1166,7 +1323,7 @@ impl runner::Learner for Ppo {
             for idx in order.chunks(mb) {
                 let b = idx.len();
                 let obs = Tensor::<2>::from_data(
-                    TensorData::new(gather(&batch.obs, dim, idx), [b, dim]),
+                    TensorData::new(batch.obs_rows(dim, idx), [b, dim]),
                     &device,
                 );
                 let old_logp = gather(&batch.log_probs, 1, idx);
@@ -1372,14 +1529,15 @@ impl runner::Learner for Ppo {
         if due != Due::default() {
             let sample: Vec<usize> = (0..rows).map(|r| r * n / rows).collect();
             let x = Tensor::<2>::from_data(
-                TensorData::new(gather(&batch.obs, dim, &sample), [rows, dim]),
+                TensorData::new(batch.obs_rows(dim, &sample), [rows, dim]),
                 &device,
             );
-            let act = match cfg.activation {
-                Activation::Relu => diagnostics::Activation::Relu,
-                Activation::Tanh => diagnostics::Activation::Tanh,
-            };
             let model = self.model.take().expect("model present");
+            let act = if model.actor.is_relu() {
+                diagnostics::Activation::Relu
+            } else {
+                diagnostics::Activation::Tanh
+            };
             let (model, reset_optimizer) =
                 self.plasticity
                     .maintain(model, self.fresh(), x.clone(), due);
@@ -1392,7 +1550,7 @@ impl runner::Learner for Ppo {
         }
         let policy = self.acting_policy();
         if due.diagnostics {
-            let stats = |w: &MlpWeights| {
+            let stats = |w: &NetWeights| {
                 let mut scratch = w.scratch();
                 let mut out = vec![0.0; w.output_dim()];
                 let d = w.feature_dim();
@@ -1400,15 +1558,16 @@ impl runner::Learner for Ppo {
                 for r in 0..rows {
                     let i = r * n / rows;
                     w.forward_with_features(
-                        &batch.obs[i * dim..(i + 1) * dim],
+                        &batch.obs_rows(dim, &[i]),
                         &mut scratch,
                         &mut out,
                         &mut feats[r * d..(r + 1) * d],
                     );
                 }
-                let act = match w.activation {
-                    Activation::Relu => diagnostics::Activation::Relu,
-                    Activation::Tanh => diagnostics::Activation::Tanh,
+                let act = if w.is_relu() {
+                    diagnostics::Activation::Relu
+                } else {
+                    diagnostics::Activation::Tanh
                 };
                 diagnostics::feature_stats(&feats, rows, d, act)
             };
@@ -1544,14 +1703,14 @@ mod truncation_tests {
             anneal_lr: false,
             ..PpoConfig::default()
         };
-        let shape = PpoShape {
-            obs_dim: 1,
-            action: ActionKind::Discrete {
+        let shape = PpoShape::flat(
+            1,
+            ActionKind::Discrete {
                 n: 2,
                 masked: false,
             },
-        };
-        let mut ppo = Ppo::new(&config, &Default::default(), shape, 7);
+        );
+        let mut ppo = Ppo::new(&config, &Default::default(), shape, 7).unwrap();
         let make = |_: usize| -> Result<Box<dyn VecEnv>, agentry_envs::EnvError> {
             let envs: Vec<Box<dyn agentry_envs::Env>> = (0..4)
                 .map(|_| {
@@ -1576,25 +1735,213 @@ mod truncation_tests {
         assert!((v - 10.0).abs() < 0.5, "V = {v}, expected 1/(1 − 0.9) = 10");
     }
 
+    /// One-step episodes over 1×36×36 `u8` images: one half of the image is lit, and
+    /// the action that names the lit half (0 left, 1 right) earns 1, the other 0.
+    struct LitHalf {
+        obs_space: agentry_envs::Space,
+        act_space: agentry_envs::Space,
+        rng: rand_pcg::Pcg64Mcg,
+        right: bool,
+    }
+
+    impl LitHalf {
+        fn new() -> Self {
+            LitHalf {
+                obs_space: agentry_envs::Space::Box(agentry_envs::BoxSpace::uniform(
+                    0.0,
+                    255.0,
+                    &[1, 36, 36],
+                    agentry_envs::Dtype::U8,
+                )),
+                act_space: agentry_envs::Space::Discrete(2),
+                rng: rand_pcg::Pcg64Mcg::seed_from_u64(0),
+                right: false,
+            }
+        }
+
+        fn draw(&mut self, out: agentry_envs::Out<'_>) -> agentry_envs::Result<()> {
+            self.right = self.rng.random::<bool>();
+            let px = out.obs.u8()?;
+            for (i, p) in px.iter_mut().enumerate() {
+                let lit = (i % 36 >= 18) == self.right;
+                // Noise on both halves, so that the network must compare them.
+                *p = self.rng.random_range(0..96) + if lit { 128 } else { 0 };
+            }
+            Ok(())
+        }
+    }
+
+    impl agentry_envs::Env for LitHalf {
+        fn observation_space(&self) -> &agentry_envs::Space {
+            &self.obs_space
+        }
+        fn action_space(&self) -> &agentry_envs::Space {
+            &self.act_space
+        }
+        fn reset_into(
+            &mut self,
+            seed: Option<u64>,
+            out: agentry_envs::Out<'_>,
+        ) -> agentry_envs::Result<()> {
+            if let Some(seed) = seed {
+                self.rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+            }
+            self.draw(out)
+        }
+        fn step_into(
+            &mut self,
+            action: agentry_envs::Action<'_>,
+            out: agentry_envs::Out<'_>,
+        ) -> agentry_envs::Result<agentry_envs::Step> {
+            self.act_space.check(&action)?;
+            let agentry_envs::Action::Discrete(a) = action else {
+                unreachable!("checked")
+            };
+            let reward = if (a == 1) == self.right { 1.0 } else { 0.0 };
+            self.draw(out)?;
+            Ok(agentry_envs::Step {
+                reward,
+                terminated: true,
+                truncated: false,
+            })
+        }
+        fn render_ansi(&self) -> String {
+            format!("lit half: {}", if self.right { "right" } else { "left" })
+        }
+    }
+
+    /// PPO with `network = "auto"` picks the Nature CNN for `u8` images and learns to
+    /// read them: from 0.5 (chance) to a greedy mean reward of at least 0.9 in 3 072 steps
+    /// (1.0 from about 1 300 steps on, seed 5).
+    #[test]
+    fn the_cnn_policy_learns_to_read_images() {
+        let config = PpoConfig {
+            rollout_steps: 64,
+            minibatch_size: 64,
+            epochs: 4,
+            learning_rate: 2.5e-4,
+            anneal_lr: false,
+            ent_coef: 0.0,
+            ..PpoConfig::default()
+        };
+        let probe = LitHalf::new();
+        use agentry_envs::Env;
+        let shape = PpoShape::of(probe.observation_space(), probe.action_space(), 0).unwrap();
+        assert_eq!(shape.network(&config), Ok(Network::Cnn));
+        let mut ppo = Ppo::new(&config, &Default::default(), shape.clone(), 5).unwrap();
+        assert!(matches!(ppo.acting_policy().actor, NetWeights::Cnn(_)));
+        // Layer norm is for MLPs.
+        let ln = PlasticityConfig {
+            layer_norm: true,
+            ..Default::default()
+        };
+        let err = Ppo::new(&config, &ln, shape, 5).err().expect("an error");
+        assert!(err.to_string().contains("layer_norm"), "{err}");
+        let make = |_: usize| -> Result<Box<dyn VecEnv>, agentry_envs::EnvError> {
+            let envs: Vec<Box<dyn agentry_envs::Env>> = (0..4)
+                .map(|_| Box::new(LitHalf::new()) as Box<dyn agentry_envs::Env>)
+                .collect();
+            Ok(Box::new(SyncVecEnv::new(envs)?))
+        };
+        let spec = RunSpec {
+            make_envs: &make,
+            actors: 1,
+            envs_per_actor: 4,
+            seed: 3,
+            total_steps: 3_072,
+        };
+        // Frames stay bytes in the rollout.
+        let mut envs = make(0).unwrap();
+        envs.reset(Some(1)).unwrap();
+        let mut actor = PpoActor::new(1, true);
+        let chunk =
+            runner::Actor::collect(&mut actor, &ppo.acting_policy(), &mut *envs, 2).unwrap();
+        assert!(chunk.obs.is_empty());
+        assert_eq!(chunk.obs_u8.len(), 2 * 4 * 36 * 36);
+        let mut state = RunState::default();
+        let mut last = Vec::new();
+        run(&mut ppo, &spec, &mut state, |_, _, _| Ok(Control::Continue)).unwrap();
+        // The greedy policy on fresh images.
+        let policy = ppo.acting_policy();
+        let mut ws = policy.workspace();
+        let mut env = LitHalf::new();
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(9);
+        use agentry_envs::EnvExt;
+        let mut obs = env.reset(Some(77)).unwrap().0.to_f32();
+        for _ in 0..200 {
+            let a = policy.act(&obs, None, ActMode::Deterministic, &mut rng, &mut ws);
+            let t = env.step(agentry_envs::Action::Discrete(a.index)).unwrap();
+            last.push(t.reward);
+            obs = t.obs.to_f32();
+        }
+        let mean = last.iter().sum::<f64>() / last.len() as f64;
+        assert!(mean >= 0.9, "greedy mean reward {mean} after training");
+
+        // Every plasticity tool that applies to a CNN runs on it: resets of the last
+        // two layers (the fully connected one and the head), shrink-and-perturb, ReDo
+        // on the fully connected units, soft reset, decay toward θ₀, the diagnostics
+        // and the capacity probe.
+        let tools = PlasticityConfig {
+            weight_decay: 1e-4,
+            weight_decay_kind: agentry_models::plasticity::DecayKind::L2Init,
+            soft_reset: true,
+            hard_reset_every: 512,
+            hard_reset_layers: agentry_models::plasticity::ResetLayers::LastN(2),
+            shrink_perturb_every: 768,
+            redo_every: 256,
+            diagnostics_every: 1,
+            probe_every: 512,
+            probe_steps: 2,
+            ..Default::default()
+        };
+        let shape = PpoShape::of(probe.observation_space(), probe.action_space(), 0).unwrap();
+        let mut ppo = Ppo::new(&config, &tools, shape, 6).unwrap();
+        let spec = RunSpec {
+            total_steps: 1_024,
+            ..spec
+        };
+        let mut rows = Vec::new();
+        run(&mut ppo, &spec, &mut RunState::default(), |_, _, row| {
+            rows.push(row.to_vec());
+            Ok(Control::Continue)
+        })
+        .unwrap();
+        let names = runner::Learner::metric_names(&ppo);
+        let col = |name: &str| names.iter().position(|n| n == name).expect(name);
+        let last = rows.last().expect("four updates");
+        for name in [
+            "actor/feature_rank",
+            "actor/weight_norm",
+            "critic/effective_rank",
+        ] {
+            assert!(last[col(name)].is_finite(), "{name} = {}", last[col(name)]);
+        }
+        assert!(
+            ppo.plasticity_state().resets >= 1,
+            "{:?}",
+            ppo.plasticity_state()
+        );
+    }
+
     /// A panic in one actor's environment, or an environment that cannot be built,
     /// ends the run with an error naming the actor; every thread is joined (the test
     /// returning at all shows nothing hangs).
     #[test]
     fn actor_panics_and_env_errors_end_the_run_with_an_error() {
         use agentry_envs::testing::CountEnv;
-        let shape = PpoShape {
-            obs_dim: 2,
-            action: ActionKind::Discrete {
+        let shape = PpoShape::flat(
+            2,
+            ActionKind::Discrete {
                 n: 3,
                 masked: false,
             },
-        };
+        );
         let config = PpoConfig {
             rollout_steps: 8,
             minibatch_size: 8,
             ..PpoConfig::default()
         };
-        let mut ppo = Ppo::new(&config, &Default::default(), shape, 1);
+        let mut ppo = Ppo::new(&config, &Default::default(), shape, 1).unwrap();
         let make = |actor: usize| -> Result<Box<dyn VecEnv>, agentry_envs::EnvError> {
             let mut env = CountEnv::new(1000);
             if actor == 1 {

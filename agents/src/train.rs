@@ -23,7 +23,7 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use agentry_envs::{Action, Dtype, ObsMut, Out, derive_seed, registry};
+use agentry_envs::{Action, Dtype, EpisodeEnd, ObsMut, Out, derive_seed, registry};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
@@ -173,7 +173,7 @@ impl Persist for Ppo {
     fn load(&mut self, s: &mut Sections, path: &Path) -> Result<(), AgentError> {
         let shape: PpoShape = serde_json::from_slice(&s.take("shape", path)?)
             .map_err(|e| AgentError::checkpoint(path, format!("section `shape`: {e}")))?;
-        if &shape != self.shape() {
+        if !shape.fits(self.shape()) {
             return Err(AgentError::checkpoint(
                 path,
                 format!(
@@ -347,7 +347,7 @@ pub fn train(start: Start, observer: &mut dyn Observer) -> Result<TrainOutcome, 
     match config.run.algo.as_str() {
         "ppo" => {
             let shape = env_shape(&config.env)?;
-            let mut learner = Ppo::new(&config.ppo, &config.plasticity, shape, config.run.seed);
+            let mut learner = Ppo::new(&config.ppo, &config.plasticity, shape, config.run.seed)?;
             drive(&mut learner, &dir, config, resume, rewrite_steps, observer)
         }
         "dqn" | "rainbow" => {
@@ -391,10 +391,7 @@ pub fn read_config(dir: &Path) -> Result<Config, AgentError> {
 /// The observation width and action kind of an environment.
 pub fn env_shape(env: &EnvConfig) -> Result<PpoShape, AgentError> {
     let e = registry::make(&env.name, &env.params)?;
-    Ok(PpoShape {
-        obs_dim: e.observation_space().flat_dim(),
-        action: ActionKind::of(e.action_space(), e.action_mask_len())?,
-    })
+    PpoShape::of(e.observation_space(), e.action_space(), e.action_mask_len())
 }
 
 /// The observation width and actions of an environment, for a Q-learner (discrete
@@ -431,7 +428,10 @@ fn new_run_dir(config: &Config, out: Option<PathBuf>) -> Result<PathBuf, AgentEr
         None => {
             let base = format!(
                 "runs/{}-{}-seed{}",
-                config.run.algo, config.env.name, config.run.seed
+                config.run.algo,
+                // `atari:Pong`, `ALE/Pong-v5`: no `:` or `/` in a directory name.
+                config.env.name.replace([':', '/'], "-"),
+                config.run.seed
             );
             let mut dir = PathBuf::from(&base);
             let mut n = 2;
@@ -959,10 +959,21 @@ pub fn evaluate(
     loaded: &LoadedPolicy,
     env: Option<&EnvConfig>,
     opts: &EvalOptions,
-    mut render: Option<&mut dyn Write>,
+    render: Option<&mut dyn Write>,
 ) -> Result<EvalReport, AgentError> {
     let env_config = env.unwrap_or(&loaded.meta.env);
-    let mut env = registry::make(&env_config.name, &env_config.params)?;
+    let env = registry::make(&env_config.name, &env_config.params)?;
+    evaluate_in(loaded, env, env_config, opts, render)
+}
+
+/// [`evaluate`] in a given environment (`env_config` names it in the report).
+fn evaluate_in(
+    loaded: &LoadedPolicy,
+    mut env: Box<dyn agentry_envs::Env>,
+    env_config: &EnvConfig,
+    opts: &EvalOptions,
+    mut render: Option<&mut dyn Write>,
+) -> Result<EvalReport, AgentError> {
     let policy = &loaded.policy;
     // A policy with macro-actions plays them through the wrapper (γ = 1: the returns
     // reported are the plain sums), its lengths counted in primitive steps.
@@ -976,10 +987,11 @@ pub fn evaluate(
         )?);
     }
     let macro_steps = env.extra_names().iter().position(|&n| n == "macro_steps");
-    let shape = PpoShape {
-        obs_dim: env.observation_space().flat_dim(),
-        action: ActionKind::of(env.action_space(), env.action_mask_len())?,
-    };
+    let shape = PpoShape::of(
+        env.observation_space(),
+        env.action_space(),
+        env.action_mask_len(),
+    )?;
     if shape.obs_dim != policy.obs_dim() || shape.action != policy.action() {
         return Err(AgentError::Usage(format!(
             "the policy in {} expects observations of width {} and actions {:?}; `{}` has \
@@ -1073,7 +1085,29 @@ pub fn evaluate(
                     env.render_ansi()
                 );
             }
-            if step.done() || len >= opts.max_steps {
+            if step.done() {
+                match env.episode_end() {
+                    // A life lost under episodic life: the game goes on after the reset.
+                    EpisodeEnd::Partial if len < opts.max_steps => {
+                        let out = Out {
+                            obs: if dtype == Dtype::U8 {
+                                ObsMut::U8(&mut obs_u8)
+                            } else {
+                                ObsMut::F32(&mut obs_f32)
+                            },
+                            action_mask: &mut mask,
+                            extras: &mut extras,
+                        };
+                        env.reset_into(None, out)?;
+                        continue;
+                    }
+                    EpisodeEnd::Partial | EpisodeEnd::Learner => {}
+                    // The whole game, unclipped (what the training curves report too).
+                    EpisodeEnd::Whole { ret: r, len: l } => (ret, len) = (r, l),
+                }
+                break;
+            }
+            if len >= opts.max_steps {
                 break;
             }
         }
@@ -1320,7 +1354,8 @@ mod tests {
 
         fs::write(&path, &good).unwrap();
         // What the checkpoint holds comes back exactly.
-        let mut fresh = Ppo::new(&cfg.ppo, &cfg.plasticity, env_shape(&cfg.env).unwrap(), 99);
+        let mut fresh =
+            Ppo::new(&cfg.ppo, &cfg.plasticity, env_shape(&cfg.env).unwrap(), 99).unwrap();
         let mut sections = Sections::read(&path).unwrap();
         let (model, optim) = (
             sections.get("model").unwrap().to_vec(),
@@ -1347,7 +1382,8 @@ mod tests {
             .unwrap();
             learner.model_bytes().unwrap()
         };
-        let mut without = Ppo::new(&cfg.ppo, &cfg.plasticity, env_shape(&cfg.env).unwrap(), 99);
+        let mut without =
+            Ppo::new(&cfg.ppo, &cfg.plasticity, env_shape(&cfg.env).unwrap(), 99).unwrap();
         let fresh_optim = without.optimizer_bytes().unwrap();
         let rng = String::from_utf8(sections_rng(&path)).unwrap();
         without.restore(model.clone(), fresh_optim, &rng).unwrap();
@@ -1552,7 +1588,8 @@ mod tests {
         assert!(norm.inv_std[2] > 2.0, "{norm:?}");
         let rd = RunDir::new(&dir);
         let (_, path) = rd.latest("learner").unwrap().unwrap();
-        let mut fresh = Ppo::new(&cfg.ppo, &cfg.plasticity, env_shape(&cfg.env).unwrap(), 3);
+        let mut fresh =
+            Ppo::new(&cfg.ppo, &cfg.plasticity, env_shape(&cfg.env).unwrap(), 3).unwrap();
         fresh
             .load(&mut Sections::read(&path).unwrap(), &path)
             .unwrap();
@@ -1756,7 +1793,7 @@ mod tests {
             assert!(saved.resets >= 3, "{saved:?}");
             if algo == "ppo" {
                 let mut fresh =
-                    Ppo::new(&cfg.ppo, &cfg.plasticity, env_shape(&cfg.env).unwrap(), 5);
+                    Ppo::new(&cfg.ppo, &cfg.plasticity, env_shape(&cfg.env).unwrap(), 5).unwrap();
                 fresh.load(&mut sections, &path).unwrap();
                 assert_eq!(fresh.plasticity_state(), saved);
             }
@@ -1794,6 +1831,43 @@ mod tests {
     #[test]
     fn dqn_cartpole_preset_reaches_475_within_100k_steps_seed_3() {
         preset_solves("dqn", 3);
+    }
+
+    /// Under episodic life an evaluation episode is the whole game: the lives lost
+    /// inside it continue the game, and the return is the game's (unclipped).
+    #[test]
+    fn evaluation_episodes_are_whole_games() {
+        let shape = PpoShape::flat(
+            2,
+            ActionKind::Discrete {
+                n: 2,
+                masked: false,
+            },
+        );
+        let ppo = Ppo::new(&Default::default(), &Default::default(), shape, 1).unwrap();
+        let env_config = EnvConfig {
+            name: "lives".into(),
+            params: Default::default(),
+        };
+        let loaded = LoadedPolicy {
+            path: "test".into(),
+            meta: PolicyMeta {
+                algo: "ppo".into(),
+                env: env_config.clone(),
+                env_steps: 0,
+            },
+            policy: Policy::Ppo(ppo.acting_policy()),
+        };
+        let opts = EvalOptions {
+            episodes: 3,
+            deterministic: false,
+            seed: 1,
+            max_steps: 1_000,
+        };
+        let env = Box::new(agentry_envs::testing::LivesEnv::new(3, 5));
+        let r = evaluate_in(&loaded, env, &env_config, &opts, None).unwrap();
+        // 3 lives × 5 steps, 10 points a step (the learner sees 1).
+        assert_eq!((r.episodes, r.return_mean, r.length_mean), (3, 150.0, 15.0));
     }
 
     /// The Rainbow Dark-Room preset finds the far goal and stays on it (82 is the most

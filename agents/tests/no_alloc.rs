@@ -54,10 +54,7 @@ fn acting_allocates_nothing_per_call() {
             true,
         ),
     ] {
-        let shape = PpoShape {
-            obs_dim: 4,
-            action: action.clone(),
-        };
+        let shape = PpoShape::flat(4, action.clone());
         let config = PpoConfig {
             normalize_obs,
             ..PpoConfig::default()
@@ -66,7 +63,9 @@ fn acting_allocates_nothing_per_call() {
             layer_norm,
             ..Default::default()
         };
-        let policy = Ppo::new(&config, &plasticity, shape, 3).acting_policy();
+        let policy = Ppo::new(&config, &plasticity, shape, 3)
+            .unwrap()
+            .acting_policy();
         assert_eq!(policy.obs_norm.is_some(), normalize_obs);
         let mut ws = policy.workspace();
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);

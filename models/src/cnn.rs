@@ -123,6 +123,9 @@ impl NatureCnnConfig {
         let head = linear(&mut rng, self.features, self.outputs, self.output_gain);
         let mut convs = convs.into_iter();
         NatureCnn {
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
             conv1: convs.next().expect("conv 1"),
             conv2: convs.next().expect("conv 2"),
             conv3: convs.next().expect("conv 3"),
@@ -135,6 +138,9 @@ impl NatureCnnConfig {
 /// The Nature CNN; see the [module docs](self).
 #[derive(Module, Debug)]
 pub struct NatureCnn {
+    channels: usize,
+    height: usize,
+    width: usize,
     conv1: Conv2d,
     conv2: Conv2d,
     conv3: Conv2d,
@@ -149,10 +155,15 @@ impl NatureCnn {
     /// - `x`: `[batch, channels, height, width]`, pixel values 0–255
     /// - output: `[batch, features]`
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        activation::relu(self.trunk(x))
+    }
+
+    /// The fully connected layer's pre-activations.
+    fn trunk(&self, x: Tensor<4>) -> Tensor<2> {
         let h = activation::relu(self.conv1.forward(x.div_scalar(255.0)));
         let h = activation::relu(self.conv2.forward(h));
         let h = activation::relu(self.conv3.forward(h));
-        activation::relu(self.fc.forward(h.flatten(1, 3)))
+        self.fc.forward(h.flatten(1, 3))
     }
 
     /// The head's outputs.
@@ -162,6 +173,86 @@ impl NatureCnn {
     /// - output: `[batch, outputs]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         self.head.forward(self.features(x))
+    }
+
+    /// The head's outputs and the fully connected layer's pre-activations (the last
+    /// hidden layer's, which PFO regularises), for flattened observations.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels · height · width]`, channel-first, pixel values 0–255
+    /// - outputs: `[batch, outputs]` and `[batch, features]`
+    pub fn forward_with_features(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        let z = self.trunk(self.image(x));
+        (self.head.forward(activation::relu(z.clone())), z)
+    }
+
+    /// Flattened observations as images.
+    fn image(&self, x: Tensor<2>) -> Tensor<4> {
+        let b = x.dims()[0];
+        x.reshape([b, self.channels, self.height, self.width])
+    }
+
+    /// Values per observation (channels × height × width).
+    pub fn input_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+}
+
+impl crate::plasticity::Layered for NatureCnn {
+    /// Five layers: the three convolutions (whose units, the filters, are not
+    /// described: dormancy and ReDo act on the fully connected layer), the fully
+    /// connected layer, the head.
+    fn layers(&self) -> Vec<crate::plasticity::Layer> {
+        use crate::plasticity::{Layer, Units};
+        let bias = |b: &Option<Param<Tensor<1>>>| b.iter().map(|p| p.id).collect::<Vec<_>>();
+        let mut layers: Vec<Layer> = [&self.conv1, &self.conv2, &self.conv3]
+            .into_iter()
+            .enumerate()
+            .map(|(i, conv)| Layer {
+                name: format!("conv{}", i + 1),
+                from_output: 4 - i,
+                weights: vec![conv.weight.id],
+                others: bias(&conv.bias),
+                noise: Vec::new(),
+                norm: Vec::new(),
+                units: None,
+            })
+            .collect();
+        let fc_bias = bias(&self.fc.bias);
+        let mut incoming = vec![self.fc.weight.id];
+        incoming.extend(&fc_bias);
+        layers.push(Layer {
+            name: "fc".into(),
+            from_output: 1,
+            weights: vec![self.fc.weight.id],
+            others: fc_bias,
+            noise: Vec::new(),
+            norm: Vec::new(),
+            units: Some(Units {
+                width: self.fc.weight.dims()[1],
+                incoming,
+                outgoing: vec![self.head.weight.id],
+            }),
+        });
+        layers.push(Layer {
+            name: "head".into(),
+            from_output: 0,
+            weights: vec![self.head.weight.id],
+            others: bias(&self.head.bias),
+            noise: Vec::new(),
+            norm: Vec::new(),
+            units: None,
+        });
+        layers
+    }
+
+    /// The fully connected layer's activations (the one layer with units).
+    fn hidden_activations(&self, x: Tensor<2>) -> Vec<Tensor<2>> {
+        vec![activation::relu(self.trunk(self.image(x)))]
+    }
+
+    fn probe_outputs(&self, x: Tensor<2>) -> Tensor<2> {
+        self.forward_with_features(x).0
     }
 }
 
@@ -274,6 +365,27 @@ impl CnnWeights {
         }
     }
 
+    /// A copy of `cnn`'s parameters (its shape read from the module itself).
+    pub fn from_nature_cnn(cnn: &NatureCnn) -> Self {
+        let config = NatureCnnConfig {
+            channels: cnn.channels,
+            height: cnn.height,
+            width: cnn.width,
+            features: cnn.fc.weight.dims()[1],
+            outputs: cnn.head.weight.dims()[1],
+            output_gain: 1.0,
+        };
+        Self::from_cnn(cnn, &config)
+    }
+
+    /// The dense products: three convolutions, the fully connected layer, the head.
+    pub(crate) fn dense_layers(&self) -> impl Iterator<Item = &Dense> {
+        self.convs
+            .iter()
+            .map(|c| &c.dense)
+            .chain([&self.fc, &self.head])
+    }
+
     /// Input values per observation (channels × height × width).
     pub fn input_len(&self) -> usize {
         let c = &self.convs[0];
@@ -306,12 +418,78 @@ impl CnnWeights {
         }
     }
 
-    /// The outputs for one observation `obs` (`channels × height × width` bytes,
-    /// channel-first, as a frame stack holds them).
+    /// Width of the fully connected layer (the features PFO reads).
+    pub fn feature_dim(&self) -> usize {
+        self.fc.fan_out
+    }
+
+    /// Check that the shapes fit together and every value is finite (a network read
+    /// from a file may not).
+    pub fn check(&self) -> Result<(), String> {
+        if self.convs.len() != CONVS.len() {
+            return Err(format!(
+                "{} convolutions, the Nature CNN has {}",
+                self.convs.len(),
+                CONVS.len()
+            ));
+        }
+        let (mut c_in, mut h, mut w) = {
+            let c = &self.convs[0];
+            (c.channels, c.in_h, c.in_w)
+        };
+        for (i, (c, &(filters, k, s))) in self.convs.iter().zip(&CONVS).enumerate() {
+            let fits = c.channels == c_in
+                && c.in_h == h
+                && c.in_w == w
+                && c.kernel == k
+                && c.stride == s
+                && h >= k
+                && w >= k
+                && c.out_h == (h - k) / s + 1
+                && c.out_w == (w - k) / s + 1
+                && c.dense.fan_out == filters
+                && c.dense.fan_in == c_in * k * k;
+            if !fits || c_in == 0 {
+                return Err(format!("convolution {} does not fit its input", i + 1));
+            }
+            check_dense(&c.dense).map_err(|m| format!("convolution {}: {m}", i + 1))?;
+            (c_in, h, w) = (filters, c.out_h, c.out_w);
+        }
+        if self.fc.fan_in != c_in * h * w || self.head.fan_in != self.fc.fan_out {
+            return Err("the fully connected layers do not fit the convolutions".into());
+        }
+        check_dense(&self.fc).map_err(|m| format!("fully connected layer: {m}"))?;
+        check_dense(&self.head).map_err(|m| format!("head: {m}"))
+    }
+
+    /// The outputs for one observation `obs` (`channels × height × width` pixel values
+    /// 0–255, channel-first, as a frame stack holds them; bytes or floats).
     ///
     /// # Panics
     /// If `obs` or `out` has the wrong length (a programming error).
-    pub fn forward(&self, obs: &[u8], s: &mut CnnScratch, out: &mut [f32]) {
+    pub fn forward<T: Copy + Into<f32>>(&self, obs: &[T], s: &mut CnnScratch, out: &mut [f32]) {
+        self.run(obs, s, out, None);
+    }
+
+    /// [`forward`](Self::forward), also writing the fully connected layer's
+    /// pre-activations into `features` ([`feature_dim`](Self::feature_dim) values).
+    pub fn forward_with_features<T: Copy + Into<f32>>(
+        &self,
+        obs: &[T],
+        s: &mut CnnScratch,
+        out: &mut [f32],
+        features: &mut [f32],
+    ) {
+        self.run(obs, s, out, Some(features));
+    }
+
+    fn run<T: Copy + Into<f32>>(
+        &self,
+        obs: &[T],
+        s: &mut CnnScratch,
+        out: &mut [f32],
+        features: Option<&mut [f32]>,
+    ) {
         assert_eq!(obs.len(), self.input_len(), "observation size");
         assert_eq!(out.len(), self.output_dim(), "output size");
         let [a, b] = &mut s.maps;
@@ -329,7 +507,7 @@ impl CnnWeights {
                             for kx in 0..k {
                                 let x = ox * st + kx;
                                 row[i] = if layer == 0 {
-                                    obs[(ch * conv.in_h + y) * conv.in_w + x] as f32 / 255.0
+                                    obs[(ch * conv.in_h + y) * conv.in_w + x].into() / 255.0
                                 } else {
                                     input[(y * conv.in_w + x) * conv.channels + ch]
                                 };
@@ -350,9 +528,33 @@ impl CnnWeights {
         let last = self.convs.last().expect("three convolutions");
         let flat = last.out_h * last.out_w * last.dense.fan_out;
         dense(&self.fc, &input[..flat], &mut s.features);
+        if let Some(f) = features {
+            f.copy_from_slice(&s.features);
+        }
         s.features.iter_mut().for_each(|v| *v = v.max(0.0));
         dense(&self.head, &s.features, out);
     }
+}
+
+/// A dense layer's sizes against its values, and every value finite.
+fn check_dense(d: &Dense) -> Result<(), String> {
+    if d.fan_in == 0
+        || d.fan_out == 0
+        || d.fan_in.checked_mul(d.fan_out) != Some(d.weight.len())
+        || d.bias.len() != d.fan_out
+    {
+        return Err(format!(
+            "claims {}×{} but holds {} weights and {} biases",
+            d.fan_in,
+            d.fan_out,
+            d.weight.len(),
+            d.bias.len()
+        ));
+    }
+    if d.weight.iter().chain(&d.bias).any(|v| !v.is_finite()) {
+        return Err("holds a NaN or infinite value".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub mod heads;
 pub mod inference;
 mod init;
 pub mod mlp;
+pub mod net;
 pub mod plasticity;
 pub mod qnet;
 
@@ -36,6 +37,7 @@ pub use cnn::{CnnWeights, NatureCnn, NatureCnnConfig};
 pub use heads::{GaussianHead, categorical_entropy, categorical_log_prob, masked_log_softmax};
 pub use inference::MlpWeights;
 pub use mlp::{Activation, Init, Mlp, MlpConfig};
+pub use net::{Net, NetScratch, NetWeights};
 pub use qnet::{QNet, QNetConfig, QNoise, QWeights};
 
 use burn::tensor::Device;
