@@ -4,7 +4,7 @@
 // act(), sticky actions 0.25, the RGB screen read after every frame, one thread.
 //
 //   benches/atari/build.sh [OUT]                 # default: benches/atari/ale_loop
-//   ale_loop ROM [FRAMES] [--screen=ptr|vector|none]
+//   ale_loop ROM [FRAMES] [--screen=ptr|vector|none] [--seed=S]
 //
 // prints `ALE C++ loop (screen: ptr): N frames/s (Breakout, FRAMES frames)`.
 // How the screen is read:
@@ -14,6 +14,7 @@
 // - vector: the public `ALEInterface::getScreenRGB(std::vector&)`, whose overload of the
 //   lookup resizes the vector and indexes it: measurably slower (BENCHMARKS.md);
 // - none: no screen read, to show what reading costs.
+// --seed (default 0) seeds ALE and the action draws: other seeds play other games.
 
 #include <chrono>
 #include <cstdint>
@@ -31,15 +32,19 @@ enum class Screen { Ptr, Vector, None };
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s ROM [FRAMES] [--screen=ptr|vector|none]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s ROM [FRAMES] [--screen=ptr|vector|none] [--seed=S]\n",
+                 argv[0]);
     return 2;
   }
   const char* rom = argv[1];
   long long frames = 200000;
   Screen mode = Screen::Ptr;
   const char* mode_name = "ptr";
+  int seed = 0;
   for (int i = 2; i < argc; i++) {
-    if (std::strncmp(argv[i], "--screen=", 9) == 0) {
+    if (std::strncmp(argv[i], "--seed=", 7) == 0) {
+      seed = std::atoi(argv[i] + 7);
+    } else if (std::strncmp(argv[i], "--screen=", 9) == 0) {
       mode_name = argv[i] + 9;
       if (std::strcmp(mode_name, "ptr") == 0) {
         mode = Screen::Ptr;
@@ -63,7 +68,7 @@ int main(int argc, char** argv) {
   try {
     ale::Logger::setMode(ale::Logger::Error);
     ale::ALEInterface ale;
-    ale.setInt("random_seed", 0);
+    ale.setInt("random_seed", seed);
     ale.setFloat("repeat_action_probability", 0.25f);
     ale.loadROM(rom);
     const ale::ActionVect actions = ale.getMinimalActionSet();
@@ -71,7 +76,7 @@ int main(int argc, char** argv) {
     const std::size_t pixels = ale_screen.height() * ale_screen.width();
     std::vector<unsigned char> screen(pixels * 3);
     // The draw costs a few nanoseconds against tens of microseconds per frame.
-    std::mt19937_64 rng(0);
+    std::mt19937_64 rng(static_cast<std::uint64_t>(seed));
     std::uniform_int_distribution<std::size_t> pick(0, actions.size() - 1);
     ale.reset_game();
     const auto start = std::chrono::steady_clock::now();
