@@ -5,12 +5,15 @@
 //! step does, in two ways:
 //! - `fixed`: thread t always steps copies t·N/2 .. (t+1)·N/2 (agentry's ThreadedVecEnv);
 //! - `claim`: each thread takes the next unstepped copy from a shared counter until
-//!   none is left, so a thread that was descheduled simply steps fewer copies.
+//!   none is left, so a thread that was descheduled simply steps fewer copies;
+//! - `fixed-spin`: fixed halves, but the round ends at a barrier that spins without
+//!   ever giving up the core (the other two wait in the standard library's Barrier,
+//!   which sleeps), to see whether losing the core while waiting is what costs.
 //!
 //! ```text
 //! cargo run --release --manifest-path benches/atari/split/Cargo.toml -- [ROUNDS] [N]
 //! ```
-//! prints steps/s for `fixed`, `claim`, `fixed`, `claim` (alternating, same process).
+//! prints steps/s for `fixed`, `claim`, `fixed-spin`, twice (alternating, same process).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
@@ -56,18 +59,34 @@ impl Copy {
     }
 }
 
-fn run(copies: &[Mutex<Copy>], rounds: usize, claim: bool) -> f64 {
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Fixed,
+    Claim,
+    FixedSpin,
+}
+
+/// A two-thread barrier that spins: `arrived` counts arrivals over all rounds.
+fn spin_wait(arrived: &AtomicUsize, round: usize) {
+    arrived.fetch_add(1, Ordering::AcqRel);
+    while arrived.load(Ordering::Acquire) < 2 * (round + 1) {
+        std::hint::spin_loop();
+    }
+}
+
+fn run(copies: &[Mutex<Copy>], rounds: usize, mode: Mode) -> f64 {
     let n = copies.len();
     let barrier = Barrier::new(2);
+    let arrived = AtomicUsize::new(0);
     let next = [AtomicUsize::new(0), AtomicUsize::new(0)]; // one counter per round parity
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..2 {
-            let (barrier, next) = (&barrier, &next);
+            let (barrier, next, arrived) = (&barrier, &next, &arrived);
             s.spawn(move || {
                 for r in 0..rounds {
                     let counter = &next[r % 2];
-                    if claim {
+                    if mode == Mode::Claim {
                         loop {
                             let i = counter.fetch_add(1, Ordering::Relaxed);
                             if i >= n {
@@ -84,7 +103,11 @@ fn run(copies: &[Mutex<Copy>], rounds: usize, claim: bool) -> f64 {
                     if t == 0 {
                         next[(r + 1) % 2].store(0, Ordering::Relaxed);
                     }
-                    barrier.wait();
+                    if mode == Mode::FixedSpin {
+                        spin_wait(arrived, r);
+                    } else {
+                        barrier.wait();
+                    }
                 }
             });
         }
@@ -97,8 +120,10 @@ fn main() {
     let rounds: usize = args.next().map_or(5000, |s| s.parse().expect("ROUNDS"));
     let n: usize = args.next().map_or(8, |s| s.parse().expect("N"));
     let copies: Vec<Mutex<Copy>> = (0..n).map(|i| Mutex::new(Copy::new(i as u64))).collect();
-    for claim in [false, true, false, true] {
-        let name = if claim { "claim" } else { "fixed" };
-        println!("{name}: {:.0} steps/s ({n} copies, 2 threads, {rounds} rounds)", run(&copies, rounds, claim));
+    for _ in 0..2 {
+        for (mode, name) in [(Mode::Fixed, "fixed"), (Mode::Claim, "claim"), (Mode::FixedSpin, "fixed-spin")] {
+            let rate = run(&copies, rounds, mode);
+            println!("{name}: {rate:.0} steps/s ({n} copies, 2 threads, {rounds} rounds)");
+        }
     }
 }
