@@ -40,10 +40,23 @@ impl Copy {
         let mut obs = Observation::zeros(space.dtype(), space.flat_dim());
         let mut mask = vec![true; env.action_mask_len()];
         let mut extras = vec![0.0; env.extra_names().len()];
-        let out = Out { obs: obs.as_mut(), action_mask: &mut mask, extras: &mut extras };
+        let out = Out {
+            obs: obs.as_mut(),
+            action_mask: &mut mask,
+            extras: &mut extras,
+        };
         env.reset_into(Some(seed), out).expect("reset");
-        let Space::Discrete(actions) = *env.action_space() else { panic!("Atari actions are discrete") };
-        Copy { env, obs, mask, extras, rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, actions }
+        let Space::Discrete(actions) = *env.action_space() else {
+            panic!("Atari actions are discrete")
+        };
+        Copy {
+            env,
+            obs,
+            mask,
+            extras,
+            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            actions,
+        }
     }
 
     fn step(&mut self) {
@@ -51,9 +64,22 @@ impl Copy {
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
         let a = ((self.rng >> 32) * self.actions as u64 >> 32) as usize;
-        let out = Out { obs: self.obs.as_mut(), action_mask: &mut self.mask, extras: &mut self.extras };
-        if self.env.step_into(Action::Discrete(a), out).expect("step").done() {
-            let out = Out { obs: self.obs.as_mut(), action_mask: &mut self.mask, extras: &mut self.extras };
+        let out = Out {
+            obs: self.obs.as_mut(),
+            action_mask: &mut self.mask,
+            extras: &mut self.extras,
+        };
+        if self
+            .env
+            .step_into(Action::Discrete(a), out)
+            .expect("step")
+            .done()
+        {
+            let out = Out {
+                obs: self.obs.as_mut(),
+                action_mask: &mut self.mask,
+                extras: &mut self.extras,
+            };
             self.env.reset_into(None, out).expect("reset");
         }
     }
@@ -121,7 +147,11 @@ fn main() {
     let n: usize = args.next().map_or(8, |s| s.parse().expect("N"));
     let copies: Vec<Mutex<Copy>> = (0..n).map(|i| Mutex::new(Copy::new(i as u64))).collect();
     for _ in 0..2 {
-        for (mode, name) in [(Mode::Fixed, "fixed"), (Mode::Claim, "claim"), (Mode::FixedSpin, "fixed-spin")] {
+        for (mode, name) in [
+            (Mode::Fixed, "fixed"),
+            (Mode::Claim, "claim"),
+            (Mode::FixedSpin, "fixed-spin"),
+        ] {
             let rate = run(&copies, rounds, mode);
             println!("{name}: {rate:.0} steps/s ({n} copies, 2 threads, {rounds} rounds)");
         }
