@@ -63,7 +63,7 @@ impl Copy {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
-        let a = ((self.rng >> 32) * self.actions as u64 >> 32) as usize;
+        let a = (((self.rng >> 32) * self.actions as u64) >> 32) as usize;
         let out = Out {
             obs: self.obs.as_mut(),
             action_mask: &mut self.mask,
