@@ -4,14 +4,16 @@
 //!
 //! ```text
 //! magic      4 bytes  "AGRM"
-//! version    u32      1
+//! version    u32      2 (version 1, written before byte observations existed, is
+//!                     version 2 without the dtype byte, its observations f32)
 //! kind       u8       1 = uniform, 2 = prioritized
+//! dtype      u8       1 = f32, 2 = u8: the observations' element type
 //! capacity   u64
 //! obs_dim    u64
 //! inserted   u64      items inserted so far; len = min(inserted, capacity) are stored
 //! [prioritized only: alpha f64, epsilon f64, max_priority f64]
-//! obs        len × obs_dim f32   slot order
-//! next_obs   len × obs_dim f32
+//! obs        len × obs_dim values of dtype   slot order
+//! next_obs   len × obs_dim values of dtype
 //! actions    len u32
 //! rewards    len f32
 //! discounts  len f32
@@ -25,22 +27,26 @@
 //! length the header implies, then the checksum, then the values, and only then
 //! overwrites anything: a failed load leaves the memory as it was.
 
+use crate::element::{Element, name_of_tag};
 use crate::error::{MemoryError, Result};
 use crate::storage::Storage;
 
 pub(crate) const MAGIC: [u8; 4] = *b"AGRM";
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
+/// The version without the dtype byte (f32 observations only).
+const VERSION_F32: u32 = 1;
 pub(crate) const KIND_UNIFORM: u8 = 1;
 pub(crate) const KIND_PRIORITIZED: u8 = 2;
-/// magic, version, kind, capacity, obs_dim, inserted.
-pub(crate) const HEADER_BYTES: usize = 4 + 4 + 1 + 8 + 8 + 8;
+/// magic, version, kind, dtype, capacity, obs_dim, inserted.
+pub(crate) const HEADER_BYTES: usize = 4 + 4 + 1 + 1 + 8 + 8 + 8;
 /// alpha, epsilon, max_priority.
 pub(crate) const PRIORITY_HEADER_BYTES: usize = 3 * 8;
 pub(crate) const CHECKSUM_BYTES: usize = 8;
 
-/// Bytes per stored item for `obs_dim`: two observations and four 4-byte fields.
-pub(crate) fn item_bytes(obs_dim: usize) -> usize {
-    2 * 4 * obs_dim + 16
+/// Bytes per stored item for `obs_dim` values of `value_bytes` each: two observations
+/// and four 4-byte fields.
+pub(crate) fn item_bytes(obs_dim: usize, value_bytes: usize) -> usize {
+    2 * value_bytes * obs_dim + 16
 }
 
 /// A 64-bit checksum against truncation and corruption (not against tampering). Every
@@ -135,9 +141,9 @@ impl<'a> Reader<'a> {
 
 /// Reads and checks the fixed header and the overall length; returns the header and
 /// a reader positioned after it, over the input without its checksum.
-pub(crate) fn open<'a>(
+pub(crate) fn open<'a, T: Element>(
     bytes: &'a [u8],
-    storage: &Storage,
+    storage: &Storage<T>,
     kind: u8,
 ) -> Result<(Header, Reader<'a>)> {
     let mut r = Reader::new(bytes);
@@ -147,13 +153,24 @@ pub(crate) fn open<'a>(
         ));
     }
     let version = r.u32("version")?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_F32 {
         return Err(MemoryError::Load(format!(
-            "format version {version}, this build reads version {VERSION}"
+            "format version {version}, this build reads versions {VERSION_F32} and {VERSION}"
         )));
     }
+    let header_bytes = if version == VERSION_F32 {
+        HEADER_BYTES - 1
+    } else {
+        HEADER_BYTES
+    };
+    let kind_read = r.u8("kind")?;
+    let dtype = if version == VERSION_F32 {
+        f32::TAG
+    } else {
+        r.u8("dtype")?
+    };
     let header = Header {
-        kind: r.u8("kind")?,
+        kind: kind_read,
         capacity: r.u64("capacity")?,
         obs_dim: r.u64("obs_dim")?,
         inserted: r.u64("inserted")?,
@@ -171,6 +188,13 @@ pub(crate) fn open<'a>(
             name(kind)
         )));
     }
+    if dtype != T::TAG {
+        return Err(MemoryError::Load(format!(
+            "saved with {} observations, this memory stores {}",
+            name_of_tag(dtype),
+            T::NAME
+        )));
+    }
     if header.capacity != storage.capacity as u64 || header.obs_dim != storage.obs_dim as u64 {
         return Err(MemoryError::Load(format!(
             "saved with capacity {} and obs_dim {}, this memory has capacity {} and obs_dim {}",
@@ -186,13 +210,14 @@ pub(crate) fn open<'a>(
     // The header now fixes the exact length; capacity and obs_dim match this memory's,
     // whose arrays exist, so none of this can overflow.
     let len = header.inserted.min(header.capacity) as usize;
-    let per_item = item_bytes(storage.obs_dim) + if kind == KIND_PRIORITIZED { 8 } else { 0 };
+    let per_item =
+        item_bytes(storage.obs_dim, T::BYTES) + if kind == KIND_PRIORITIZED { 8 } else { 0 };
     let extra = if kind == KIND_PRIORITIZED {
         PRIORITY_HEADER_BYTES
     } else {
         0
     };
-    let expected = HEADER_BYTES + extra + len * per_item + CHECKSUM_BYTES;
+    let expected = header_bytes + extra + len * per_item + CHECKSUM_BYTES;
     if bytes.len() != expected {
         return Err(MemoryError::Load(format!(
             "{} bytes, expected {expected} for {len} items ({})",
@@ -213,7 +238,7 @@ pub(crate) fn open<'a>(
         ));
     }
     let mut r = Reader::new(body);
-    r.take(HEADER_BYTES, "header")?;
+    r.take(header_bytes, "header")?;
     Ok((header, r))
 }
 
@@ -229,17 +254,17 @@ pub(crate) struct Columns<'a> {
 }
 
 /// Reads (without storing) the storage columns of `inserted` items and checks them.
-pub(crate) fn read_columns<'a>(
+pub(crate) fn read_columns<'a, T: Element>(
     r: &mut Reader<'a>,
-    storage: &Storage,
+    storage: &Storage<T>,
     inserted: u64,
 ) -> Result<Columns<'a>> {
     let len = inserted.min(storage.capacity as u64) as usize;
-    let floats = len * storage.obs_dim;
+    let values = len * storage.obs_dim;
     let cols = Columns {
         inserted,
-        obs: r.column(floats, 4, "obs")?,
-        next_obs: r.column(floats, 4, "next_obs")?,
+        obs: r.column(values, T::BYTES, "obs")?,
+        next_obs: r.column(values, T::BYTES, "next_obs")?,
         actions: r.column(len, 4, "actions")?,
         rewards: r.column(len, 4, "rewards")?,
         discounts: r.column(len, 4, "discounts")?,
@@ -252,14 +277,15 @@ pub(crate) fn read_columns<'a>(
 }
 
 /// Overwrites `storage` with checked columns.
-pub(crate) fn store_columns(cols: &Columns<'_>, storage: &mut Storage) {
-    fn fill<T>(dst: &mut [T], src: impl Iterator<Item = T>) {
+pub(crate) fn store_columns<T: Element>(cols: &Columns<'_>, storage: &mut Storage<T>) {
+    fn fill<V>(dst: &mut [V], src: impl Iterator<Item = V>) {
         for (d, s) in dst.iter_mut().zip(src) {
             *d = s;
         }
     }
-    fill(&mut storage.obs, f32s(cols.obs));
-    fill(&mut storage.next_obs, f32s(cols.next_obs));
+    let values = cols.obs.len() / T::BYTES;
+    T::read_le(cols.obs, &mut storage.obs[..values]);
+    T::read_le(cols.next_obs, &mut storage.next_obs[..values]);
     fill(&mut storage.actions, u32s(cols.actions));
     fill(&mut storage.rewards, f32s(cols.rewards));
     fill(&mut storage.discounts, f32s(cols.discounts));
@@ -284,15 +310,16 @@ pub(crate) fn f64s(bytes: &[u8]) -> impl Iterator<Item = f64> + '_ {
 }
 
 /// Writes the header and the storage columns.
-pub(crate) fn write_storage(
+pub(crate) fn write_storage<T: Element>(
     out: &mut Vec<u8>,
-    storage: &Storage,
+    storage: &Storage<T>,
     kind: u8,
     priority_header: Option<[f64; 3]>,
 ) {
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.push(kind);
+    out.push(T::TAG);
     out.extend_from_slice(&(storage.capacity as u64).to_le_bytes());
     out.extend_from_slice(&(storage.obs_dim as u64).to_le_bytes());
     out.extend_from_slice(&storage.inserted.to_le_bytes());
@@ -300,13 +327,13 @@ pub(crate) fn write_storage(
         out.extend_from_slice(&v.to_le_bytes());
     }
     let len = storage.len();
-    let floats = len * storage.obs_dim;
+    let values = len * storage.obs_dim;
+    T::write_le(&storage.obs[..values], out);
+    T::write_le(&storage.next_obs[..values], out);
     let f32s = |out: &mut Vec<u8>, xs: &[f32]| {
         xs.iter()
             .for_each(|x| out.extend_from_slice(&x.to_le_bytes()))
     };
-    f32s(out, &storage.obs[..floats]);
-    f32s(out, &storage.next_obs[..floats]);
     storage.actions[..len]
         .iter()
         .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
@@ -323,14 +350,19 @@ pub(crate) fn finish(out: &mut Vec<u8>) {
     out.extend_from_slice(&sum.to_le_bytes());
 }
 
-/// Exact size of saved state with `len` items.
-pub(crate) fn saved_len(len: usize, obs_dim: usize, prioritized: bool) -> usize {
+/// Exact size of saved state with `len` items of `obs_dim` values of `value_bytes` each.
+pub(crate) fn saved_len(
+    len: usize,
+    obs_dim: usize,
+    value_bytes: usize,
+    prioritized: bool,
+) -> usize {
     let (extra, per_item) = if prioritized {
         (PRIORITY_HEADER_BYTES, 8)
     } else {
         (0, 0)
     };
-    HEADER_BYTES + extra + len * (item_bytes(obs_dim) + per_item) + CHECKSUM_BYTES
+    HEADER_BYTES + extra + len * (item_bytes(obs_dim, value_bytes) + per_item) + CHECKSUM_BYTES
 }
 
 #[cfg(test)]

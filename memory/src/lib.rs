@@ -14,9 +14,15 @@
 //!   and the memory's saved state needs no RNG.
 //!
 //! Storage is flat and preallocated: observations of all items live in one
-//! `Vec<f32>` of `capacity × obs_dim` (and likewise the next observations), actions,
+//! `Vec<T>` of `capacity × obs_dim` (and likewise the next observations), actions,
 //! rewards, discounts and step counts in one `Vec` each. Inserting, sampling and
 //! updating priorities allocate nothing.
+//!
+//! The observation element type `T` is an [`Element`]: `f32` (the default, for
+//! vectors) or `u8` (image frames). Memories, adders, [`Step`]s, transitions and
+//! [`Batch`]es of `u8` keep frames as bytes all the way to the minibatch, which the
+//! learner converts to `f32` when it builds its input tensor; nothing in between holds
+//! a float copy of a frame.
 //!
 //! ```
 //! use agentry_memory::{Adder, Batch, NStep, PrioritizedReplay, Prioritization, Step};
@@ -92,34 +98,42 @@
 //!
 //! # Memory use and saved state
 //!
-//! In memory: `capacity × (8·obs_dim + 16)` bytes for the items, plus
-//! `24 × capacity.next_power_of_two()` for the prioritized trees — for a million
-//! CartPole transitions (obs_dim 4) about 48 MB, plus 25 MB of trees.
+//! In memory: `capacity × (2·b·obs_dim + 16)` bytes for the items, with `b` bytes per
+//! observation value (4 for `f32`, 1 for `u8`), plus `24 × capacity.next_power_of_two()`
+//! for the prioritized trees — for a million CartPole transitions (obs_dim 4, f32)
+//! about 48 MB, plus 25 MB of trees. Atari frames (4 stacked 84×84 `u8` frames, obs_dim
+//! 28 224) take 56 464 bytes per transition, both stacks stored whole: 5.6 GB for
+//! 100 000 transitions, 56 GB for a million (as `f32` it would be four times that).
+//! The arrays are zeroed allocations, so the operating system commits their pages only
+//! as items fill them.
 //!
 //! `to_bytes` / `load_bytes` save and restore the contents, the ring position and (for
 //! prioritized replay) the priorities, α, ε and the largest priority; there is no RNG
 //! state in a memory. With `len` items held the saved state is exactly
 //!
-//! - uniform: `len × (8·obs_dim + 16) + 41` bytes;
-//! - prioritized: `len × (8·obs_dim + 24) + 65` bytes (8 bytes per item for its
+//! - uniform: `len × (2·b·obs_dim + 16) + 42` bytes;
+//! - prioritized: `len × (2·b·obs_dim + 24) + 66` bytes (8 bytes per item for its
 //!   priority; the trees' inner nodes are rebuilt on load),
 //!
-//! so about `capacity × (8·obs_dim + 16)` (+8 per item) for a full memory: 48 MB (56 MB)
+//! so about `capacity × (2·b·obs_dim + 16)` (+8 per item) for a full memory: 48 MB (56 MB)
 //! for a million CartPole transitions. The format is little-endian:
 //!
 //! ```text
-//! "AGRM", version u32 = 1, kind u8 (1 uniform, 2 prioritized),
+//! "AGRM", version u32 = 2, kind u8 (1 uniform, 2 prioritized), dtype u8 (1 f32, 2 u8),
 //! capacity u64, obs_dim u64, inserted u64,
 //! [prioritized: alpha f64, epsilon f64, max_priority f64]
-//! columns in slot order: obs, next_obs (len × obs_dim f32), actions u32, rewards f32,
-//!                        discounts f32, steps u32 (len each),
+//! columns in slot order: obs, next_obs (len × obs_dim values of dtype), actions u32,
+//!                        rewards f32, discounts f32, steps u32 (len each),
 //! [prioritized: priorities f64 × len]
 //! checksum u64 of every byte before it
 //! ```
 //!
-//! Loading goes into a memory built with the same capacity and `obs_dim` (and α, ε),
-//! reading straight into its preallocated arrays, so it allocates nothing whatever the
-//! input claims. Truncated, trailing, damaged (checksum) or mismatched input is a
+//! Version 1, written before byte observations, is version 2 without the dtype byte
+//! (its observations `f32`); it still loads.
+//!
+//! Loading goes into a memory built with the same element type, capacity and `obs_dim`
+//! (and α, ε), reading straight into its preallocated arrays, so it allocates nothing
+//! whatever the input claims. Truncated, trailing, damaged (checksum) or mismatched input is a
 //! [`MemoryError::Load`] and leaves the memory unchanged.
 #![warn(missing_docs)]
 
@@ -127,6 +141,7 @@ pub mod adder;
 pub mod batch;
 pub mod bench;
 mod codec;
+pub mod element;
 pub mod error;
 pub mod prioritized;
 pub mod replay;
@@ -139,6 +154,7 @@ pub mod uniform;
 
 pub use adder::{Adder, NStep, OneStep};
 pub use batch::Batch;
+pub use element::Element;
 pub use error::{MemoryError, Result};
 pub use prioritized::{Prioritization, PrioritizedReplay};
 pub use replay::Replay;

@@ -4,6 +4,7 @@ use rand::{Rng, RngExt};
 
 use crate::batch::Batch;
 use crate::codec::{self, f64s};
+use crate::element::Element;
 use crate::error::{MemoryError, Result};
 use crate::storage::Storage;
 use crate::sum_tree::SumTree;
@@ -89,14 +90,14 @@ impl Prioritization {
 /// # Ok::<(), agentry_memory::MemoryError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
-pub struct PrioritizedReplay {
-    storage: Storage,
+pub struct PrioritizedReplay<T = f32> {
+    storage: Storage<T>,
     tree: SumTree,
     prioritization: Prioritization,
     max_priority: f64,
 }
 
-impl PrioritizedReplay {
+impl<T: Element> PrioritizedReplay<T> {
     /// An empty memory of `capacity` transitions with observations of length `obs_dim`.
     pub fn new(capacity: usize, obs_dim: usize, prioritization: Prioritization) -> Result<Self> {
         prioritization.check()?;
@@ -153,7 +154,7 @@ impl PrioritizedReplay {
     }
 
     /// The item with insertion index `index`, if it is still held.
-    pub fn get(&self, index: u64) -> Option<TransitionRef<'_>> {
+    pub fn get(&self, index: u64) -> Option<TransitionRef<'_, T>> {
         self.storage.slot(index).map(|slot| self.storage.get(slot))
     }
 
@@ -174,7 +175,12 @@ impl PrioritizedReplay {
     ///
     /// Fails if the memory is empty, `batch` is for another `obs_dim`, or `beta` is
     /// negative or not finite.
-    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R, beta: f64, batch: &mut Batch) -> Result<()> {
+    pub fn sample<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        beta: f64,
+        batch: &mut Batch<T>,
+    ) -> Result<()> {
         self.storage.check_batch(batch)?;
         if !(beta.is_finite() && beta >= 0.0) {
             return Err(MemoryError::InvalidBeta(beta));
@@ -236,9 +242,9 @@ impl PrioritizedReplay {
     }
 
     /// Exact size in bytes of [`to_bytes`](Self::to_bytes)' output now:
-    /// `len × (8·obs_dim + 24) + 65`.
+    /// `len × (2·b·obs_dim + 24) + 66`, with `b` bytes per value (4 for `f32`, 1 for `u8`).
     pub fn saved_len(&self) -> usize {
-        codec::saved_len(self.len(), self.obs_dim(), true)
+        codec::saved_len(self.len(), self.obs_dim(), T::BYTES, true)
     }
 
     /// The contents, ring position, priorities and prioritization as bytes (format in
@@ -303,8 +309,8 @@ fn cols_len(inserted: u64, capacity: usize) -> usize {
     inserted.min(capacity as u64) as usize
 }
 
-impl TransitionSink for PrioritizedReplay {
-    fn insert(&mut self, transition: TransitionRef<'_>) -> Result<()> {
+impl<T: Element> TransitionSink<T> for PrioritizedReplay<T> {
+    fn insert(&mut self, transition: TransitionRef<'_, T>) -> Result<()> {
         let slot = self.storage.insert(transition)?;
         self.tree.set(slot, self.max_priority);
         Ok(())
@@ -489,7 +495,7 @@ mod tests {
     #[test]
     fn bad_configuration_and_empty_sampling_are_errors() {
         assert!(
-            PrioritizedReplay::new(
+            PrioritizedReplay::<f32>::new(
                 4,
                 2,
                 Prioritization {
@@ -500,7 +506,7 @@ mod tests {
             .is_err()
         );
         assert!(
-            PrioritizedReplay::new(
+            PrioritizedReplay::<f32>::new(
                 4,
                 2,
                 Prioritization {
@@ -510,8 +516,8 @@ mod tests {
             )
             .is_err()
         );
-        assert!(PrioritizedReplay::new(0, 2, Prioritization::default()).is_err());
-        let replay = PrioritizedReplay::new(4, 2, Prioritization::default()).unwrap();
+        assert!(PrioritizedReplay::<f32>::new(0, 2, Prioritization::default()).is_err());
+        let replay = PrioritizedReplay::<f32>::new(4, 2, Prioritization::default()).unwrap();
         assert_eq!(
             replay.sample(&mut rng(0), 0.4, &mut Batch::new(2, 2)),
             Err(MemoryError::Empty)
@@ -564,10 +570,10 @@ mod tests {
                 assert_eq!(a, b);
             }
         }
-        let saved = PrioritizedReplay::new(6, 2, Prioritization::default())
+        let saved = PrioritizedReplay::<f32>::new(6, 2, Prioritization::default())
             .unwrap()
             .to_bytes();
-        let mut other = PrioritizedReplay::new(
+        let mut other = PrioritizedReplay::<f32>::new(
             6,
             2,
             Prioritization {
@@ -583,7 +589,7 @@ mod tests {
                 .to_string()
                 .contains("alpha")
         );
-        let mut uniform = crate::UniformReplay::new(6, 2).unwrap();
+        let mut uniform = crate::UniformReplay::<f32>::new(6, 2).unwrap();
         assert!(
             uniform
                 .load_bytes(&saved)

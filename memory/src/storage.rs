@@ -1,36 +1,37 @@
 //! Fixed-capacity ring storage of transitions in flat, preallocated columns.
 
 use crate::batch::Batch;
+use crate::element::Element;
 use crate::error::{MemoryError, Result};
 use crate::transition::{TransitionRef, check_len};
 
 /// Transitions in column arrays allocated once at full capacity; the item with
 /// insertion index `i` lives in slot `i % capacity`, so a new item overwrites the oldest.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Storage {
+pub(crate) struct Storage<T> {
     pub(crate) capacity: usize,
     pub(crate) obs_dim: usize,
     /// Items inserted since creation (or the last `clear`): the next insertion index.
     pub(crate) inserted: u64,
-    pub(crate) obs: Vec<f32>,
-    pub(crate) next_obs: Vec<f32>,
+    pub(crate) obs: Vec<T>,
+    pub(crate) next_obs: Vec<T>,
     pub(crate) actions: Vec<u32>,
     pub(crate) rewards: Vec<f32>,
     pub(crate) discounts: Vec<f32>,
     pub(crate) steps: Vec<u32>,
 }
 
-impl Storage {
+impl<T: Element> Storage<T> {
     pub(crate) fn new(capacity: usize, obs_dim: usize) -> Result<Self> {
         if capacity == 0 {
             return Err(MemoryError::InvalidConfig(
                 "capacity must be at least 1".into(),
             ));
         }
-        let floats = capacity
+        let values = capacity
             .checked_mul(obs_dim)
             .filter(|&f| f <= isize::MAX as usize / 4);
-        let Some(floats) = floats else {
+        let Some(values) = values else {
             return Err(MemoryError::InvalidConfig(format!(
                 "capacity {capacity} × obs_dim {obs_dim} is too large"
             )));
@@ -39,8 +40,9 @@ impl Storage {
             capacity,
             obs_dim,
             inserted: 0,
-            obs: vec![0.0; floats],
-            next_obs: vec![0.0; floats],
+            // Zeroed allocations: the pages are only committed as items fill them.
+            obs: vec![T::default(); values],
+            next_obs: vec![T::default(); values],
             actions: vec![0; capacity],
             rewards: vec![0.0; capacity],
             discounts: vec![0.0; capacity],
@@ -76,7 +78,7 @@ impl Storage {
     }
 
     /// Writes `t` over the oldest item (or into a free slot) and returns its slot.
-    pub(crate) fn insert(&mut self, t: TransitionRef<'_>) -> Result<usize> {
+    pub(crate) fn insert(&mut self, t: TransitionRef<'_, T>) -> Result<usize> {
         check_len("obs", self.obs_dim, t.obs.len())?;
         check_len("next_obs", self.obs_dim, t.next_obs.len())?;
         let slot = (self.inserted % self.capacity as u64) as usize;
@@ -91,7 +93,7 @@ impl Storage {
         Ok(slot)
     }
 
-    pub(crate) fn get(&self, slot: usize) -> TransitionRef<'_> {
+    pub(crate) fn get(&self, slot: usize) -> TransitionRef<'_, T> {
         let row = slot * self.obs_dim..(slot + 1) * self.obs_dim;
         TransitionRef {
             obs: &self.obs[row.clone()],
@@ -105,7 +107,7 @@ impl Storage {
 
     /// Copies the item in `slot` into row `row` of `batch` (weight left to the caller).
     #[inline]
-    pub(crate) fn gather(&self, slot: usize, batch: &mut Batch, row: usize) {
+    pub(crate) fn gather(&self, slot: usize, batch: &mut Batch<T>, row: usize) {
         let d = self.obs_dim;
         batch.indices[row] = self.index_of_slot(slot);
         batch.obs[row * d..(row + 1) * d].copy_from_slice(&self.obs[slot * d..(slot + 1) * d]);
@@ -117,7 +119,7 @@ impl Storage {
         batch.steps[row] = self.steps[slot];
     }
 
-    pub(crate) fn check_batch(&self, batch: &Batch) -> Result<()> {
+    pub(crate) fn check_batch(&self, batch: &Batch<T>) -> Result<()> {
         check_len("batch obs_dim", self.obs_dim, batch.obs_dim())?;
         if self.inserted == 0 {
             return Err(MemoryError::Empty);
@@ -141,7 +143,7 @@ mod tests {
 
     #[test]
     fn ring_overwrites_the_oldest_and_maps_indices_to_slots() {
-        let mut s = Storage::new(3, 2).unwrap();
+        let mut s = Storage::<f32>::new(3, 2).unwrap();
         assert_eq!(s.obs.len(), 6);
         for i in 0..5u32 {
             let (obs, next_obs) = t(i as f32);
@@ -171,7 +173,7 @@ mod tests {
             (item.obs, item.next_obs, item.action),
             (&[3.0, -3.0][..], &[4.0, -4.0][..], 3)
         );
-        assert!(Storage::new(0, 2).is_err());
-        assert!(Storage::new(usize::MAX, 2).is_err());
+        assert!(Storage::<f32>::new(0, 2).is_err());
+        assert!(Storage::<u8>::new(usize::MAX, 2).is_err());
     }
 }

@@ -4,6 +4,7 @@ use rand::{Rng, RngExt};
 
 use crate::batch::Batch;
 use crate::codec;
+use crate::element::Element;
 use crate::error::Result;
 use crate::storage::Storage;
 use crate::transition::{TransitionRef, TransitionSink};
@@ -32,11 +33,11 @@ use crate::transition::{TransitionRef, TransitionSink};
 /// # Ok::<(), agentry_memory::MemoryError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
-pub struct UniformReplay {
-    storage: Storage,
+pub struct UniformReplay<T = f32> {
+    storage: Storage<T>,
 }
 
-impl UniformReplay {
+impl<T: Element> UniformReplay<T> {
     /// An empty memory of `capacity` transitions with observations of length `obs_dim`.
     pub fn new(capacity: usize, obs_dim: usize) -> Result<Self> {
         Ok(UniformReplay {
@@ -70,7 +71,7 @@ impl UniformReplay {
     }
 
     /// The item with insertion index `index`, if it is still held.
-    pub fn get(&self, index: u64) -> Option<TransitionRef<'_>> {
+    pub fn get(&self, index: u64) -> Option<TransitionRef<'_, T>> {
         self.storage.slot(index).map(|slot| self.storage.get(slot))
     }
 
@@ -78,7 +79,7 @@ impl UniformReplay {
     /// `rng`, and sets every weight to 1. Allocates nothing.
     ///
     /// Fails if the memory is empty or `batch` is for another `obs_dim`.
-    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R, batch: &mut Batch) -> Result<()> {
+    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R, batch: &mut Batch<T>) -> Result<()> {
         self.storage.check_batch(batch)?;
         let len = self.storage.len();
         for row in 0..batch.size() {
@@ -95,9 +96,9 @@ impl UniformReplay {
     }
 
     /// Exact size in bytes of [`to_bytes`](Self::to_bytes)' output now:
-    /// `len × (8·obs_dim + 16) + 41`.
+    /// `len × (2·b·obs_dim + 16) + 42`, with `b` bytes per value (4 for `f32`, 1 for `u8`).
     pub fn saved_len(&self) -> usize {
-        codec::saved_len(self.len(), self.obs_dim(), false)
+        codec::saved_len(self.len(), self.obs_dim(), T::BYTES, false)
     }
 
     /// The contents and ring position as bytes (format in the crate docs).
@@ -119,8 +120,8 @@ impl UniformReplay {
     }
 }
 
-impl TransitionSink for UniformReplay {
-    fn insert(&mut self, transition: TransitionRef<'_>) -> Result<()> {
+impl<T: Element> TransitionSink<T> for UniformReplay<T> {
+    fn insert(&mut self, transition: TransitionRef<'_, T>) -> Result<()> {
         self.storage.insert(transition).map(|_| ())
     }
 }
@@ -226,9 +227,9 @@ mod tests {
             fill(&mut restored, 50..53);
             assert_eq!(restored.to_bytes(), replay.to_bytes());
         }
-        let mut other = UniformReplay::new(8, 2).unwrap();
+        let mut other = UniformReplay::<f32>::new(8, 2).unwrap();
         let err = other
-            .load_bytes(&UniformReplay::new(7, 2).unwrap().to_bytes())
+            .load_bytes(&UniformReplay::<f32>::new(7, 2).unwrap().to_bytes())
             .unwrap_err();
         assert!(err.to_string().contains("capacity 7"), "{err}");
     }
