@@ -666,6 +666,7 @@ impl Dqn {
             sigma0: rainbow.noisy_sigma0 as f32,
             activation: dqn.activation,
             layer_norm: plasticity.layer_norm,
+            image: None,
         };
         let online = net_config.init_seeded(&device, seed ^ 0x0411);
         let plasticity = Plasticity::new(plasticity, &online).with_seed(seed);
