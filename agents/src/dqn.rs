@@ -27,9 +27,10 @@
 //! On stacked frames (`u8` observations `[channels, height, width]`) the Q-network
 //! starts with the Nature CNN's convolutions (`dqn.network`, `auto` by default), and
 //! the learner is a `Dqn<u8>`: actors, adders and replay keep the frames as bytes, and
-//! a minibatch becomes floats only as the network's input tensor. A replay of Atari
-//! frames (4 × 84 × 84) takes 56 464 bytes per transition (both observations stored
-//! whole; see `agentry_memory`): 5.6 GB per 100 000 transitions.
+//! a minibatch becomes floats only as the network's input tensor. Replay stores each
+//! distinct frame of the stacks once (each channel a frame; see `agentry_memory`): an
+//! Atari transition (4 × 84 × 84) costs about 7.1 KB instead of the 56 464 bytes of its
+//! two observations, 7.1 GB per million.
 
 use agentry_envs::vector::{ObsBuffer, VecAction, VecEnv};
 use agentry_memory::{
@@ -655,7 +656,7 @@ pub struct DqnCounters {
 
 /// The DQN / Rainbow learner, for observations of type `T`: `Dqn<f32>` (vectors) or
 /// `Dqn<u8>` (frames, kept as bytes in replay).
-pub struct Dqn<T = f32> {
+pub struct Dqn<T: ObsValue = f32> {
     dqn: DqnConfig,
     rainbow: RainbowConfig,
     shape: QShape,
@@ -776,8 +777,14 @@ impl<T: ObsValue> Dqn<T> {
             alpha: rainbow.priority_alpha,
             epsilon: rainbow.priority_eps,
         });
-        let replay = Replay::new(dqn.buffer_size, shape.obs_dim, prioritization)
-            .map_err(|e| AgentError::Invalid(format!("building the replay memory: {e}")))?;
+        // Byte frames [C, H, W]: each distinct frame of the stacks stored once.
+        let replay = match (&shape.obs_shape[..], shape.obs_u8) {
+            (&[stack, _, _], true) => {
+                Replay::with_frames(dqn.buffer_size, shape.obs_dim, stack, prioritization)
+            }
+            _ => Replay::new(dqn.buffer_size, shape.obs_dim, prioritization),
+        }
+        .map_err(|e| AgentError::Invalid(format!("building the replay memory: {e}")))?;
         let shapes = net_config.noise_shapes();
         let support = rainbow.distributional.then_some(Support {
             v_min: rainbow.v_min as f32,
@@ -2118,9 +2125,18 @@ mod image_tests {
         let mean = returns.iter().sum::<f64>() / returns.len() as f64;
         assert!(mean >= 3.6, "greedy mean return {mean} of 4 after training");
 
-        // Byte replay: 1296 + 1296 bytes of frames per transition, plus 24 of the rest.
+        // Byte replay, each image once: about 1296 bytes per transition (the episodes'
+        // final images add one in four), 8 of frame numbers and 24 of the rest.
         let len = dqn.replay().len();
-        assert_eq!(dqn.replay_bytes().len(), len * (2 * 36 * 36 + 24) + 66);
+        let frames = dqn.replay().frames_held().unwrap();
+        assert!(
+            frames < len * 13 / 10,
+            "{frames} images for {len} transitions"
+        );
+        assert_eq!(
+            dqn.replay_bytes().len(),
+            frames * 36 * 36 + len * (8 + 24) + 82
+        );
         let mut restored =
             Dqn::<u8>::new(&cfg, &rainbow, &Default::default(), shape, total, 7).unwrap();
         restored

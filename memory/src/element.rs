@@ -31,6 +31,23 @@ pub trait Element:
     /// Overwrites `dst` with the little-endian values in `bytes`
     /// (`bytes.len() == dst.len() × BYTES`).
     fn read_le(bytes: &[u8], dst: &mut [Self]);
+
+    /// A fast 64-bit hash of `values` (not for adversarial input): how a memory of
+    /// stacked frames finds a frame it already holds.
+    fn hash(values: &[Self]) -> u64;
+}
+
+/// Mixes a word into a running hash (FxHash's step), then [`finish`] spreads the bits.
+#[inline]
+fn mix(h: u64, w: u64) -> u64 {
+    (h.rotate_left(5) ^ w).wrapping_mul(0x51_7C_C1_B7_27_22_0A_95)
+}
+
+/// SplitMix64's finaliser, so that the low bits of a hash depend on every word.
+fn finish(h: u64) -> u64 {
+    let h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^ (h >> 31)
 }
 
 impl Element for f32 {
@@ -51,6 +68,14 @@ impl Element for f32 {
             *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
         }
     }
+
+    fn hash(values: &[f32]) -> u64 {
+        finish(
+            values
+                .iter()
+                .fold(values.len() as u64, |h, v| mix(h, u64::from(v.to_bits()))),
+        )
+    }
 }
 
 impl Element for u8 {
@@ -64,6 +89,20 @@ impl Element for u8 {
 
     fn read_le(bytes: &[u8], dst: &mut [u8]) {
         dst.copy_from_slice(bytes);
+    }
+
+    fn hash(values: &[u8]) -> u64 {
+        let mut words = values.chunks_exact(8);
+        let mut h = values.len() as u64;
+        for w in &mut words {
+            h = mix(
+                h,
+                u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]),
+            );
+        }
+        let mut tail = [0u8; 8];
+        tail[..words.remainder().len()].copy_from_slice(words.remainder());
+        finish(mix(h, u64::from_le_bytes(tail)))
     }
 }
 
@@ -99,5 +138,15 @@ mod tests {
             (name_of_tag(1), name_of_tag(2), name_of_tag(0)),
             ("f32", "u8", "an unknown type")
         );
+        // Hashes see every value and the length.
+        let frame: Vec<u8> = (0..29).collect();
+        let h = u8::hash(&frame);
+        for i in 0..frame.len() {
+            let mut other = frame.clone();
+            other[i] ^= 1;
+            assert_ne!(u8::hash(&other), h, "byte {i}");
+        }
+        assert_ne!(u8::hash(&frame[..28]), h);
+        assert_ne!(f32::hash(&[0.0, 1.0]), f32::hash(&[1.0, 0.0]));
     }
 }

@@ -8,7 +8,7 @@ use crate::element::Element;
 use crate::error::{MemoryError, Result};
 use crate::storage::Storage;
 use crate::sum_tree::SumTree;
-use crate::transition::{TransitionRef, TransitionSink, check_len};
+use crate::transition::{Transition, TransitionRef, TransitionSink, check_len};
 
 /// How TD errors become priorities: `p = (|δ| + epsilon)^alpha`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -90,7 +90,7 @@ impl Prioritization {
 /// # Ok::<(), agentry_memory::MemoryError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
-pub struct PrioritizedReplay<T = f32> {
+pub struct PrioritizedReplay<T: Element = f32> {
     storage: Storage<T>,
     tree: SumTree,
     prioritization: Prioritization,
@@ -100,8 +100,35 @@ pub struct PrioritizedReplay<T = f32> {
 impl<T: Element> PrioritizedReplay<T> {
     /// An empty memory of `capacity` transitions with observations of length `obs_dim`.
     pub fn new(capacity: usize, obs_dim: usize, prioritization: Prioritization) -> Result<Self> {
+        Self::build(Storage::new(capacity, obs_dim, None), prioritization)
+    }
+
+    /// An empty memory of `capacity` transitions whose observations are stacks of
+    /// `stack` frames (channel-first, `obs_dim / stack` values each), each distinct frame
+    /// stored once (see the crate docs).
+    pub fn with_frames(
+        capacity: usize,
+        obs_dim: usize,
+        stack: usize,
+        prioritization: Prioritization,
+    ) -> Result<Self> {
+        Self::build(Storage::new(capacity, obs_dim, Some(stack)), prioritization)
+    }
+
+    /// Frames per observation when it stores frames once each, else None.
+    pub fn frames_per_obs(&self) -> Option<usize> {
+        self.storage.stack()
+    }
+
+    /// The distinct frames held when it stores frames once each, else None.
+    pub fn frames_held(&self) -> Option<usize> {
+        self.storage.frames()
+    }
+
+    fn build(storage: Result<Storage<T>>, prioritization: Prioritization) -> Result<Self> {
         prioritization.check()?;
-        let storage = Storage::new(capacity, obs_dim)?;
+        let storage = storage?;
+        let capacity = storage.capacity;
         if capacity
             .checked_next_power_of_two()
             .is_none_or(|l| l > isize::MAX as usize / 16)
@@ -153,8 +180,8 @@ impl<T: Element> PrioritizedReplay<T> {
         self.max_priority
     }
 
-    /// The item with insertion index `index`, if it is still held.
-    pub fn get(&self, index: u64) -> Option<TransitionRef<'_, T>> {
+    /// A copy of the item with insertion index `index`, if it is still held.
+    pub fn get(&self, index: u64) -> Option<Transition<T>> {
         self.storage.slot(index).map(|slot| self.storage.get(slot))
     }
 
@@ -242,9 +269,11 @@ impl<T: Element> PrioritizedReplay<T> {
     }
 
     /// Exact size in bytes of [`to_bytes`](Self::to_bytes)' output now:
-    /// `len × (2·b·obs_dim + 24) + 66`, with `b` bytes per value (4 for `f32`, 1 for `u8`).
+    /// `len × (2·b·obs_dim + 24) + 74`, with `b` bytes per value (4 for `f32`, 1 for `u8`);
+    /// for stacks of K frames stored once, `F·b·obs_dim/K + len × (8K + 24) + 82` for the
+    /// F distinct frames held.
     pub fn saved_len(&self) -> usize {
-        codec::saved_len(self.len(), self.obs_dim(), T::BYTES, true)
+        codec::saved_len(&self.storage, true)
     }
 
     /// The contents, ring position, priorities and prioritization as bytes (format in
