@@ -356,8 +356,12 @@ pub struct PpoChunk {
     pub num_envs: usize,
     /// Steps per environment T.
     pub steps: usize,
-    /// Observations the actions were taken in, `T·M × obs_dim`.
+    /// Observations the actions were taken in, `T·M × obs_dim` (empty when they are
+    /// kept as bytes in `obs_u8`).
     pub obs: Vec<f32>,
+    /// Byte observations (frames) the actions were taken in, `T·M × obs_dim`: an
+    /// environment's `u8` observations stay bytes until a minibatch enters the network.
+    pub obs_u8: Vec<u8>,
     /// Discrete actions.
     pub actions: Vec<u32>,
     /// Continuous actions (unclipped), `T·M × dim`.
@@ -449,10 +453,13 @@ impl runner::Actor for PpoActor {
         let act_dim = policy.action.outputs();
         let continuous = matches!(policy.action, ActionKind::Continuous { .. });
         let feat_dim = policy.actor.feature_dim();
+        // Frames stay bytes (a normalised observation is a float).
+        let bytes = policy.obs_norm.is_none() && envs.buffers().obs().as_u8().is_some();
         let mut c = PpoChunk {
             num_envs: m,
             steps,
-            obs: Vec::with_capacity(n * dim),
+            obs: Vec::with_capacity(if bytes { 0 } else { n * dim }),
+            obs_u8: Vec::with_capacity(if bytes { n * dim } else { 0 }),
             actions: Vec::with_capacity(if continuous { 0 } else { n }),
             actions_continuous: Vec::with_capacity(if continuous { n * act_dim } else { 0 }),
             masks: Vec::with_capacity(if masked { n * mask_len } else { 0 }),
@@ -505,6 +512,9 @@ impl runner::Actor for PpoActor {
                     let start = c.obs.len();
                     c.obs.resize(start + dim, 0.0);
                     policy.network_input(&self.obs_row, &mut c.obs[start..]);
+                } else if bytes {
+                    let frames = envs.buffers().obs().as_u8().expect("byte observations");
+                    c.obs_u8.extend_from_slice(&frames[i * dim..(i + 1) * dim]);
                 } else {
                     c.obs.extend_from_slice(&self.obs_row);
                 }
@@ -989,6 +999,7 @@ impl Ppo {
 struct Batch {
     len: usize,
     obs: Vec<f32>,
+    obs_u8: Vec<u8>,
     actions: Vec<u32>,
     actions_continuous: Vec<f32>,
     masks: Vec<bool>,
@@ -1005,6 +1016,7 @@ impl Batch {
         let mut b = Batch {
             len,
             obs: Vec::new(),
+            obs_u8: Vec::new(),
             actions: Vec::new(),
             actions_continuous: Vec::new(),
             masks: Vec::new(),
@@ -1033,6 +1045,7 @@ impl Batch {
                 &mut b.returns[at..at + n],
             );
             b.obs.extend_from_slice(&c.obs);
+            b.obs_u8.extend_from_slice(&c.obs_u8);
             b.actions.extend_from_slice(&c.actions);
             b.actions_continuous
                 .extend_from_slice(&c.actions_continuous);
@@ -1043,6 +1056,25 @@ impl Batch {
             at += n;
         }
         b
+    }
+}
+
+impl Batch {
+    /// Observation rows `idx` as floats (bytes converted here, on their way into the
+    /// network).
+    fn obs_rows(&self, dim: usize, idx: &[usize]) -> Vec<f32> {
+        if self.obs_u8.is_empty() {
+            return gather(&self.obs, dim, idx);
+        }
+        let mut out = Vec::with_capacity(idx.len() * dim);
+        for &i in idx {
+            out.extend(
+                self.obs_u8[i * dim..(i + 1) * dim]
+                    .iter()
+                    .map(|&v| v as f32),
+            );
+        }
+        out
     }
 }
 
@@ -1303,7 +1335,7 @@ impl runner::Learner for Ppo {
             for idx in order.chunks(mb) {
                 let b = idx.len();
                 let obs = Tensor::<2>::from_data(
-                    TensorData::new(gather(&batch.obs, dim, idx), [b, dim]),
+                    TensorData::new(batch.obs_rows(dim, idx), [b, dim]),
                     &device,
                 );
                 let old_logp = gather(&batch.log_probs, 1, idx);
@@ -1509,7 +1541,7 @@ impl runner::Learner for Ppo {
         if due != Due::default() {
             let sample: Vec<usize> = (0..rows).map(|r| r * n / rows).collect();
             let x = Tensor::<2>::from_data(
-                TensorData::new(gather(&batch.obs, dim, &sample), [rows, dim]),
+                TensorData::new(batch.obs_rows(dim, &sample), [rows, dim]),
                 &device,
             );
             let model = self.model.take().expect("model present");
@@ -1538,7 +1570,7 @@ impl runner::Learner for Ppo {
                 for r in 0..rows {
                     let i = r * n / rows;
                     w.forward_with_features(
-                        &batch.obs[i * dim..(i + 1) * dim],
+                        &batch.obs_rows(dim, &[i]),
                         &mut scratch,
                         &mut out,
                         &mut feats[r * d..(r + 1) * d],
@@ -1756,6 +1788,14 @@ mod truncation_tests {
             seed: 3,
             total_steps: 3_072,
         };
+        // Frames stay bytes in the rollout.
+        let mut envs = make(0).unwrap();
+        envs.reset(Some(1)).unwrap();
+        let mut actor = PpoActor::new(1, true);
+        let chunk =
+            runner::Actor::collect(&mut actor, &ppo.acting_policy(), &mut *envs, 2).unwrap();
+        assert!(chunk.obs.is_empty());
+        assert_eq!(chunk.obs_u8.len(), 2 * 4 * 36 * 36);
         let mut state = RunState::default();
         let mut last = Vec::new();
         run(&mut ppo, &spec, &mut state, |_, _, _| Ok(Control::Continue)).unwrap();
@@ -1774,6 +1814,51 @@ mod truncation_tests {
         }
         let mean = last.iter().sum::<f64>() / last.len() as f64;
         assert!(mean >= 0.9, "greedy mean reward {mean} after training");
+
+        // Every plasticity tool that applies to a CNN runs on it: resets of the last
+        // two layers (the fully connected one and the head), shrink-and-perturb, ReDo
+        // on the fully connected units, soft reset, decay toward θ₀, the diagnostics
+        // and the capacity probe.
+        let tools = PlasticityConfig {
+            weight_decay: 1e-4,
+            weight_decay_kind: agentry_models::plasticity::DecayKind::L2Init,
+            soft_reset: true,
+            hard_reset_every: 512,
+            hard_reset_layers: agentry_models::plasticity::ResetLayers::LastN(2),
+            shrink_perturb_every: 768,
+            redo_every: 256,
+            diagnostics_every: 1,
+            probe_every: 512,
+            probe_steps: 2,
+            ..Default::default()
+        };
+        let shape = PpoShape::of(probe.observation_space(), probe.action_space(), 0).unwrap();
+        let mut ppo = Ppo::new(&config, &tools, shape, 6).unwrap();
+        let spec = RunSpec {
+            total_steps: 1_024,
+            ..spec
+        };
+        let mut rows = Vec::new();
+        run(&mut ppo, &spec, &mut RunState::default(), |_, _, row| {
+            rows.push(row.to_vec());
+            Ok(Control::Continue)
+        })
+        .unwrap();
+        let names = runner::Learner::metric_names(&ppo);
+        let col = |name: &str| names.iter().position(|n| n == name).expect(name);
+        let last = rows.last().expect("four updates");
+        for name in [
+            "actor/feature_rank",
+            "actor/weight_norm",
+            "critic/effective_rank",
+        ] {
+            assert!(last[col(name)].is_finite(), "{name} = {}", last[col(name)]);
+        }
+        assert!(
+            ppo.plasticity_state().resets >= 1,
+            "{:?}",
+            ppo.plasticity_state()
+        );
     }
 
     /// A panic in one actor's environment, or an environment that cannot be built,

@@ -23,7 +23,7 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use agentry_envs::{Action, Dtype, ObsMut, Out, derive_seed, registry};
+use agentry_envs::{Action, Dtype, EpisodeEnd, ObsMut, Out, derive_seed, registry};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
@@ -978,10 +978,21 @@ pub fn evaluate(
     loaded: &LoadedPolicy,
     env: Option<&EnvConfig>,
     opts: &EvalOptions,
-    mut render: Option<&mut dyn Write>,
+    render: Option<&mut dyn Write>,
 ) -> Result<EvalReport, AgentError> {
     let env_config = env.unwrap_or(&loaded.meta.env);
-    let mut env = registry::make(&env_config.name, &env_config.params)?;
+    let env = registry::make(&env_config.name, &env_config.params)?;
+    evaluate_in(loaded, env, env_config, opts, render)
+}
+
+/// [`evaluate`] in a given environment (`env_config` names it in the report).
+fn evaluate_in(
+    loaded: &LoadedPolicy,
+    mut env: Box<dyn agentry_envs::Env>,
+    env_config: &EnvConfig,
+    opts: &EvalOptions,
+    mut render: Option<&mut dyn Write>,
+) -> Result<EvalReport, AgentError> {
     let policy = &loaded.policy;
     // A policy with macro-actions plays them through the wrapper (γ = 1: the returns
     // reported are the plain sums), its lengths counted in primitive steps.
@@ -1093,7 +1104,29 @@ pub fn evaluate(
                     env.render_ansi()
                 );
             }
-            if step.done() || len >= opts.max_steps {
+            if step.done() {
+                match env.episode_end() {
+                    // A life lost under episodic life: the game goes on after the reset.
+                    EpisodeEnd::Partial if len < opts.max_steps => {
+                        let out = Out {
+                            obs: if dtype == Dtype::U8 {
+                                ObsMut::U8(&mut obs_u8)
+                            } else {
+                                ObsMut::F32(&mut obs_f32)
+                            },
+                            action_mask: &mut mask,
+                            extras: &mut extras,
+                        };
+                        env.reset_into(None, out)?;
+                        continue;
+                    }
+                    EpisodeEnd::Partial | EpisodeEnd::Learner => {}
+                    // The whole game, unclipped (what the training curves report too).
+                    EpisodeEnd::Whole { ret: r, len: l } => (ret, len) = (r, l),
+                }
+                break;
+            }
+            if len >= opts.max_steps {
                 break;
             }
         }
@@ -1817,6 +1850,43 @@ mod tests {
     #[test]
     fn dqn_cartpole_preset_reaches_475_within_100k_steps_seed_3() {
         preset_solves("dqn", 3);
+    }
+
+    /// Under episodic life an evaluation episode is the whole game: the lives lost
+    /// inside it continue the game, and the return is the game's (unclipped).
+    #[test]
+    fn evaluation_episodes_are_whole_games() {
+        let shape = PpoShape::flat(
+            2,
+            ActionKind::Discrete {
+                n: 2,
+                masked: false,
+            },
+        );
+        let ppo = Ppo::new(&Default::default(), &Default::default(), shape, 1).unwrap();
+        let env_config = EnvConfig {
+            name: "lives".into(),
+            params: Default::default(),
+        };
+        let loaded = LoadedPolicy {
+            path: "test".into(),
+            meta: PolicyMeta {
+                algo: "ppo".into(),
+                env: env_config.clone(),
+                env_steps: 0,
+            },
+            policy: Policy::Ppo(ppo.acting_policy()),
+        };
+        let opts = EvalOptions {
+            episodes: 3,
+            deterministic: false,
+            seed: 1,
+            max_steps: 1_000,
+        };
+        let env = Box::new(agentry_envs::testing::LivesEnv::new(3, 5));
+        let r = evaluate_in(&loaded, env, &env_config, &opts, None).unwrap();
+        // 3 lives × 5 steps, 10 points a step (the learner sees 1).
+        assert_eq!((r.episodes, r.return_mean, r.length_mean), (3, 150.0, 15.0));
     }
 
     /// The Rainbow Dark-Room preset finds the far goal and stays on it (82 is the most

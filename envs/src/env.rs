@@ -120,6 +120,30 @@ impl Step {
     }
 }
 
+/// How the end of a learner's episode counts in episode statistics (see
+/// [`Env::episode_end`]).
+///
+/// A learner's episode and the episode whose return is reported need not be the same:
+/// under the Atari protocol the learner's episode ends with each life lost and sees
+/// clipped rewards, while the score that is reported is the whole game's, unclipped.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum EpisodeEnd {
+    /// The learner's episode is the whole episode: its return and length are the sums
+    /// of the rewards and steps the learner saw (the default).
+    Learner,
+    /// Only a part of a longer episode ended (a life lost under episodic life): nothing
+    /// is reported, and the episode goes on after the reset.
+    Partial,
+    /// The whole episode ended, with this return and length rather than the ones the
+    /// learner saw.
+    Whole {
+        /// The episode's return (e.g. the game's score change, unclipped, over all lives).
+        ret: f64,
+        /// The episode's length in steps (e.g. over all lives).
+        len: u64,
+    },
+}
+
 /// An RGB image, row-major, 3 bytes per pixel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RgbImage {
@@ -169,6 +193,20 @@ pub trait Env: Send {
     fn render_rgb(&self) -> Option<RgbImage> {
         None
     }
+    /// How the episode that the last step ended counts in episode statistics; asked
+    /// after a step returned `terminated` or `truncated`, before the next reset.
+    ///
+    /// The default, [`EpisodeEnd::Learner`], says that the learner's episode is the
+    /// whole episode. An environment whose learner-visible episodes are parts of a
+    /// longer one, or whose rewards are transformed before the learner sees them,
+    /// reports [`EpisodeEnd::Partial`] until the whole episode is over and then
+    /// [`EpisodeEnd::Whole`] with its raw return and length (the Atari preprocessing
+    /// does this for episodic life and reward clipping). The vector environments'
+    /// `finished_episode` and [`EpisodeStatistics`](crate::wrappers::EpisodeStatistics)
+    /// follow it; wrappers pass it through.
+    fn episode_end(&self) -> EpisodeEnd {
+        EpisodeEnd::Learner
+    }
 }
 
 impl<E: Env + ?Sized> Env for Box<E> {
@@ -197,6 +235,9 @@ impl<E: Env + ?Sized> Env for Box<E> {
     }
     fn render_rgb(&self) -> Option<RgbImage> {
         (**self).render_rgb()
+    }
+    fn episode_end(&self) -> EpisodeEnd {
+        (**self).episode_end()
     }
 }
 

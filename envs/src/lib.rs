@@ -8,7 +8,9 @@
 //! - [`vector`]: synchronous and threaded vector environments with auto-reset.
 //! - [`make`]: build any registered environment by name with typed parameters.
 //! - `atari` (cargo feature `atari`, off by default): Atari 2600 games through the
-//!   Arcade Learning Environment, registered as `atari:Breakout`, ...
+//!   Arcade Learning Environment, registered as `atari:Breakout`, ... (the common
+//!   preprocessing, 4 stacked 84×84 frames) and `ALE/Breakout-v5`, ... (raw, as
+//!   Gymnasium's).
 #![warn(missing_docs)]
 
 #[cfg(feature = "atari")]
@@ -28,7 +30,9 @@ pub mod tictactoe;
 pub mod vector;
 pub mod wrappers;
 
-pub use env::{Env, EnvExt, Info, ObsMut, Observation, Out, RgbImage, Step, Transition};
+pub use env::{
+    Env, EnvExt, EpisodeEnd, Info, ObsMut, Observation, Out, RgbImage, Step, Transition,
+};
 pub use error::{EnvError, Result};
 pub use params::{ParamKind, ParamSpec, ParamValue, Params, ResolvedParams};
 pub use registry::{EnvSpec, find, make, registry};

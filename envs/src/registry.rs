@@ -84,11 +84,7 @@ pub fn find(name: &str) -> Result<&'static EnvSpec> {
         s.name.eq_ignore_ascii_case(name) || s.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
     });
     #[cfg(feature = "atari")]
-    if found.is_none()
-        && name
-            .get(..crate::atari::PREFIX.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(crate::atari::PREFIX))
-    {
+    if found.is_none() && crate::atari::is_atari_name(name) {
         return crate::atari::resolve(name, specs);
     }
     found.ok_or_else(|| EnvError::UnknownEnv {

@@ -16,7 +16,7 @@ use burn::tensor::{Device, Tensor, TensorData, activation};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::inference::{Dense, dense, to_vec};
+use crate::inference::{Dense, dense, dense_rows, to_vec};
 use crate::init::orthogonal;
 
 /// The three convolutions: (filters, kernel, stride).
@@ -490,12 +490,10 @@ impl ConvTorso {
                     }
                 }
             }
-            let filters = conv.dense.fan_out;
-            for p in 0..conv.out_h * conv.out_w {
-                let y = &mut output[p * filters..(p + 1) * filters];
-                dense(&conv.dense, &s.cols[p * fan_in..(p + 1) * fan_in], y);
-                y.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
+            let positions = conv.out_h * conv.out_w;
+            let y = &mut output[..positions * conv.dense.fan_out];
+            dense_rows(&conv.dense, &s.cols[..positions * fan_in], positions, y);
+            y.iter_mut().for_each(|v| *v = v.max(0.0));
             std::mem::swap(&mut input, &mut output);
         }
         &input[..self.output_len()]

@@ -55,7 +55,21 @@ impl Default for AtariConfig {
 }
 
 impl AtariConfig {
+    /// All of `ALE/{Game}-v5`'s parameters.
     pub(super) fn from_params(p: &ResolvedParams) -> Result<Self> {
+        Ok(AtariConfig {
+            obs_type: match p.str("obs_type")? {
+                "grayscale" => ObsType::Grayscale,
+                _ => ObsType::Rgb,
+            },
+            frameskip: p.int("frameskip")? as u32,
+            ..Self::game_from_params(p)?
+        })
+    }
+
+    /// The parameters the raw and the preprocessed games share (sticky actions, action
+    /// set, mode, difficulty, frame cap); the rest are the defaults.
+    pub(super) fn game_from_params(p: &ResolvedParams) -> Result<Self> {
         let opt_int = |name: &str| -> Result<Option<i32>> {
             if p.is_set(name) {
                 Ok(Some(p.int(name)? as i32))
@@ -64,16 +78,12 @@ impl AtariConfig {
             }
         };
         Ok(AtariConfig {
-            obs_type: match p.str("obs_type")? {
-                "grayscale" => ObsType::Grayscale,
-                _ => ObsType::Rgb,
-            },
-            frameskip: p.int("frameskip")? as u32,
             repeat_action_probability: p.float("repeat_action_probability")? as f32,
             full_action_space: p.bool("full_action_space")?,
             mode: opt_int("mode")?,
             difficulty: opt_int("difficulty")?,
             max_num_frames_per_episode: p.int("max_num_frames_per_episode")? as u32,
+            ..AtariConfig::default()
         })
     }
 }
@@ -196,6 +206,11 @@ impl AtariEnv {
         self.ale.lives()
     }
 
+    /// The game's name, as given to the constructor.
+    pub fn game(&self) -> &str {
+        &self.game
+    }
+
     /// The configuration.
     pub fn config(&self) -> &AtariConfig {
         &self.config
@@ -206,8 +221,14 @@ impl AtariEnv {
         &self.ale
     }
 
+    /// The emulator, mutably, for the preprocessing that drives it frame by frame
+    /// (this environment's own `step_into` is then not used).
+    pub(super) fn ale_mut(&mut self) -> &mut Ale {
+        &mut self.ale
+    }
+
     /// Reload the ROM with ALE's generator seeded from `seed` (ale-py's `seed`).
-    fn seed(&mut self, seed: u64) -> Result<()> {
+    pub(super) fn seed(&mut self, seed: u64) -> Result<()> {
         self.running = false;
         self.ale.set_int("random_seed", ale_seed(seed))?;
         self.ale.load_rom(&self.rom)?;

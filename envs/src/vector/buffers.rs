@@ -54,6 +54,7 @@ pub struct VecBuffers {
     truncated: Vec<bool>,
     action_masks: Vec<bool>,
     extras: Vec<f64>,
+    episode_finished: Vec<bool>,
     episode_returns: Vec<f64>,
     episode_lengths: Vec<u64>,
 }
@@ -78,6 +79,7 @@ impl VecBuffers {
             truncated: vec![false; num_envs],
             action_masks: vec![true; num_envs * mask_len],
             extras: vec![0.0; num_envs * n_extras],
+            episode_finished: vec![false; num_envs],
             episode_returns: vec![0.0; num_envs],
             episode_lengths: vec![0; num_envs],
             extra_names,
@@ -146,18 +148,31 @@ impl VecBuffers {
         let k = self.extra_names.iter().position(|n| *n == name)?;
         self.extras.get(i * self.extra_names.len() + k).copied()
     }
-    /// Returns of episodes that ended at the last step (row `i` valid when `done(i)`).
+    /// Whether copy `i`'s whole episode ended at the last step, per copy. This is
+    /// [`VecBuffers::done`] except where the environment says a learner's episode is
+    /// only part of one ([`Env::episode_end`](crate::Env::episode_end), e.g. a life
+    /// lost under the Atari protocol's episodic life).
+    pub fn episode_finished(&self) -> &[bool] {
+        &self.episode_finished
+    }
+    /// Returns of episodes that ended at the last step (row `i` valid when
+    /// `episode_finished()[i]`).
     pub fn episode_returns(&self) -> &[f64] {
         &self.episode_returns
     }
-    /// Lengths of episodes that ended at the last step (row `i` valid when `done(i)`).
+    /// Lengths of episodes that ended at the last step (row `i` valid when
+    /// `episode_finished()[i]`).
     pub fn episode_lengths(&self) -> &[u64] {
         &self.episode_lengths
     }
-    /// `(return, length)` of copy `i`'s episode if it ended at the last step.
+    /// `(return, length)` of copy `i`'s episode if a whole episode ended at the last
+    /// step: what runners report as episode statistics. `None` while the episode runs,
+    /// and when the step ended only a part of it (a life lost under episodic life:
+    /// `done(i)` holds but the game goes on). The totals are the environment's
+    /// ([`EpisodeEnd`](crate::EpisodeEnd)): for the Atari protocol, the whole game's
+    /// unclipped score and its steps over all lives.
     pub fn finished_episode(&self, i: usize) -> Option<(f64, u64)> {
-        self.done(i)
-            .then(|| (self.episode_returns[i], self.episode_lengths[i]))
+        self.episode_finished[i].then(|| (self.episode_returns[i], self.episode_lengths[i]))
     }
 
     /// Raw row views for the stepping code. The pointers stay valid as long as `self`
@@ -177,6 +192,7 @@ impl VecBuffers {
             truncated: self.truncated.as_mut_ptr(),
             masks: self.action_masks.as_mut_ptr(),
             extras: self.extras.as_mut_ptr(),
+            episode_finished: self.episode_finished.as_mut_ptr(),
             episode_returns: self.episode_returns.as_mut_ptr(),
             episode_lengths: self.episode_lengths.as_mut_ptr(),
             obs_dim: self.obs_dim,
@@ -202,6 +218,7 @@ pub(crate) struct RawBuffers {
     truncated: *mut bool,
     masks: *mut bool,
     extras: *mut f64,
+    episode_finished: *mut bool,
     episode_returns: *mut f64,
     episode_lengths: *mut u64,
     obs_dim: usize,
@@ -221,6 +238,7 @@ pub(crate) struct Row<'a> {
     pub reward: &'a mut f32,
     pub terminated: &'a mut bool,
     pub truncated: &'a mut bool,
+    pub episode_finished: &'a mut bool,
     pub episode_return: &'a mut f64,
     pub episode_length: &'a mut u64,
 }
@@ -269,6 +287,7 @@ impl RawBuffers {
                 reward: &mut *self.rewards.add(i),
                 terminated: &mut *self.terminated.add(i),
                 truncated: &mut *self.truncated.add(i),
+                episode_finished: &mut *self.episode_finished.add(i),
                 episode_return: &mut *self.episode_returns.add(i),
                 episode_length: &mut *self.episode_lengths.add(i),
             }

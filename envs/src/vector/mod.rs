@@ -8,10 +8,17 @@
 //!
 //! **Auto-reset** (same step, as EnvPool and Stable-Baselines3): when copy `i` ends an
 //! episode, `terminated[i]`/`truncated[i]` say how, `final_obs` row `i` holds the
-//! observation the episode ended in (bootstrap a truncated episode from it), the
-//! episode's return and length are in `episode_returns`/`episode_lengths`, and `obs`
+//! observation the episode ended in (bootstrap a truncated episode from it), and `obs`
 //! row `i` already holds the first observation of the next episode. The extras of row
 //! `i` are those of the final step; the action mask is that of the new episode.
+//!
+//! **Episode statistics**: each copy's tracker sums its rewards and steps, and
+//! [`VecBuffers::finished_episode`]`(i)` gives `(return, length)` when a whole episode
+//! ended. Usually that is every `done(i)`, with the sums the learner saw. An
+//! environment whose learner-visible episodes are parts of a longer one says so through
+//! [`Env::episode_end`]: under the Atari protocol a life lost ends the learner's episode
+//! (`terminated`) but `finished_episode` stays `None` until the game is over, and then
+//! reports the game's unclipped score and its steps over all lives.
 //!
 //! **Seeding**: `reset(Some(seed))` resets copy `i` with [`derive_seed`]`(seed, i)`, so
 //! the trajectories do not depend on the number of threads.
@@ -217,6 +224,7 @@ impl Slot {
         *row.reward = 0.0;
         *row.terminated = false;
         *row.truncated = false;
+        *row.episode_finished = false;
         *row.episode_return = 0.0;
         *row.episode_length = 0;
         self.tracker.start();
@@ -236,9 +244,14 @@ impl Slot {
         *row.reward = step.reward as f32;
         *row.terminated = step.terminated;
         *row.truncated = step.truncated;
-        if let Some((ret, len)) = self.tracker.record(&step) {
+        let env = &self.env;
+        let finished = self.tracker.record_end(&step, || env.episode_end());
+        *row.episode_finished = finished.is_some();
+        if let Some((ret, len)) = finished {
             *row.episode_return = ret;
             *row.episode_length = len;
+        }
+        if step.done() {
             row.save_final_obs();
             self.env.reset_into(
                 None,

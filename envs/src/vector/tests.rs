@@ -212,3 +212,50 @@ fn from_fn_builds_on_the_workers_and_reports_their_failures() {
     .unwrap();
     assert!(err.to_string().contains("identical copies"), "{err}");
 }
+
+#[test]
+fn episode_statistics_follow_the_environment_s_episode_end() {
+    use crate::testing::LivesEnv;
+    for threads in [1, 2] {
+        let envs: Vec<Box<dyn Env>> = vec![
+            Box::new(LivesEnv::new(3, 2)),
+            // One life: every learner episode is a whole game.
+            Box::new(LivesEnv::new(1, 2)),
+        ];
+        let mut env = ThreadedVecEnv::new(envs, threads).unwrap();
+        env.reset(Some(0)).unwrap();
+        let mut finished = vec![];
+        for t in 1..=6 {
+            let b = env.step(VecAction::Discrete(&[1, 1])).unwrap();
+            // A life ends every second step: the learner's episode ends, ...
+            assert_eq!(b.done(0), t % 2 == 0);
+            assert_eq!(b.terminated()[0], t % 2 == 0);
+            assert_eq!(b.done(1), t % 2 == 0);
+            assert_eq!(b.finished_episode(1), (t % 2 == 0).then_some((20.0, 2)));
+            // ... but only the game's end is an episode, with the game's raw totals.
+            assert_eq!(b.episode_finished()[0], t == 6);
+            finished.extend(b.finished_episode(0));
+            // Lives left and steps into the game: a lost life does not restart the game.
+            let obs = b.obs_f32().unwrap();
+            assert_eq!(obs[1], if t == 6 { 0.0 } else { t as f32 });
+        }
+        assert_eq!(finished, vec![(60.0, 6)]);
+    }
+    // The same through the single-environment wrapper.
+    let mut env = crate::wrappers::EpisodeStatistics::new(LivesEnv::new(2, 3));
+    use crate::env::EnvExt;
+    env.reset(Some(0)).unwrap();
+    let mut ends = vec![];
+    for _ in 0..2 {
+        loop {
+            let t = env.step(Action::Discrete(0)).unwrap();
+            if t.terminated {
+                ends.push(t.info.get("episode_return").unwrap());
+                break;
+            }
+        }
+        env.reset(None).unwrap();
+    }
+    assert_eq!(ends, vec![0.0, 60.0]);
+    assert_eq!(env.tracker().episodes(), 1);
+}

@@ -1,13 +1,15 @@
 use std::collections::VecDeque;
 
 use super::forward_spaces;
-use crate::env::{Env, Out, Step};
+use crate::env::{Env, EpisodeEnd, Out, Step};
 use crate::error::Result;
 use crate::space::{Action, Space};
 
 /// Running return and length of the current episode, and the last finished ones.
 ///
-/// Used by [`EpisodeStatistics`] and by the vector environments, so both count the same way.
+/// Used by [`EpisodeStatistics`] and by the vector environments, so both count the same
+/// way. An environment decides how its episode ends count ([`Env::episode_end`]):
+/// [`EpisodeTracker::record_end`] takes that answer.
 #[derive(Clone, Debug)]
 pub struct EpisodeTracker {
     ret: f64,
@@ -37,15 +39,36 @@ impl EpisodeTracker {
         self.len = 0;
     }
 
-    /// Count a step; when it ends the episode, returns `(return, length)` of the episode.
+    /// Count a step; when it ends the episode, returns `(return, length)` of the episode
+    /// (the sums of the rewards and steps counted: [`EpisodeEnd::Learner`]).
     #[inline]
     pub fn record(&mut self, step: &Step) -> Option<(f64, u64)> {
+        self.record_end(step, || EpisodeEnd::Learner)
+    }
+
+    /// Count a step; when it ends the learner's episode, `end()` (an environment's
+    /// [`Env::episode_end`]) says how that counts, and `(return, length)` is returned
+    /// if a whole episode ended: the sums counted here for [`EpisodeEnd::Learner`],
+    /// the environment's own for [`EpisodeEnd::Whole`], nothing for
+    /// [`EpisodeEnd::Partial`]. The running sums restart either way.
+    #[inline]
+    pub fn record_end(
+        &mut self,
+        step: &Step,
+        end: impl FnOnce() -> EpisodeEnd,
+    ) -> Option<(f64, u64)> {
         self.ret += step.reward;
         self.len += 1;
         if !step.done() {
             return None;
         }
-        let finished = (self.ret, self.len);
+        let learner = (self.ret, self.len);
+        self.start();
+        let finished = match end() {
+            EpisodeEnd::Learner => learner,
+            EpisodeEnd::Partial => return None,
+            EpisodeEnd::Whole { ret, len } => (ret, len),
+        };
         if self.window > 0 {
             if self.returns.len() == self.window {
                 self.returns.pop_front();
@@ -55,7 +78,6 @@ impl EpisodeTracker {
             self.lengths.push_back(finished.1);
         }
         self.episodes += 1;
-        self.start();
         Some(finished)
     }
 
@@ -69,7 +91,7 @@ impl EpisodeTracker {
         &self.lengths
     }
 
-    /// Number of finished episodes.
+    /// Number of finished (whole) episodes.
     pub fn episodes(&self) -> u64 {
         self.episodes
     }
@@ -85,6 +107,10 @@ impl EpisodeTracker {
 /// Adds the extras `episode_return` and `episode_length`: on the step that ends an
 /// episode they hold its totals; on every other step they are 0. The last
 /// `window` (default 100) episodes are kept in [`EpisodeStatistics::tracker`].
+///
+/// What an episode is, and its totals, follow the inner environment's
+/// [`Env::episode_end`]: under the Atari protocol's episodic life the totals come at the
+/// end of the game, not of each life, and are the game's unclipped score.
 #[derive(Debug)]
 pub struct EpisodeStatistics<E> {
     inner: E,
@@ -154,7 +180,11 @@ impl<E: Env> Env for EpisodeStatistics<E> {
                 extras: inner_extras,
             },
         )?;
-        let (r, l) = self.tracker.record(&step).unwrap_or((0.0, 0));
+        let inner = &self.inner;
+        let (r, l) = self
+            .tracker
+            .record_end(&step, || inner.episode_end())
+            .unwrap_or((0.0, 0));
         own[0] = r;
         own[1] = l as f64;
         Ok(step)

@@ -45,6 +45,16 @@ impl<E: Env> FrameStack<E> {
         })
     }
 
+    /// The wrapped environment.
+    pub fn inner(&self) -> &E {
+        &self.inner
+    }
+
+    /// The wrapped environment, mutably.
+    pub fn inner_mut(&mut self) -> &mut E {
+        &mut self.inner
+    }
+
     fn stack_len(&self) -> usize {
         self.k * self.dim
     }

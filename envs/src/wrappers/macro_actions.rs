@@ -339,6 +339,10 @@ impl<E: Env> Env for MacroActions<E> {
     fn render_rgb(&self) -> Option<RgbImage> {
         self.inner.render_rgb()
     }
+
+    fn episode_end(&self) -> crate::env::EpisodeEnd {
+        self.inner.episode_end()
+    }
 }
 
 #[cfg(test)]

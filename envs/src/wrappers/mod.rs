@@ -34,6 +34,9 @@ macro_rules! forward_spaces {
         fn render_rgb(&self) -> Option<$crate::env::RgbImage> {
             self.inner.render_rgb()
         }
+        fn episode_end(&self) -> $crate::env::EpisodeEnd {
+            self.inner.episode_end()
+        }
     };
 }
 pub(crate) use forward_spaces;
