@@ -101,20 +101,31 @@ impl Sections {
             .map(|(n, b)| 12 + n.len() + b.len())
             .sum();
         let mut out = Vec::with_capacity(32 + self.kind.len() + size);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(self.kind.len() as u32).to_le_bytes());
-        out.extend_from_slice(self.kind.as_bytes());
-        out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
-        for (name, bytes) in &self.entries {
-            out.extend_from_slice(&(name.len() as u32).to_le_bytes());
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-            out.extend_from_slice(bytes);
-        }
-        let sum = fnv1a64(&out);
-        out.extend_from_slice(&sum.to_le_bytes());
+        self.encode_to(&mut out)
+            .expect("writing into a Vec does not fail");
         out
+    }
+
+    /// Writes [`encode`](Self::encode)'s bytes to `w` piece by piece, so that a file of
+    /// large sections (a replay memory of frames) is never held twice in memory.
+    fn encode_to(&self, w: &mut impl Write) -> std::io::Result<()> {
+        let mut sum = Fnv1a64::new();
+        let mut put = |w: &mut _, bytes: &[u8]| -> std::io::Result<()> {
+            sum.update(bytes);
+            Write::write_all(w, bytes)
+        };
+        put(w, MAGIC)?;
+        put(w, &FORMAT_VERSION.to_le_bytes())?;
+        put(w, &(self.kind.len() as u32).to_le_bytes())?;
+        put(w, self.kind.as_bytes())?;
+        put(w, &(self.entries.len() as u32).to_le_bytes())?;
+        for (name, bytes) in &self.entries {
+            put(w, &(name.len() as u32).to_le_bytes())?;
+            put(w, name.as_bytes())?;
+            put(w, &(bytes.len() as u64).to_le_bytes())?;
+            put(w, bytes)?;
+        }
+        w.write_all(&sum.finish().to_le_bytes())
     }
 
     /// Parse a whole file's bytes; `path` only names the file in errors.
@@ -193,9 +204,14 @@ impl Sections {
         Ok(s)
     }
 
-    /// Write to `path` atomically (temporary file, sync, rename).
+    /// Write to `path` atomically (temporary file, sync, rename), streaming the
+    /// sections rather than encoding the file in memory first.
     pub fn write_atomic(&self, path: &Path) -> Result<(), AgentError> {
-        write_atomic(path, &self.encode())
+        write_atomic_with(path, |f| {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            self.encode_to(&mut w)?;
+            w.flush()
+        })
     }
 }
 
@@ -206,10 +222,18 @@ fn truncated(len: usize) -> String {
 /// Write `bytes` to `path` through `path.tmp` and a rename; the directory entry is
 /// synced too where the platform allows it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// [`write_atomic`] with the contents written by `write`.
+fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
+) -> Result<(), AgentError> {
     let tmp = tmp_path(path);
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        write(&mut f)?;
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, path)?;
@@ -266,12 +290,29 @@ impl<'a> Reader<'a> {
 
 /// 64-bit FNV-1a.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    let mut h = Fnv1a64::new();
+    h.update(bytes);
+    h.finish()
+}
+
+/// 64-bit FNV-1a over bytes given in pieces.
+struct Fnv1a64(u64);
+
+impl Fnv1a64 {
+    fn new() -> Self {
+        Fnv1a64(0xcbf2_9ce4_8422_2325)
     }
-    h
+
+    fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 #[cfg(test)]
@@ -291,6 +332,12 @@ mod tests {
         let back = Sections::decode(&s.encode(), Path::new("x")).unwrap();
         assert_eq!(back, s);
         assert_eq!(back.names().collect::<Vec<_>>(), ["meta", "blob"]);
+        // The file written section by section holds exactly the encoded bytes.
+        let path = std::env::temp_dir().join(format!("agentry-sections-{}", std::process::id()));
+        s.write_atomic(&path).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), s.encode());
+        assert_eq!(Sections::read(&path).unwrap(), s);
+        fs::remove_file(&path).unwrap();
     }
 
     #[test]

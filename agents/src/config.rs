@@ -73,6 +73,11 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         "grid-world",
         include_str!("../../configs/rainbow-grid-world.toml"),
     ),
+    (
+        "rainbow",
+        "atari",
+        include_str!("../../configs/rainbow-atari.toml"),
+    ),
 ];
 
 /// The algorithms `--algo` accepts (those implemented so far).
@@ -170,13 +175,13 @@ impl Default for EnvConfig {
     }
 }
 
-/// PPO's network kind (`ppo.network`).
+/// A network kind (`ppo.network`, `dqn.network`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
     /// The Nature CNN for `u8` frames of shape `[channels, height, width]`, else the MLP.
     Auto,
-    /// The MLP of `ppo.hidden` and `ppo.activation`.
+    /// The MLP of `ppo.hidden` (for DQN: the fully connected layers alone).
     Mlp,
     /// The Nature CNN (Mnih et al. 2015).
     Cnn,
@@ -306,10 +311,13 @@ pub struct DqnConfig {
     pub exploration_final_eps: f64,
     /// Global gradient-norm clip (0: none).
     pub max_grad_norm: f64,
-    /// Hidden widths: all but the last form the trunk; the last is the hidden layer of
-    /// each stream (see `agentry_models::qnet`).
+    /// The Q-network's torso: `auto` (the Nature CNN's convolutions for `u8` frames
+    /// `[channels, height, width]`, else none), `mlp` (none) or `cnn`.
+    pub network: Network,
+    /// Hidden widths (after the convolutions, with a CNN): all but the last form the
+    /// trunk; the last is the hidden layer of each stream (see `agentry_models::qnet`).
     pub hidden: Vec<usize>,
-    /// Hidden nonlinearity.
+    /// Hidden nonlinearity (of the fully connected layers; the convolutions' is ReLU).
     pub activation: Activation,
 }
 
@@ -331,6 +339,7 @@ impl Default for DqnConfig {
             exploration_initial_eps: 1.0,
             exploration_final_eps: 0.05,
             max_grad_norm: 10.0,
+            network: Network::Auto,
             hidden: vec![64, 64],
             activation: Activation::Relu,
         }

@@ -23,10 +23,18 @@
 //! Targets take the maximum over all actions of the next state: replay does not store
 //! legal-action masks, so an environment with illegal moves is learned as if every
 //! move were allowed there (acting does respect the masks).
+//!
+//! On stacked frames (`u8` observations `[channels, height, width]`) the Q-network
+//! starts with the Nature CNN's convolutions (`dqn.network`, `auto` by default), and
+//! the learner is a `Dqn<u8>`: actors, adders and replay keep the frames as bytes, and
+//! a minibatch becomes floats only as the network's input tensor. Replay stores each
+//! distinct frame of the stacks once (each channel a frame; see `agentry_memory`): an
+//! Atari transition (4 × 84 × 84) costs about 7.1 KB instead of the 56 464 bytes of its
+//! two observations, 7.1 GB per million.
 
-use agentry_envs::vector::{VecAction, VecEnv};
+use agentry_envs::vector::{ObsBuffer, VecAction, VecEnv};
 use agentry_memory::{
-    Adder, Batch, NStep, Prioritization, Replay, Step, TransitionRef, TransitionSink,
+    Adder, Batch, Element, NStep, Prioritization, Replay, Step, TransitionRef, TransitionSink,
 };
 use agentry_models::qnet::QScratch;
 use agentry_models::{QNet, QNetConfig, QNoise, QWeights};
@@ -38,12 +46,12 @@ use burn::tensor::{Bytes, Device, Int, Tensor, TensorData, activation};
 use rand::{Rng, RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{DqnConfig, PlasticityConfig, RainbowConfig};
+use crate::config::{DqnConfig, Network, PlasticityConfig, RainbowConfig};
 use crate::error::AgentError;
 use crate::grads::clip_grad_norm;
 use crate::macros::{CreditSharing, macro_set, sequences};
-use crate::ppo::ActMode;
-use crate::runner::{self, Chunk, Episode, Progress, catch, obs_row_of};
+use crate::ppo::{ActMode, choose_network};
+use crate::runner::{self, Chunk, Episode, Progress, catch};
 use agentry_models::diagnostics;
 use agentry_models::mlp::Activation;
 use agentry_models::plasticity::{Due, Plasticity, PlasticityState, Snapshot, edit_params};
@@ -243,11 +251,12 @@ impl QPolicy {
         }
     }
 
-    /// The Q-values of `obs` into `ws.q`: with the network's mean weights, or with
-    /// freshly sampled noise when `noisy` (and the network has noisy layers).
-    pub fn q_values<'w>(
+    /// The Q-values of `obs` (floats, or bytes for frames) into `ws.q`: with the
+    /// network's mean weights, or with freshly sampled noise when `noisy` (and the
+    /// network has noisy layers).
+    pub fn q_values<'w, T: Copy + Into<f32>>(
         &self,
-        obs: &[f32],
+        obs: &[T],
         noisy: bool,
         rng: &mut impl Rng,
         ws: &'w mut QWorkspace,
@@ -267,9 +276,9 @@ impl QPolicy {
     /// An action for `obs`: ε-greedy with the network's noise ([`ActMode::Sample`]) or
     /// greedy with its mean weights ([`ActMode::Deterministic`]), among the legal
     /// actions when `mask` is given.
-    pub fn act(
+    pub fn act<T: Copy + Into<f32>>(
         &self,
-        obs: &[f32],
+        obs: &[T],
         mask: Option<&[bool]>,
         mode: ActMode,
         rng: &mut impl Rng,
@@ -302,19 +311,20 @@ fn random_legal(n: usize, mask: Option<&[bool]>, rng: &mut impl Rng) -> usize {
     }
 }
 
-/// Transitions in flat columns: what an actor sends and replay stores.
+/// Transitions in flat columns: what an actor sends and replay stores (observations
+/// of type `T`: floats, or bytes for frames).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Transitions {
+pub struct Transitions<T = f32> {
     obs_dim: usize,
-    obs: Vec<f32>,
-    next_obs: Vec<f32>,
+    obs: Vec<T>,
+    next_obs: Vec<T>,
     actions: Vec<u32>,
     rewards: Vec<f32>,
     discounts: Vec<f32>,
     steps: Vec<u32>,
 }
 
-impl Transitions {
+impl<T: Element> Transitions<T> {
     /// Room for `capacity` transitions of observations of width `obs_dim`.
     pub fn with_capacity(obs_dim: usize, capacity: usize) -> Self {
         Transitions {
@@ -339,7 +349,7 @@ impl Transitions {
     }
 
     /// Transition `i`.
-    pub fn get(&self, i: usize) -> TransitionRef<'_> {
+    pub fn get(&self, i: usize) -> TransitionRef<'_, T> {
         let d = self.obs_dim;
         TransitionRef {
             obs: &self.obs[i * d..(i + 1) * d],
@@ -352,8 +362,8 @@ impl Transitions {
     }
 }
 
-impl TransitionSink for Transitions {
-    fn insert(&mut self, t: TransitionRef<'_>) -> agentry_memory::Result<()> {
+impl<T: Element> TransitionSink<T> for Transitions<T> {
+    fn insert(&mut self, t: TransitionRef<'_, T>) -> agentry_memory::Result<()> {
         for (what, len) in [("obs", t.obs.len()), ("next_obs", t.next_obs.len())] {
             if len != self.obs_dim {
                 return Err(agentry_memory::MemoryError::Length {
@@ -374,14 +384,14 @@ impl TransitionSink for Transitions {
 }
 
 /// One actor's experience: the transitions its adders completed.
-pub struct DqnChunk {
+pub struct DqnChunk<T = f32> {
     /// The completed transitions.
-    pub transitions: Transitions,
+    pub transitions: Transitions<T>,
     episodes: Vec<Episode>,
     env_steps: u64,
 }
 
-impl Chunk for DqnChunk {
+impl<T: ObsValue> Chunk for DqnChunk<T> {
     fn env_steps(&self) -> u64 {
         self.env_steps
     }
@@ -390,17 +400,54 @@ impl Chunk for DqnChunk {
     }
 }
 
+/// An observation value type a Q-learner reads from its environments and stores:
+/// `f32` for vectors, `u8` for frames.
+pub trait ObsValue: Element {
+    /// The environments' observations, if they are of this type.
+    fn of(buffer: &ObsBuffer) -> Option<&[Self]>;
+}
+
+impl ObsValue for f32 {
+    fn of(buffer: &ObsBuffer) -> Option<&[f32]> {
+        buffer.as_f32()
+    }
+}
+
+impl ObsValue for u8 {
+    fn of(buffer: &ObsBuffer) -> Option<&[u8]> {
+        buffer.as_u8()
+    }
+}
+
+/// Copy row `i` of a vector environment's observations into `row`.
+fn row_of<T: ObsValue>(
+    buffer: &ObsBuffer,
+    dim: usize,
+    i: usize,
+    row: &mut Vec<T>,
+) -> Result<(), AgentError> {
+    let all = T::of(buffer).ok_or_else(|| {
+        AgentError::Invalid(format!(
+            "the environments' observations are not {}, the type this learner stores",
+            T::NAME
+        ))
+    })?;
+    row.clear();
+    row.extend_from_slice(&all[i * dim..(i + 1) * dim]);
+    Ok(())
+}
+
 /// An actor: ε-greedy (and noisy) acting, one n-step adder per environment, and
 /// macro-actions run one primitive step per environment step.
-pub struct DqnActor {
+pub struct DqnActor<T = f32> {
     rng: rand_pcg::Pcg64Mcg,
     n_step: usize,
     gamma: f32,
-    adders: Vec<NStep>,
+    adders: Vec<NStep<T>>,
     ws: Option<QWorkspace>,
     /// The observation each environment's current (macro-)action started from.
-    prev_obs: Vec<f32>,
-    row: Vec<f32>,
+    prev_obs: Vec<T>,
+    row: Vec<T>,
     /// The primitive action each environment takes this step.
     actions: Vec<usize>,
     /// The action sequence of every action of the augmented set.
@@ -427,16 +474,16 @@ struct Slot {
     steps: u32,
 }
 
-impl runner::Actor for DqnActor {
+impl<T: ObsValue> runner::Actor for DqnActor<T> {
     type Policy = QPolicy;
-    type Chunk = DqnChunk;
+    type Chunk = DqnChunk<T>;
 
     fn collect(
         &mut self,
         policy: &QPolicy,
         envs: &mut dyn VecEnv,
         steps: usize,
-    ) -> Result<DqnChunk, AgentError> {
+    ) -> Result<DqnChunk<T>, AgentError> {
         let m = envs.num_envs();
         let dim = policy.obs_dim;
         if self.adders.len() != m {
@@ -451,7 +498,7 @@ impl runner::Actor for DqnActor {
             episodes: Vec::new(),
             env_steps: (steps * m) as u64,
         };
-        self.prev_obs.resize(m * dim, 0.0);
+        self.prev_obs.resize(m * dim, T::default());
         self.actions.resize(m, 0);
         self.slots.resize(m, Slot::default());
         let n = policy.primitive_actions();
@@ -467,7 +514,7 @@ impl runner::Actor for DqnActor {
                     && !mask[self.sequences[slot.action][slot.pos]]
                 {
                     // The macro's next move is illegal here: it ends before it.
-                    obs_row_of(envs.buffers().obs(), dim, i, &mut self.row);
+                    row_of(envs.buffers().obs(), dim, i, &mut self.row)?;
                     let step = Step {
                         obs: &self.prev_obs[i * dim..(i + 1) * dim],
                         action: slot.action as u32,
@@ -483,7 +530,7 @@ impl runner::Actor for DqnActor {
                     slot.running = false;
                 }
                 if !slot.running {
-                    obs_row_of(envs.buffers().obs(), dim, i, &mut self.row);
+                    row_of(envs.buffers().obs(), dim, i, &mut self.row)?;
                     self.prev_obs[i * dim..(i + 1) * dim].copy_from_slice(&self.row);
                     let mask = env_mask.map(|m| {
                         self.mask.clear();
@@ -518,7 +565,7 @@ impl runner::Actor for DqnActor {
                 let done = terminated || truncated;
                 if done || slot.pos == self.sequences[slot.action].len() {
                     let source = if done { b.final_obs() } else { b.obs() };
-                    obs_row_of(source, dim, i, &mut self.row);
+                    row_of(source, dim, i, &mut self.row)?;
                     let step = Step {
                         obs: &self.prev_obs[i * dim..(i + 1) * dim],
                         action: slot.action as u32,
@@ -551,6 +598,45 @@ pub struct QShape {
     pub actions: usize,
     /// The environment gives legal-action masks.
     pub masked: bool,
+    /// The observation space's shape (`[channels, height, width]` for stacked frames;
+    /// empty: a flat vector of `obs_dim`).
+    #[serde(default)]
+    pub obs_shape: Vec<usize>,
+    /// The observations are bytes (pixels): the learner is a `Dqn<u8>`.
+    #[serde(default)]
+    pub obs_u8: bool,
+}
+
+impl QShape {
+    /// Flat `f32` observations of `obs_dim` values.
+    pub fn flat(obs_dim: usize, actions: usize, masked: bool) -> Self {
+        QShape {
+            obs_dim,
+            actions,
+            masked,
+            obs_shape: vec![obs_dim],
+            obs_u8: false,
+        }
+    }
+
+    /// Whether a checkpoint written for `self` fits a learner of `other`: the same
+    /// width, actions and observation type and shape (checkpoints written before
+    /// shapes were recorded have none, and were all of flat `f32` observations).
+    pub fn fits(&self, other: &QShape) -> bool {
+        let flat = |s: &QShape| s.obs_shape.len() <= 1;
+        (self.obs_dim, self.actions, self.masked) == (other.obs_dim, other.actions, other.masked)
+            && if self.obs_shape.is_empty() {
+                flat(other) && !other.obs_u8
+            } else {
+                self.obs_shape == other.obs_shape && self.obs_u8 == other.obs_u8
+            }
+    }
+
+    /// The network `dqn.network` asks for on these observations (see
+    /// [`DqnConfig::network`]); an error names what does not fit.
+    pub fn network(&self, dqn: &DqnConfig) -> Result<Network, String> {
+        choose_network(dqn.network, &self.obs_shape, self.obs_u8, "dqn.network")
+    }
 }
 
 /// The learner's counters, saved with checkpoints.
@@ -568,8 +654,9 @@ pub struct DqnCounters {
     pub target_syncs: u64,
 }
 
-/// The DQN / Rainbow learner.
-pub struct Dqn {
+/// The DQN / Rainbow learner, for observations of type `T`: `Dqn<f32>` (vectors) or
+/// `Dqn<u8>` (frames, kept as bytes in replay).
+pub struct Dqn<T: ObsValue = f32> {
     dqn: DqnConfig,
     rainbow: RainbowConfig,
     shape: QShape,
@@ -578,8 +665,8 @@ pub struct Dqn {
     online: Option<QNet>,
     target: QNet,
     optim: ModuleOptimizer,
-    replay: Replay,
-    batch: Batch,
+    replay: Replay<T>,
+    batch: Batch<T>,
     rng: rand_pcg::Pcg64Mcg,
     noise_online: QNoise,
     noise_target: QNoise,
@@ -591,9 +678,9 @@ pub struct Dqn {
     /// The credit-sharing regulariser, when on.
     credit: Option<CreditSharing>,
     /// The fresh batch of the meta-gradient.
-    meta_batch: Batch,
+    meta_batch: Batch<T>,
     /// The batch sampled for the next gradient step.
-    next_batch: Batch,
+    next_batch: Batch<T>,
     /// `next_batch` was sampled and its target pass is running on the prefetch thread.
     pending: bool,
     /// Run the target network on a second thread (off only to test that it is exact).
@@ -637,8 +724,11 @@ fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .expect("f32 data")
 }
 
-impl Dqn {
+impl<T: ObsValue> Dqn<T> {
     /// A fresh learner for a run of `total_steps`; networks initialised from `seed`.
+    ///
+    /// An error when the network `dqn.network` asks for does not fit the observations,
+    /// or `T` is not their type.
     pub fn new(
         dqn: &DqnConfig,
         rainbow: &RainbowConfig,
@@ -647,6 +737,18 @@ impl Dqn {
         total_steps: u64,
         seed: u64,
     ) -> Result<Self, AgentError> {
+        if shape.obs_u8 != (T::TAG == <u8 as Element>::TAG) {
+            return Err(AgentError::Invalid(format!(
+                "a learner that stores {} observations for {} ones",
+                T::NAME,
+                if shape.obs_u8 { "u8" } else { "f32" }
+            )));
+        }
+        let network = shape.network(dqn).map_err(AgentError::Usage)?;
+        let image = match (network, &shape.obs_shape[..]) {
+            (Network::Cnn, &[c, h, w]) => Some([c, h, w]),
+            _ => None,
+        };
         let device = agentry_models::training_device();
         let macros = macro_set(shape.actions, rainbow);
         agentry_envs::wrappers::check_macros(shape.actions, &macros)
@@ -666,6 +768,7 @@ impl Dqn {
             sigma0: rainbow.noisy_sigma0 as f32,
             activation: dqn.activation,
             layer_norm: plasticity.layer_norm,
+            image,
         };
         let online = net_config.init_seeded(&device, seed ^ 0x0411);
         let plasticity = Plasticity::new(plasticity, &online).with_seed(seed);
@@ -674,8 +777,14 @@ impl Dqn {
             alpha: rainbow.priority_alpha,
             epsilon: rainbow.priority_eps,
         });
-        let replay = Replay::new(dqn.buffer_size, shape.obs_dim, prioritization)
-            .map_err(|e| AgentError::Invalid(format!("building the replay memory: {e}")))?;
+        // Byte frames [C, H, W]: each distinct frame of the stacks stored once.
+        let replay = match (&shape.obs_shape[..], shape.obs_u8) {
+            (&[stack, _, _], true) => {
+                Replay::with_frames(dqn.buffer_size, shape.obs_dim, stack, prioritization)
+            }
+            _ => Replay::new(dqn.buffer_size, shape.obs_dim, prioritization),
+        }
+        .map_err(|e| AgentError::Invalid(format!("building the replay memory: {e}")))?;
         let shapes = net_config.noise_shapes();
         let support = rainbow.distributional.then_some(Support {
             v_min: rainbow.v_min as f32,
@@ -712,7 +821,7 @@ impl Dqn {
     }
 
     /// What builds a newly initialised online network for the `k`-th reset.
-    fn fresh(&self) -> impl Fn(u64) -> QNet + use<> {
+    fn fresh(&self) -> impl Fn(u64) -> QNet + use<T> {
         let (config, device, seed) = (self.net_config.clone(), self.device.clone(), self.seed);
         let base = agentry_envs::derive_seed(seed, 0x2E5E7);
         move |k| config.init_seeded(&device, agentry_envs::derive_seed(base, k))
@@ -735,7 +844,7 @@ impl Dqn {
     }
 
     /// The replay memory.
-    pub fn replay(&self) -> &Replay {
+    pub fn replay(&self) -> &Replay<T> {
         &self.replay
     }
 
@@ -878,7 +987,7 @@ impl Dqn {
 
     /// The TD targets of `batch`, without autodiff: one value per row (scalar Q) or a
     /// projected distribution per row (C51), `batch × atoms`.
-    fn targets_for(&self, batch: &Batch, target_out: Option<Vec<f32>>) -> Vec<f32> {
+    fn targets_for(&self, batch: &Batch<T>, target_out: Option<Vec<f32>>) -> Vec<f32> {
         let b = batch.size();
         let dim = self.shape.obs_dim;
         let actions = self.net_config.actions;
@@ -887,8 +996,7 @@ impl Dqn {
         let noisy = !self.noise_online.is_empty();
         // The next observations as a tensor, only for the passes made here (the target's
         // may have run on the prefetch thread, and plain DQN has no chooser pass).
-        let next =
-            || Tensor::<2>::from_data(TensorData::new(batch.next_obs().to_vec(), [b, dim]), &plain);
+        let next = || Self::rows_tensor(batch.next_obs(), b, dim, &plain);
         let target_out = target_out.unwrap_or_else(|| {
             to_vec(
                 self.target
@@ -942,7 +1050,7 @@ impl Dqn {
     fn td_terms(
         &self,
         out: Tensor<3>,
-        batch: &Batch,
+        batch: &Batch<T>,
         targets: Vec<f32>,
     ) -> (Tensor<1>, Vec<f32>, Tensor<1>) {
         let b = batch.size();
@@ -994,11 +1102,15 @@ impl Dqn {
         }
     }
 
-    fn obs_tensor(batch: &Batch, dim: usize, device: &Device) -> Tensor<2> {
-        Tensor::<2>::from_data(
-            TensorData::new(batch.obs().to_vec(), [batch.size(), dim]),
-            device,
-        )
+    fn obs_tensor(batch: &Batch<T>, dim: usize, device: &Device) -> Tensor<2> {
+        Self::rows_tensor(batch.obs(), batch.size(), dim, device)
+    }
+
+    /// `rows` observations of `dim` values as a float tensor `[rows, dim]`: where bytes
+    /// become floats.
+    fn rows_tensor(values: &[T], rows: usize, dim: usize, device: &Device) -> Tensor<2> {
+        let floats: Vec<f32> = values.iter().map(|&v| v.into()).collect();
+        Tensor::<2>::from_data(TensorData::new(floats, [rows, dim]), device)
     }
 
     /// Sample a batch into `self.next_batch` with fresh target noise.
@@ -1023,7 +1135,7 @@ impl Dqn {
     fn gradient_step(
         &mut self,
         lr: f64,
-        prefetch: Option<&Prefetch>,
+        prefetch: Option<&Prefetch<T>>,
         last: bool,
     ) -> Result<(f64, f64, f64), AgentError> {
         let target_out = if self.pending {
@@ -1182,29 +1294,29 @@ impl Dqn {
     }
 }
 
-type TargetJob = (Vec<f32>, usize, Option<QNoise>);
+type TargetJob<T> = (Vec<T>, usize, Option<QNoise>);
 
 /// A thread that runs the target network over the next batch while the learner
 /// finishes the current step (see [`Dqn::gradient_step`]).
-struct Prefetch {
-    jobs: crossbeam_channel::Sender<TargetJob>,
+struct Prefetch<T> {
+    jobs: crossbeam_channel::Sender<TargetJob<T>>,
     results: crossbeam_channel::Receiver<Result<Vec<f32>, String>>,
 }
 
-impl Prefetch {
+impl<T: ObsValue> Prefetch<T> {
     fn start<'scope>(
         scope: &'scope std::thread::Scope<'scope, '_>,
         target: QNet,
         dim: usize,
         noisy: bool,
     ) -> Self {
-        let (jobs, job_rx) = crossbeam_channel::bounded::<TargetJob>(1);
+        let (jobs, job_rx) = crossbeam_channel::bounded::<TargetJob<T>>(1);
         let (result_tx, results) = crossbeam_channel::bounded(1);
         scope.spawn(move || {
             let device = agentry_models::training_device().inner();
             for (next, rows, noise) in job_rx {
                 let out = catch(|| {
-                    let x = Tensor::<2>::from_data(TensorData::new(next, [rows, dim]), &device);
+                    let x = Dqn::<T>::rows_tensor(&next, rows, dim, &device);
                     to_vec(target.forward(x, if noisy { noise.as_ref() } else { None }))
                 });
                 if result_tx.send(out).is_err() {
@@ -1215,7 +1327,7 @@ impl Prefetch {
         Prefetch { jobs, results }
     }
 
-    fn submit(&self, batch: &Batch, noise: &QNoise) -> Result<(), AgentError> {
+    fn submit(&self, batch: &Batch<T>, noise: &QNoise) -> Result<(), AgentError> {
         self.jobs
             .send((batch.next_obs().to_vec(), batch.size(), Some(noise.clone())))
             .map_err(|_| AgentError::Invalid("the target-network thread stopped".into()))
@@ -1290,8 +1402,8 @@ fn load_record(fresh: QNet, bytes: Vec<u8>) -> Result<QNet, String> {
     catch(|| fresh.try_load_record(record))?.map_err(|e| e.to_string())
 }
 
-impl runner::Learner for Dqn {
-    type Actor = DqnActor;
+impl<T: ObsValue> runner::Learner for Dqn<T> {
+    type Actor = DqnActor<T>;
 
     fn chunk_steps(&self) -> usize {
         self.dqn.train_freq
@@ -1301,7 +1413,7 @@ impl runner::Learner for Dqn {
         self.acting_policy()
     }
 
-    fn actor(&self, _index: usize, seed: u64) -> DqnActor {
+    fn actor(&self, _index: usize, seed: u64) -> DqnActor<T> {
         DqnActor {
             rng: rand_pcg::Pcg64Mcg::seed_from_u64(seed),
             n_step: self.rainbow.n_step,
@@ -1325,7 +1437,7 @@ impl runner::Learner for Dqn {
 
     fn update(
         &mut self,
-        chunks: Vec<DqnChunk>,
+        chunks: Vec<DqnChunk<T>>,
         progress: Progress,
     ) -> Result<Vec<f64>, AgentError> {
         self.total_steps = progress.total_steps;
@@ -1566,18 +1678,14 @@ mod learner_tests {
 
     #[test]
     fn the_target_network_is_a_snapshot() {
-        let shape = QShape {
-            obs_dim: 2,
-            actions: 2,
-            masked: false,
-        };
+        let shape = QShape::flat(2, 2, false);
         let cfg = DqnConfig {
             batch_size: 4,
             buffer_size: 16,
             learning_rate: 1e-2,
             ..DqnConfig::default()
         };
-        let mut dqn = Dqn::new(
+        let mut dqn = Dqn::<f32>::new(
             &cfg,
             &RainbowConfig::off(),
             &Default::default(),
@@ -1614,11 +1722,7 @@ mod learner_tests {
     /// many gradient steps ends with the same parameters and priorities either way.
     #[test]
     fn prefetching_targets_is_exact() {
-        let shape = QShape {
-            obs_dim: 2,
-            actions: 3,
-            masked: false,
-        };
+        let shape = QShape::flat(2, 3, false);
         let cfg = DqnConfig {
             batch_size: 8,
             buffer_size: 64,
@@ -1634,7 +1738,8 @@ mod learner_tests {
         };
         let run = |prefetch: bool| {
             let mut dqn =
-                Dqn::new(&cfg, &rainbow, &Default::default(), shape.clone(), 1_000, 4).unwrap();
+                Dqn::<f32>::new(&cfg, &rainbow, &Default::default(), shape.clone(), 1_000, 4)
+                    .unwrap();
             dqn.prefetch = prefetch;
             let mut t = Transitions::with_capacity(2, 64);
             for i in 0..64 {
@@ -1691,12 +1796,9 @@ mod value_tests {
             hidden: vec![32, 32],
             ..DqnConfig::default()
         };
-        let shape = QShape {
-            obs_dim: 1,
-            actions: 2,
-            masked: false,
-        };
-        let mut dqn = Dqn::new(&cfg, &rainbow, &Default::default(), shape, 20_000, 5).unwrap();
+        let shape = QShape::flat(1, 2, false);
+        let mut dqn =
+            Dqn::<f32>::new(&cfg, &rainbow, &Default::default(), shape, 20_000, 5).unwrap();
         let make = |_: usize| -> Result<Box<dyn VecEnv>, agentry_envs::EnvError> {
             let envs: Vec<Box<dyn agentry_envs::Env>> = (0..2)
                 .map(|_| {
@@ -1760,12 +1862,8 @@ mod macro_tests {
             hidden: vec![8],
             ..DqnConfig::default()
         };
-        let shape = QShape {
-            obs_dim: 2,
-            actions: 3,
-            masked: false,
-        };
-        let dqn = Dqn::new(&cfg, &rainbow, &Default::default(), shape, 1_000, 1).unwrap();
+        let shape = QShape::flat(2, 3, false);
+        let dqn = Dqn::<f32>::new(&cfg, &rainbow, &Default::default(), shape, 1_000, 1).unwrap();
         let mut policy = dqn.acting_policy();
         assert_eq!((policy.actions, policy.primitive_actions()), (4, 3));
         policy.epsilon = 1.0;
@@ -1828,13 +1926,9 @@ mod macro_tests {
             hidden: vec![16, 16],
             ..DqnConfig::default()
         };
-        let shape = QShape {
-            obs_dim: 2,
-            actions: 3,
-            masked: false,
-        };
+        let shape = QShape::flat(2, 3, false);
         let mut dqn =
-            Dqn::new(&cfg, &rainbow, &Default::default(), shape.clone(), 1_000, 1).unwrap();
+            Dqn::<f32>::new(&cfg, &rainbow, &Default::default(), shape.clone(), 1_000, 1).unwrap();
         let prior = dqn.credit_sharing().unwrap().sigma();
         let make = |_: usize| -> Result<Box<dyn VecEnv>, agentry_envs::EnvError> {
             let envs: Vec<Box<dyn agentry_envs::Env>> = vec![Box::new(CountEnv::new(10))];
@@ -1861,7 +1955,7 @@ mod macro_tests {
         assert!(last[credit_col + 2] > 0.0, "Σ changed in the last update");
 
         let mut restored =
-            Dqn::new(&cfg, &rainbow, &Default::default(), shape.clone(), 1_000, 9).unwrap();
+            Dqn::<f32>::new(&cfg, &rainbow, &Default::default(), shape.clone(), 1_000, 9).unwrap();
         restored
             .restore(
                 dqn.model_bytes().unwrap(),
@@ -1878,7 +1972,8 @@ mod macro_tests {
             credit_sharing: 0.0,
             ..rainbow
         };
-        let mut other = Dqn::new(&cfg, &plain, &Default::default(), shape, 1_000, 9).unwrap();
+        let mut other =
+            Dqn::<f32>::new(&cfg, &plain, &Default::default(), shape, 1_000, 9).unwrap();
         let e = other
             .restore(
                 dqn.model_bytes().unwrap(),
@@ -1889,5 +1984,171 @@ mod macro_tests {
             )
             .unwrap_err();
         assert!(e.contains("credit-sharing"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod image_tests {
+    use super::*;
+    use crate::runner::{Control, RunSpec, RunState, run};
+    use agentry_envs::testing::LitHalf;
+    use agentry_envs::vector::SyncVecEnv;
+    use agentry_envs::{Action, Env, EnvExt};
+
+    /// The shape of [`LitHalf`]'s 1×36×36 byte frames and two actions.
+    fn lit_half_shape() -> QShape {
+        QShape {
+            obs_dim: 36 * 36,
+            actions: 2,
+            masked: false,
+            obs_shape: vec![1, 36, 36],
+            obs_u8: true,
+        }
+    }
+
+    /// `dqn.network = "auto"` takes the CNN for byte frames only; `cnn` on vectors and
+    /// a learner of the wrong element type are errors.
+    #[test]
+    fn the_network_follows_the_observations() {
+        let cfg = DqnConfig {
+            hidden: vec![16],
+            buffer_size: 100,
+            ..DqnConfig::default()
+        };
+        let off = RainbowConfig::off();
+        let frames = lit_half_shape();
+        assert_eq!(frames.network(&cfg), Ok(Network::Cnn));
+        let dqn = Dqn::<u8>::new(&cfg, &off, &Default::default(), frames.clone(), 100, 1).unwrap();
+        assert!(dqn.acting_policy().net.convs.is_some());
+        let mlp = DqnConfig {
+            network: Network::Mlp,
+            ..cfg.clone()
+        };
+        let dqn = Dqn::<u8>::new(&mlp, &off, &Default::default(), frames.clone(), 100, 1).unwrap();
+        assert!(dqn.acting_policy().net.convs.is_none());
+        let floats = QShape {
+            obs_u8: false,
+            ..frames.clone()
+        };
+        assert_eq!(floats.network(&cfg), Ok(Network::Mlp));
+        let e = Dqn::<u8>::new(&cfg, &off, &Default::default(), floats, 100, 1).err();
+        assert!(e.unwrap().to_string().contains("stores u8"));
+        let cnn = DqnConfig {
+            network: Network::Cnn,
+            ..cfg
+        };
+        let e = Dqn::<f32>::new(
+            &cnn,
+            &off,
+            &Default::default(),
+            QShape::flat(4, 2, false),
+            1,
+            1,
+        );
+        assert!(
+            e.err()
+                .unwrap()
+                .to_string()
+                .contains("dqn.network = \"cnn\"")
+        );
+    }
+
+    /// Rainbow (every component on) with the Nature CNN learns to read images from a
+    /// replay of bytes: over episodes of four [`LitHalf`] images, the greedy return goes
+    /// from 2 (chance) to at least 3.6 of 4 in 4 000 env steps (the training episodes'
+    /// mean return is 3.98 by 1 200 steps with seeds 2, 3 and 4; the greedy return after
+    /// 4 000 is 4). Its learner state, byte replay included, then restores exactly.
+    #[test]
+    fn rainbow_with_the_cnn_learns_to_read_images() {
+        let cfg = DqnConfig {
+            gamma: 0.9,
+            learning_rate: 1e-3,
+            batch_size: 32,
+            buffer_size: 5_000,
+            learning_starts: 500,
+            train_freq: 4,
+            replay_ratio: 0.25,
+            target_update_interval: 500,
+            exploration_fraction: 0.1,
+            exploration_final_eps: 0.01,
+            hidden: vec![64],
+            ..DqnConfig::default()
+        };
+        let rainbow = RainbowConfig {
+            v_min: 0.0,
+            v_max: 5.0,
+            ..RainbowConfig::default()
+        };
+        let shape = lit_half_shape();
+        let total = 4_000;
+        let mut dqn =
+            Dqn::<u8>::new(&cfg, &rainbow, &Default::default(), shape.clone(), total, 2).unwrap();
+        let make = |_: usize| -> Result<Box<dyn VecEnv>, agentry_envs::EnvError> {
+            let envs: Vec<Box<dyn Env>> = (0..4)
+                .map(|_| Box::new(LitHalf::with_length(4)) as Box<dyn Env>)
+                .collect();
+            Ok(Box::new(SyncVecEnv::new(envs)?))
+        };
+        let spec = RunSpec {
+            make_envs: &make,
+            actors: 1,
+            envs_per_actor: 4,
+            seed: 3,
+            total_steps: total,
+        };
+        run(&mut dqn, &spec, &mut RunState::default(), |_, _, _| {
+            Ok(Control::Continue)
+        })
+        .unwrap();
+        let policy = dqn.acting_policy();
+        let mut ws = policy.workspace();
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(9);
+        let mut env = LitHalf::with_length(4);
+        let mut returns = Vec::new();
+        for episode in 0..50 {
+            let mut obs = env.reset(Some(100 + episode)).unwrap().0;
+            let mut ret = 0.0;
+            loop {
+                let agentry_envs::Observation::U8(frame) = &obs else {
+                    panic!("byte frames")
+                };
+                let a = policy.act(frame, None, ActMode::Deterministic, &mut rng, &mut ws);
+                let t = env.step(Action::Discrete(a)).unwrap();
+                ret += t.reward;
+                obs = t.obs;
+                if t.terminated {
+                    break;
+                }
+            }
+            returns.push(ret);
+        }
+        let mean = returns.iter().sum::<f64>() / returns.len() as f64;
+        assert!(mean >= 3.6, "greedy mean return {mean} of 4 after training");
+
+        // Byte replay, each image once: about 1296 bytes per transition (the episodes'
+        // final images add one in four), 8 of frame numbers and 24 of the rest.
+        let len = dqn.replay().len();
+        let frames = dqn.replay().frames_held().unwrap();
+        assert!(
+            frames < len * 13 / 10,
+            "{frames} images for {len} transitions"
+        );
+        assert_eq!(
+            dqn.replay_bytes().len(),
+            frames * 36 * 36 + len * (8 + 24) + 82
+        );
+        let mut restored =
+            Dqn::<u8>::new(&cfg, &rainbow, &Default::default(), shape, total, 7).unwrap();
+        restored
+            .restore(
+                dqn.model_bytes().unwrap(),
+                dqn.target_bytes().unwrap(),
+                dqn.optimizer_bytes().unwrap(),
+                &dqn.state_json(),
+                &dqn.replay_bytes(),
+            )
+            .unwrap();
+        assert_eq!(restored.acting_policy(), policy);
+        assert_eq!(restored.replay(), dqn.replay());
     }
 }

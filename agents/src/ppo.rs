@@ -677,29 +677,41 @@ impl PpoShape {
     /// Nature CNN for `u8` frames of shape `[channels, height, width]` (at least 36×36),
     /// else the MLP. An error names what does not fit.
     pub fn network(&self, config: &PpoConfig) -> Result<Network, String> {
-        let image = match self.obs_shape[..] {
-            [c, h, w] => Some(NatureCnnConfig {
-                height: h,
-                width: w,
-                ..NatureCnnConfig::new(c, 1)
-            }),
-            _ => None,
-        };
-        match config.network {
-            Network::Mlp => Ok(Network::Mlp),
-            Network::Cnn => match image {
-                Some(c) => c.shapes().map(|_| Network::Cnn),
-                None => Err(format!(
-                    "ppo.network = \"cnn\" needs observations of shape [channels, height, \
-                     width]; these have shape {:?}",
-                    self.obs_shape
-                )),
-            },
-            Network::Auto => Ok(match image {
-                Some(c) if self.obs_u8 && c.shapes().is_ok() => Network::Cnn,
-                _ => Network::Mlp,
-            }),
-        }
+        choose_network(config.network, &self.obs_shape, self.obs_u8, "ppo.network")
+    }
+}
+
+/// The network `choice` (the setting `key`) asks for on observations of `obs_shape`
+/// (bytes when `obs_u8`): with `auto`, the Nature CNN for `u8` frames of shape
+/// `[channels, height, width]` (at least 36×36), else the MLP. An error names what does
+/// not fit. PPO and DQN choose alike.
+pub(crate) fn choose_network(
+    choice: Network,
+    obs_shape: &[usize],
+    obs_u8: bool,
+    key: &str,
+) -> Result<Network, String> {
+    let image = match *obs_shape {
+        [c, h, w] => Some(NatureCnnConfig {
+            height: h,
+            width: w,
+            ..NatureCnnConfig::new(c, 1)
+        }),
+        _ => None,
+    };
+    match choice {
+        Network::Mlp => Ok(Network::Mlp),
+        Network::Cnn => match image {
+            Some(c) => c.shapes().map(|_| Network::Cnn),
+            None => Err(format!(
+                "{key} = \"cnn\" needs observations of shape [channels, height, width]; \
+                 these have shape {obs_shape:?}"
+            )),
+        },
+        Network::Auto => Ok(match image {
+            Some(c) if obs_u8 && c.shapes().is_ok() => Network::Cnn,
+            _ => Network::Mlp,
+        }),
     }
 }
 
@@ -1735,81 +1747,6 @@ mod truncation_tests {
         assert!((v - 10.0).abs() < 0.5, "V = {v}, expected 1/(1 − 0.9) = 10");
     }
 
-    /// One-step episodes over 1×36×36 `u8` images: one half of the image is lit, and
-    /// the action that names the lit half (0 left, 1 right) earns 1, the other 0.
-    struct LitHalf {
-        obs_space: agentry_envs::Space,
-        act_space: agentry_envs::Space,
-        rng: rand_pcg::Pcg64Mcg,
-        right: bool,
-    }
-
-    impl LitHalf {
-        fn new() -> Self {
-            LitHalf {
-                obs_space: agentry_envs::Space::Box(agentry_envs::BoxSpace::uniform(
-                    0.0,
-                    255.0,
-                    &[1, 36, 36],
-                    agentry_envs::Dtype::U8,
-                )),
-                act_space: agentry_envs::Space::Discrete(2),
-                rng: rand_pcg::Pcg64Mcg::seed_from_u64(0),
-                right: false,
-            }
-        }
-
-        fn draw(&mut self, out: agentry_envs::Out<'_>) -> agentry_envs::Result<()> {
-            self.right = self.rng.random::<bool>();
-            let px = out.obs.u8()?;
-            for (i, p) in px.iter_mut().enumerate() {
-                let lit = (i % 36 >= 18) == self.right;
-                // Noise on both halves, so that the network must compare them.
-                *p = self.rng.random_range(0..96) + if lit { 128 } else { 0 };
-            }
-            Ok(())
-        }
-    }
-
-    impl agentry_envs::Env for LitHalf {
-        fn observation_space(&self) -> &agentry_envs::Space {
-            &self.obs_space
-        }
-        fn action_space(&self) -> &agentry_envs::Space {
-            &self.act_space
-        }
-        fn reset_into(
-            &mut self,
-            seed: Option<u64>,
-            out: agentry_envs::Out<'_>,
-        ) -> agentry_envs::Result<()> {
-            if let Some(seed) = seed {
-                self.rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
-            }
-            self.draw(out)
-        }
-        fn step_into(
-            &mut self,
-            action: agentry_envs::Action<'_>,
-            out: agentry_envs::Out<'_>,
-        ) -> agentry_envs::Result<agentry_envs::Step> {
-            self.act_space.check(&action)?;
-            let agentry_envs::Action::Discrete(a) = action else {
-                unreachable!("checked")
-            };
-            let reward = if (a == 1) == self.right { 1.0 } else { 0.0 };
-            self.draw(out)?;
-            Ok(agentry_envs::Step {
-                reward,
-                terminated: true,
-                truncated: false,
-            })
-        }
-        fn render_ansi(&self) -> String {
-            format!("lit half: {}", if self.right { "right" } else { "left" })
-        }
-    }
-
     /// PPO with `network = "auto"` picks the Nature CNN for `u8` images and learns to
     /// read them: from 0.5 (chance) to a greedy mean reward of at least 0.9 in 3 072 steps
     /// (1.0 from about 1 300 steps on, seed 5).
@@ -1824,6 +1761,7 @@ mod truncation_tests {
             ent_coef: 0.0,
             ..PpoConfig::default()
         };
+        use agentry_envs::testing::LitHalf;
         let probe = LitHalf::new();
         use agentry_envs::Env;
         let shape = PpoShape::of(probe.observation_space(), probe.action_space(), 0).unwrap();

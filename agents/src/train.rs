@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Sections, write_atomic};
 use crate::config::{Config, ConfigError, EnvConfig};
-use crate::dqn::{Dqn, QPolicy, QShape};
+use crate::dqn::{Dqn, ObsValue, QPolicy, QShape};
 use crate::error::AgentError;
 use crate::ppo::{ActMode, ActionKind, Ppo, PpoPolicy, PpoShape};
 use crate::runner::{self, Control, LEADING_COLUMNS, Learner, RunSpec, RunState};
@@ -217,7 +217,7 @@ impl Persist for Ppo {
     }
 }
 
-impl Persist for Dqn {
+impl<T: ObsValue> Persist for Dqn<T> {
     fn kind(&self) -> &'static str {
         DQN_LEARNER
     }
@@ -238,7 +238,7 @@ impl Persist for Dqn {
     fn load(&mut self, s: &mut Sections, path: &Path) -> Result<(), AgentError> {
         let shape: QShape = serde_json::from_slice(&s.take("shape", path)?)
             .map_err(|e| AgentError::checkpoint(path, format!("section `shape`: {e}")))?;
-        if &shape != self.shape() {
+        if !shape.fits(self.shape()) {
             return Err(AgentError::checkpoint(
                 path,
                 format!(
@@ -352,15 +352,28 @@ pub fn train(start: Start, observer: &mut dyn Observer) -> Result<TrainOutcome, 
         }
         "dqn" | "rainbow" => {
             let shape = q_shape(&config.env)?;
-            let mut learner = Dqn::new(
-                &config.dqn,
-                &config.rainbow_components(),
-                &config.plasticity,
-                shape,
-                config.run.steps,
-                config.run.seed,
-            )?;
-            drive(&mut learner, &dir, config, resume, rewrite_steps, observer)
+            // Frames stay bytes in replay: a learner of u8 observations.
+            if shape.obs_u8 {
+                let mut learner = Dqn::<u8>::new(
+                    &config.dqn,
+                    &config.rainbow_components(),
+                    &config.plasticity,
+                    shape,
+                    config.run.steps,
+                    config.run.seed,
+                )?;
+                drive(&mut learner, &dir, config, resume, rewrite_steps, observer)
+            } else {
+                let mut learner = Dqn::<f32>::new(
+                    &config.dqn,
+                    &config.rainbow_components(),
+                    &config.plasticity,
+                    shape,
+                    config.run.steps,
+                    config.run.seed,
+                )?;
+                drive(&mut learner, &dir, config, resume, rewrite_steps, observer)
+            }
         }
         other => Err(ConfigError::new(
             "run.algo",
@@ -394,15 +407,21 @@ pub fn env_shape(env: &EnvConfig) -> Result<PpoShape, AgentError> {
     PpoShape::of(e.observation_space(), e.action_space(), e.action_mask_len())
 }
 
-/// The observation width and actions of an environment, for a Q-learner (discrete
+/// The observations and actions of an environment, for a Q-learner (discrete
 /// actions only).
 pub fn q_shape(env: &EnvConfig) -> Result<QShape, AgentError> {
     let e = registry::make(&env.name, &env.params)?;
+    let (obs_shape, obs_u8) = match e.observation_space() {
+        agentry_envs::Space::Box(b) => (b.shape.clone(), b.dtype == Dtype::U8),
+        _ => (Vec::new(), false),
+    };
     match e.action_space() {
         agentry_envs::Space::Discrete(n) => Ok(QShape {
             obs_dim: e.observation_space().flat_dim(),
             actions: *n,
             masked: e.action_mask_len() > 0,
+            obs_shape,
+            obs_u8,
         }),
         other => Err(AgentError::Usage(format!(
             "DQN and Rainbow act in Discrete action spaces; `{}` has {other:?} (use --algo ppo)",
@@ -1622,7 +1641,7 @@ mod tests {
         let (step, path) = rd.latest("learner").unwrap().unwrap();
         assert_eq!(step, 4_096);
         let shape = q_shape(&cfg.env).unwrap();
-        let mut saved = Dqn::new(
+        let mut saved = Dqn::<f32>::new(
             &cfg.dqn,
             &cfg.rainbow_components(),
             &cfg.plasticity,
@@ -1683,7 +1702,7 @@ mod tests {
         // A checkpoint for another environment shape is refused by name.
         let mut other = cfg.clone();
         other.env.name = "acrobot".into();
-        let mut wrong = Dqn::new(
+        let mut wrong = Dqn::<f32>::new(
             &other.dqn,
             &other.rainbow_components(),
             &other.plasticity,

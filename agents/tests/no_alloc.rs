@@ -88,3 +88,55 @@ fn acting_allocates_nothing_per_call() {
         assert_eq!(after - before, 0, "{action:?}: allocations while acting");
     }
 }
+
+/// A Rainbow policy acts without allocating: on vectors (an MLP), and on byte frames
+/// through the Nature CNN's convolutions, noisy (sampled) or greedy.
+#[test]
+fn q_policies_act_without_allocating() {
+    use agentry_agents::config::{DqnConfig, RainbowConfig};
+    use agentry_agents::dqn::{Dqn, QShape};
+    let config = DqnConfig {
+        hidden: vec![32],
+        buffer_size: 64,
+        ..DqnConfig::default()
+    };
+    let rainbow = RainbowConfig::default();
+    let vector = Dqn::<f32>::new(
+        &config,
+        &rainbow,
+        &Default::default(),
+        QShape::flat(4, 3, false),
+        100,
+        1,
+    )
+    .unwrap()
+    .acting_policy();
+    let frames = QShape {
+        obs_dim: 2 * 40 * 40,
+        actions: 3,
+        masked: false,
+        obs_shape: vec![2, 40, 40],
+        obs_u8: true,
+    };
+    let cnn = Dqn::<u8>::new(&config, &rainbow, &Default::default(), frames, 100, 1)
+        .unwrap()
+        .acting_policy();
+    assert!(cnn.net.convs.is_some());
+    let floats = [0.1f32, -0.2, 0.3, 0.0];
+    let bytes: Vec<u8> = (0..2 * 40 * 40).map(|i| (i * 7 % 256) as u8).collect();
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
+    let (mut ws_v, mut ws_c) = (vector.workspace(), cnn.workspace());
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
+    let mut sum = 0;
+    for mode in [ActMode::Sample, ActMode::Deterministic] {
+        for _ in 0..100 {
+            sum += vector.act(&floats, None, mode, &mut rng, &mut ws_v);
+            sum += cnn.act(&bytes, None, mode, &mut rng, &mut ws_c);
+        }
+    }
+    COUNTING.with(|c| c.set(false));
+    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    assert!(sum < 1200);
+    assert_eq!(after - before, 0, "allocations while acting");
+}

@@ -293,6 +293,91 @@ impl Env for LivesEnv {
     }
 }
 
+/// Images to read: `1 × 36 × 36` byte frames with one half, left or right at random,
+/// lit (noise on both halves, so that a network must compare them); the action naming
+/// the lit half (0 left, 1 right) earns 1, the other 0. An episode is `length` such
+/// images (1 unless [`with_length`](Self::with_length) says otherwise), then terminates.
+/// The smallest frames the Nature CNN takes: a test that a CNN learner reads images.
+#[derive(Debug)]
+pub struct LitHalf {
+    obs_space: Space,
+    act_space: Space,
+    rng: EnvRng,
+    right: bool,
+    length: u64,
+    t: u64,
+}
+
+impl LitHalf {
+    /// One-step episodes.
+    pub fn new() -> Self {
+        Self::with_length(1)
+    }
+
+    /// Episodes of `length` images.
+    pub fn with_length(length: u64) -> Self {
+        use rand::SeedableRng;
+        LitHalf {
+            obs_space: Space::Box(BoxSpace::uniform(0.0, 255.0, &[1, 36, 36], Dtype::U8)),
+            act_space: Space::Discrete(2),
+            rng: EnvRng::seed_from_u64(0),
+            right: false,
+            length: length.max(1),
+            t: 0,
+        }
+    }
+
+    fn draw(&mut self, out: Out<'_>) -> Result<()> {
+        self.right = self.rng.random::<bool>();
+        let px = out.obs.u8()?;
+        for (i, p) in px.iter_mut().enumerate() {
+            let lit = (i % 36 >= 18) == self.right;
+            *p = self.rng.random_range(0..96) + if lit { 128 } else { 0 };
+        }
+        Ok(())
+    }
+}
+
+impl Default for LitHalf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Env for LitHalf {
+    fn observation_space(&self) -> &Space {
+        &self.obs_space
+    }
+    fn action_space(&self) -> &Space {
+        &self.act_space
+    }
+    fn reset_into(&mut self, seed: Option<u64>, out: Out<'_>) -> Result<()> {
+        use rand::SeedableRng;
+        if let Some(seed) = seed {
+            self.rng = EnvRng::seed_from_u64(seed);
+        }
+        self.t = 0;
+        self.draw(out)
+    }
+    fn step_into(&mut self, action: Action<'_>, out: Out<'_>) -> Result<Step> {
+        self.act_space.check(&action)?;
+        let Action::Discrete(a) = action else {
+            unreachable!("checked")
+        };
+        let reward = if (a == 1) == self.right { 1.0 } else { 0.0 };
+        self.t += 1;
+        self.draw(out)?;
+        Ok(Step {
+            reward,
+            terminated: self.t >= self.length,
+            truncated: false,
+        })
+    }
+    fn render_ansi(&self) -> String {
+        format!("lit half: {}", if self.right { "right" } else { "left" })
+    }
+}
+
 /// The registry entries that registry-wide tests (conformance, allocation-free stepping)
 /// run: every entry, except that of the Atari games (two per ROM with the `atari`
 /// feature) only Breakout's, preprocessed and raw, which stand for the rest: all games

@@ -23,17 +23,25 @@
 //! spans `steps = D_k` primitive steps. With every duration 1, `D_j = j` and this is the
 //! ordinary n-step return.
 
+use std::marker::PhantomData;
+
+use crate::element::Element;
 use crate::error::{MemoryError, Result};
 use crate::transition::{Step, TransitionRef, TransitionSink, check_len};
 
-/// Turns the steps of one environment stream into transitions.
-pub trait Adder {
+/// Turns the steps of one environment stream (observations of element type `T`) into
+/// transitions.
+pub trait Adder<T: Element = f32> {
     /// Takes the next step of the stream and writes every transition it completes into
     /// `sink` (none, one, or — at an episode end — up to `n`).
     ///
     /// Fails if the observations do not have the adder's length or the step's
     /// `duration` is 0 (nothing is recorded then), or if the sink refuses a transition.
-    fn add<S: TransitionSink + ?Sized>(&mut self, step: &Step<'_>, sink: &mut S) -> Result<()>;
+    fn add<S: TransitionSink<T> + ?Sized>(
+        &mut self,
+        step: &Step<'_, T>,
+        sink: &mut S,
+    ) -> Result<()>;
 
     /// Steps received whose transitions have not been emitted yet (at most `n - 1`).
     fn pending(&self) -> usize;
@@ -53,7 +61,7 @@ fn check_gamma(gamma: f32) -> Result<()> {
     }
 }
 
-fn check_step(obs_dim: usize, step: &Step<'_>) -> Result<()> {
+fn check_step<T>(obs_dim: usize, step: &Step<'_, T>) -> Result<()> {
     check_len("obs", obs_dim, step.obs.len())?;
     check_len("next_obs", obs_dim, step.next_obs.len())?;
     if step.duration == 0 {
@@ -78,16 +86,21 @@ fn gamma_pow(gamma: f64, d: u32) -> f64 {
 /// The one-step adder: every step is emitted at once as a transition with
 /// `steps = duration`, `discount = γ^duration` (0 if the step terminated the episode).
 #[derive(Clone, Debug, PartialEq)]
-pub struct OneStep {
+pub struct OneStep<T = f32> {
     gamma: f32,
     obs_dim: usize,
+    values: PhantomData<fn() -> T>,
 }
 
-impl OneStep {
+impl<T: Element> OneStep<T> {
     /// An adder for observations of length `obs_dim`, discounting with `gamma` ∈ `[0, 1]`.
     pub fn new(gamma: f32, obs_dim: usize) -> Result<Self> {
         check_gamma(gamma)?;
-        Ok(OneStep { gamma, obs_dim })
+        Ok(OneStep {
+            gamma,
+            obs_dim,
+            values: PhantomData,
+        })
     }
 
     /// The discount factor γ.
@@ -96,8 +109,12 @@ impl OneStep {
     }
 }
 
-impl Adder for OneStep {
-    fn add<S: TransitionSink + ?Sized>(&mut self, step: &Step<'_>, sink: &mut S) -> Result<()> {
+impl<T: Element> Adder<T> for OneStep<T> {
+    fn add<S: TransitionSink<T> + ?Sized>(
+        &mut self,
+        step: &Step<'_, T>,
+        sink: &mut S,
+    ) -> Result<()> {
         check_step(self.obs_dim, step)?;
         sink.insert(TransitionRef {
             obs: step.obs,
@@ -130,12 +147,12 @@ impl Adder for OneStep {
 /// It keeps the last `n - 1` steps in preallocated ring storage, so adding allocates
 /// nothing. Reward sums and powers of γ are computed in `f64`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct NStep {
+pub struct NStep<T = f32> {
     n: usize,
     gamma: f32,
     obs_dim: usize,
     /// Ring of the pending steps' observations, `n × obs_dim`.
-    obs: Vec<f32>,
+    obs: Vec<T>,
     actions: Vec<u32>,
     rewards: Vec<f32>,
     /// Primitive steps each pending step spans.
@@ -148,7 +165,7 @@ pub struct NStep {
     len: usize,
 }
 
-impl NStep {
+impl<T: Element> NStep<T> {
     /// An adder of `n`-step windows (`n ≥ 1`) for observations of length `obs_dim`,
     /// discounting with `gamma` ∈ `[0, 1]`. With `n = 1` it emits what [`OneStep`] does.
     pub fn new(n: usize, gamma: f32, obs_dim: usize) -> Result<Self> {
@@ -165,7 +182,7 @@ impl NStep {
             n,
             gamma,
             obs_dim,
-            obs: vec![0.0; ring],
+            obs: vec![T::default(); ring],
             actions: vec![0; n],
             rewards: vec![0.0; n],
             durations: vec![1; n],
@@ -187,9 +204,9 @@ impl NStep {
 
     /// Emits the window that starts at the oldest pending step and ends at the newest,
     /// then drops that oldest step.
-    fn emit_oldest<S: TransitionSink + ?Sized>(
+    fn emit_oldest<S: TransitionSink<T> + ?Sized>(
         &mut self,
-        next_obs: &[f32],
+        next_obs: &[T],
         terminated: bool,
         sink: &mut S,
     ) -> Result<()> {
@@ -218,8 +235,12 @@ impl NStep {
     }
 }
 
-impl Adder for NStep {
-    fn add<S: TransitionSink + ?Sized>(&mut self, step: &Step<'_>, sink: &mut S) -> Result<()> {
+impl<T: Element> Adder<T> for NStep<T> {
+    fn add<S: TransitionSink<T> + ?Sized>(
+        &mut self,
+        step: &Step<'_, T>,
+        sink: &mut S,
+    ) -> Result<()> {
         check_step(self.obs_dim, step)?;
         // The oldest window will span every pending step and this one: its primitive
         // step count must fit the `steps` field.
@@ -476,10 +497,10 @@ mod tests {
             Err(MemoryError::Length { what: "obs", .. })
         ));
         assert_eq!(adder.pending(), 0);
-        assert!(NStep::new(0, 0.9, 2).is_err());
-        assert!(NStep::new(3, 1.5, 2).is_err());
-        assert!(NStep::new(3, f32::NAN, 2).is_err());
-        assert!(OneStep::new(-0.1, 2).is_err());
+        assert!(NStep::<f32>::new(0, 0.9, 2).is_err());
+        assert!(NStep::<f32>::new(3, 1.5, 2).is_err());
+        assert!(NStep::<f32>::new(3, f32::NAN, 2).is_err());
+        assert!(OneStep::<f32>::new(-0.1, 2).is_err());
     }
 
     #[test]

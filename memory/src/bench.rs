@@ -66,7 +66,7 @@ pub fn bench_sampling(
     // The same items, copied over, so the timed loop holds insertion alone.
     let start = Instant::now();
     for index in 0..capacity as u64 {
-        if let Some(t) = uniform.get(index) {
+        if let Some(t) = uniform.view(index) {
             prioritized.insert(t)?;
         }
     }

@@ -4,14 +4,19 @@
 //!
 //! ```text
 //! magic      4 bytes  "AGRM"
-//! version    u32      1
+//! version    u32      2 (version 1, written before byte observations existed, is
+//!                     version 2 without dtype and stack, its observations f32 and whole)
 //! kind       u8       1 = uniform, 2 = prioritized
+//! dtype      u8       1 = f32, 2 = u8: the observations' element type
 //! capacity   u64
 //! obs_dim    u64
+//! stack      u64      0: observations kept whole; K: stacks of K frames stored once each
 //! inserted   u64      items inserted so far; len = min(inserted, capacity) are stored
 //! [prioritized only: alpha f64, epsilon f64, max_priority f64]
-//! obs        len × obs_dim f32   slot order
-//! next_obs   len × obs_dim f32
+//! observations, whole:  obs, next_obs   len × obs_dim values of dtype each, slot order
+//!               frames: frames u64 (F ≤ 2K·len), F × obs_dim/K values of dtype (the
+//!                       distinct frames, in order of first use), then 2K u32 frame
+//!                       numbers per item (its obs's K frames, then its next_obs's)
 //! actions    len u32
 //! rewards    len f32
 //! discounts  len f32
@@ -20,28 +25,28 @@
 //! checksum   u64      of every byte before it
 //! ```
 //!
-//! Loading reads into the memory's own preallocated arrays, so it allocates nothing
-//! whatever the input says. It checks the header, then that the input has exactly the
-//! length the header implies, then the checksum, then the values, and only then
-//! overwrites anything: a failed load leaves the memory as it was.
+//! Loading reads into the memory's own arrays (a frame store's pool grows to the saved
+//! frames, which the input's length bounds). It checks the header, then that the input
+//! has exactly the length the header implies, then the checksum, then the values, and
+//! only then overwrites anything: a failed load leaves the memory as it was.
 
+use crate::element::{Element, name_of_tag};
 use crate::error::{MemoryError, Result};
-use crate::storage::Storage;
+use crate::storage::{Observations, Storage};
 
 pub(crate) const MAGIC: [u8; 4] = *b"AGRM";
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
+/// The version without dtype and stack (whole f32 observations only).
+const VERSION_1: u32 = 1;
 pub(crate) const KIND_UNIFORM: u8 = 1;
 pub(crate) const KIND_PRIORITIZED: u8 = 2;
-/// magic, version, kind, capacity, obs_dim, inserted.
-pub(crate) const HEADER_BYTES: usize = 4 + 4 + 1 + 8 + 8 + 8;
+/// magic, version, kind, dtype, capacity, obs_dim, stack, inserted.
+pub(crate) const HEADER_BYTES: usize = 4 + 4 + 1 + 1 + 8 + 8 + 8 + 8;
+/// Version 1's: no dtype, no stack.
+const HEADER_BYTES_1: usize = HEADER_BYTES - 9;
 /// alpha, epsilon, max_priority.
 pub(crate) const PRIORITY_HEADER_BYTES: usize = 3 * 8;
 pub(crate) const CHECKSUM_BYTES: usize = 8;
-
-/// Bytes per stored item for `obs_dim`: two observations and four 4-byte fields.
-pub(crate) fn item_bytes(obs_dim: usize) -> usize {
-    2 * 4 * obs_dim + 16
-}
 
 /// A 64-bit checksum against truncation and corruption (not against tampering). Every
 /// round is a bijection of the state for a fixed input word, so inputs of equal length
@@ -133,11 +138,28 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The name of an observation layout.
+fn layout(stack: u64) -> String {
+    match stack {
+        0 => "whole observations".into(),
+        k => format!("stacks of {k} frames"),
+    }
+}
+
+/// Bytes of the saved observations of `len` items: whole, or `frames` frames and the
+/// items' frame numbers.
+fn observation_bytes<T: Element>(storage: &Storage<T>, len: usize, frames: usize) -> usize {
+    match storage.stack() {
+        None => 2 * len * storage.obs_dim * T::BYTES,
+        Some(k) => 8 + frames * (storage.obs_dim / k) * T::BYTES + len * 2 * k * 4,
+    }
+}
+
 /// Reads and checks the fixed header and the overall length; returns the header and
 /// a reader positioned after it, over the input without its checksum.
-pub(crate) fn open<'a>(
+pub(crate) fn open<'a, T: Element>(
     bytes: &'a [u8],
-    storage: &Storage,
+    storage: &Storage<T>,
     kind: u8,
 ) -> Result<(Header, Reader<'a>)> {
     let mut r = Reader::new(bytes);
@@ -147,15 +169,22 @@ pub(crate) fn open<'a>(
         ));
     }
     let version = r.u32("version")?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_1 {
         return Err(MemoryError::Load(format!(
-            "format version {version}, this build reads version {VERSION}"
+            "format version {version}, this build reads versions {VERSION_1} and {VERSION}"
         )));
     }
+    let old = version == VERSION_1;
+    let header_bytes = if old { HEADER_BYTES_1 } else { HEADER_BYTES };
+    let saved_kind = r.u8("kind")?;
+    let dtype = if old { f32::TAG } else { r.u8("dtype")? };
+    let capacity = r.u64("capacity")?;
+    let obs_dim = r.u64("obs_dim")?;
+    let stack = if old { 0 } else { r.u64("stack")? };
     let header = Header {
-        kind: r.u8("kind")?,
-        capacity: r.u64("capacity")?,
-        obs_dim: r.u64("obs_dim")?,
+        kind: saved_kind,
+        capacity,
+        obs_dim,
         inserted: r.u64("inserted")?,
     };
     if header.kind != kind {
@@ -171,10 +200,25 @@ pub(crate) fn open<'a>(
             name(kind)
         )));
     }
+    if dtype != T::TAG {
+        return Err(MemoryError::Load(format!(
+            "saved with {} observations, this memory stores {}",
+            name_of_tag(dtype),
+            T::NAME
+        )));
+    }
     if header.capacity != storage.capacity as u64 || header.obs_dim != storage.obs_dim as u64 {
         return Err(MemoryError::Load(format!(
             "saved with capacity {} and obs_dim {}, this memory has capacity {} and obs_dim {}",
             header.capacity, header.obs_dim, storage.capacity, storage.obs_dim
+        )));
+    }
+    let ours = storage.stack().map_or(0, |k| k as u64);
+    if stack != ours {
+        return Err(MemoryError::Load(format!(
+            "saved with {}, this memory keeps {}",
+            layout(stack),
+            layout(ours)
         )));
     }
     if header.inserted > u64::MAX / 2 {
@@ -183,16 +227,38 @@ pub(crate) fn open<'a>(
             header.inserted
         )));
     }
-    // The header now fixes the exact length; capacity and obs_dim match this memory's,
-    // whose arrays exist, so none of this can overflow.
+    // The header now fixes the exact length (given a frame store's frame count);
+    // capacity and obs_dim match this memory's, whose arrays exist, so none of this
+    // can overflow.
     let len = header.inserted.min(header.capacity) as usize;
-    let per_item = item_bytes(storage.obs_dim) + if kind == KIND_PRIORITIZED { 8 } else { 0 };
-    let extra = if kind == KIND_PRIORITIZED {
+    let prioritized = kind == KIND_PRIORITIZED;
+    let extra = if prioritized {
         PRIORITY_HEADER_BYTES
     } else {
         0
     };
-    let expected = HEADER_BYTES + extra + len * per_item + CHECKSUM_BYTES;
+    let frames = match storage.stack() {
+        None => 0,
+        Some(k) => {
+            let at = header_bytes + extra;
+            let count = bytes
+                .get(at..at + 8)
+                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .ok_or_else(|| MemoryError::Load(format!("truncated: {} bytes", bytes.len())))?;
+            if count > (2 * k * len) as u64 {
+                return Err(MemoryError::Load(format!(
+                    "{count} frames for {len} items of {k} frames"
+                )));
+            }
+            count as usize
+        }
+    };
+    let per_item = 16 + if prioritized { 8 } else { 0 };
+    let expected = header_bytes
+        + extra
+        + observation_bytes(storage, len, frames)
+        + len * per_item
+        + CHECKSUM_BYTES;
     if bytes.len() != expected {
         return Err(MemoryError::Load(format!(
             "{} bytes, expected {expected} for {len} items ({})",
@@ -213,15 +279,27 @@ pub(crate) fn open<'a>(
         ));
     }
     let mut r = Reader::new(body);
-    r.take(HEADER_BYTES, "header")?;
+    r.take(header_bytes, "header")?;
     Ok((header, r))
+}
+
+/// Saved observations, borrowed from the input.
+enum SavedObservations<'a> {
+    Whole {
+        obs: &'a [u8],
+        next_obs: &'a [u8],
+    },
+    Frames {
+        count: usize,
+        pool: &'a [u8],
+        numbers: &'a [u8],
+    },
 }
 
 /// The storage columns of saved state, borrowed from the input.
 pub(crate) struct Columns<'a> {
     inserted: u64,
-    obs: &'a [u8],
-    next_obs: &'a [u8],
+    observations: SavedObservations<'a>,
     actions: &'a [u8],
     rewards: &'a [u8],
     discounts: &'a [u8],
@@ -229,17 +307,37 @@ pub(crate) struct Columns<'a> {
 }
 
 /// Reads (without storing) the storage columns of `inserted` items and checks them.
-pub(crate) fn read_columns<'a>(
+pub(crate) fn read_columns<'a, T: Element>(
     r: &mut Reader<'a>,
-    storage: &Storage,
+    storage: &Storage<T>,
     inserted: u64,
 ) -> Result<Columns<'a>> {
     let len = inserted.min(storage.capacity as u64) as usize;
-    let floats = len * storage.obs_dim;
+    let observations = match &storage.observations {
+        Observations::Whole { .. } => {
+            let values = len * storage.obs_dim;
+            SavedObservations::Whole {
+                obs: r.column(values, T::BYTES, "obs")?,
+                next_obs: r.column(values, T::BYTES, "next_obs")?,
+            }
+        }
+        Observations::Frames(f) => {
+            // `open` checked the count against the length.
+            let count = r.u64("frames")? as usize;
+            let frame_len = storage.obs_dim / f.stack();
+            let pool = r.column(count * frame_len, T::BYTES, "frames")?;
+            let numbers = r.column(len * 2 * f.stack(), 4, "frame numbers")?;
+            f.check_saved(count, numbers)?;
+            SavedObservations::Frames {
+                count,
+                pool,
+                numbers,
+            }
+        }
+    };
     let cols = Columns {
         inserted,
-        obs: r.column(floats, 4, "obs")?,
-        next_obs: r.column(floats, 4, "next_obs")?,
+        observations,
         actions: r.column(len, 4, "actions")?,
         rewards: r.column(len, 4, "rewards")?,
         discounts: r.column(len, 4, "discounts")?,
@@ -252,14 +350,34 @@ pub(crate) fn read_columns<'a>(
 }
 
 /// Overwrites `storage` with checked columns.
-pub(crate) fn store_columns(cols: &Columns<'_>, storage: &mut Storage) {
-    fn fill<T>(dst: &mut [T], src: impl Iterator<Item = T>) {
+pub(crate) fn store_columns<T: Element>(cols: &Columns<'_>, storage: &mut Storage<T>) {
+    fn fill<V>(dst: &mut [V], src: impl Iterator<Item = V>) {
         for (d, s) in dst.iter_mut().zip(src) {
             *d = s;
         }
     }
-    fill(&mut storage.obs, f32s(cols.obs));
-    fill(&mut storage.next_obs, f32s(cols.next_obs));
+    match (&cols.observations, &mut storage.observations) {
+        (
+            SavedObservations::Whole { obs, next_obs },
+            Observations::Whole {
+                obs: o,
+                next_obs: n,
+            },
+        ) => {
+            let values = obs.len() / T::BYTES;
+            T::read_le(obs, &mut o[..values]);
+            T::read_le(next_obs, &mut n[..values]);
+        }
+        (
+            SavedObservations::Frames {
+                count,
+                pool,
+                numbers,
+            },
+            Observations::Frames(f),
+        ) => f.load_saved(*count, pool, numbers),
+        _ => unreachable!("read_columns reads the storage's own layout"),
+    }
     fill(&mut storage.actions, u32s(cols.actions));
     fill(&mut storage.rewards, f32s(cols.rewards));
     fill(&mut storage.discounts, f32s(cols.discounts));
@@ -284,29 +402,36 @@ pub(crate) fn f64s(bytes: &[u8]) -> impl Iterator<Item = f64> + '_ {
 }
 
 /// Writes the header and the storage columns.
-pub(crate) fn write_storage(
+pub(crate) fn write_storage<T: Element>(
     out: &mut Vec<u8>,
-    storage: &Storage,
+    storage: &Storage<T>,
     kind: u8,
     priority_header: Option<[f64; 3]>,
 ) {
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.push(kind);
+    out.push(T::TAG);
     out.extend_from_slice(&(storage.capacity as u64).to_le_bytes());
     out.extend_from_slice(&(storage.obs_dim as u64).to_le_bytes());
+    out.extend_from_slice(&(storage.stack().unwrap_or(0) as u64).to_le_bytes());
     out.extend_from_slice(&storage.inserted.to_le_bytes());
     for v in priority_header.into_iter().flatten() {
         out.extend_from_slice(&v.to_le_bytes());
     }
     let len = storage.len();
-    let floats = len * storage.obs_dim;
+    match &storage.observations {
+        Observations::Whole { obs, next_obs } => {
+            let values = len * storage.obs_dim;
+            T::write_le(&obs[..values], out);
+            T::write_le(&next_obs[..values], out);
+        }
+        Observations::Frames(f) => f.write_saved(len, out),
+    }
     let f32s = |out: &mut Vec<u8>, xs: &[f32]| {
         xs.iter()
             .for_each(|x| out.extend_from_slice(&x.to_le_bytes()))
     };
-    f32s(out, &storage.obs[..floats]);
-    f32s(out, &storage.next_obs[..floats]);
     storage.actions[..len]
         .iter()
         .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
@@ -323,14 +448,19 @@ pub(crate) fn finish(out: &mut Vec<u8>) {
     out.extend_from_slice(&sum.to_le_bytes());
 }
 
-/// Exact size of saved state with `len` items.
-pub(crate) fn saved_len(len: usize, obs_dim: usize, prioritized: bool) -> usize {
-    let (extra, per_item) = if prioritized {
-        (PRIORITY_HEADER_BYTES, 8)
-    } else {
-        (0, 0)
+/// Exact size of saved state of `storage` (`prioritized` or not) now.
+pub(crate) fn saved_len<T: Element>(storage: &Storage<T>, prioritized: bool) -> usize {
+    let len = storage.len();
+    let frames = match &storage.observations {
+        Observations::Whole { .. } => 0,
+        Observations::Frames(f) => f.frames(),
     };
-    HEADER_BYTES + extra + len * (item_bytes(obs_dim) + per_item) + CHECKSUM_BYTES
+    let (extra, per_item) = if prioritized {
+        (PRIORITY_HEADER_BYTES, 24)
+    } else {
+        (0, 16)
+    };
+    HEADER_BYTES + extra + observation_bytes(storage, len, frames) + len * per_item + CHECKSUM_BYTES
 }
 
 #[cfg(test)]

@@ -14,9 +14,15 @@
 //!   and the memory's saved state needs no RNG.
 //!
 //! Storage is flat and preallocated: observations of all items live in one
-//! `Vec<f32>` of `capacity × obs_dim` (and likewise the next observations), actions,
+//! `Vec<T>` of `capacity × obs_dim` (and likewise the next observations), actions,
 //! rewards, discounts and step counts in one `Vec` each. Inserting, sampling and
 //! updating priorities allocate nothing.
+//!
+//! The observation element type `T` is an [`Element`]: `f32` (the default, for
+//! vectors) or `u8` (image frames). Memories, adders, [`Step`]s, transitions and
+//! [`Batch`]es of `u8` keep frames as bytes all the way to the minibatch, which the
+//! learner converts to `f32` when it builds its input tensor; nothing in between holds
+//! a float copy of a frame.
 //!
 //! ```
 //! use agentry_memory::{Adder, Batch, NStep, PrioritizedReplay, Prioritization, Step};
@@ -43,6 +49,40 @@
 //! // target_i = rewards[i] + discounts[i] * max_a Q(next_obs_i, a), loss weighted by weights[i]
 //! let td_errors = vec![0.1; 32];
 //! replay.update_priorities(batch.indices(), &td_errors)?;
+//! # Ok::<(), agentry_memory::MemoryError>(())
+//! ```
+//!
+//! # Stacked frames, each stored once
+//!
+//! An Atari observation is a stack of the last K frames (`[K, 84, 84]`), so consecutive
+//! observations share K − 1 frames and a transition's next observation is a later
+//! transition's observation. A memory built `with_frames(capacity, obs_dim, K)` stores
+//! each distinct frame once, as Dopamine's replay does: each item keeps 2K frame ids,
+//! frames are reference-counted and freed when the last item using them is
+//! overwritten, and a frame being stored is first looked up among those stored
+//! recently (by hash, then compared whole). Finding frames by content needs no
+//! knowledge of episodes or of which environment a transition came from, and gives
+//! back exactly the observations inserted, whatever an environment stacks at an
+//! episode start. The frame pool grows in chunks of 4096 frames as it needs them (so a
+//! frame-stacked memory allocates while it fills, unlike the others), never beyond
+//! `2K × capacity` frames.
+//!
+//! ```
+//! use agentry_memory::{Batch, TransitionRef, TransitionSink, UniformReplay};
+//! use rand::SeedableRng;
+//!
+//! // Stacks of 4 frames of 3 bytes; the observation at step t holds frames t-3..=t.
+//! let stack = |t: u8| -> Vec<u8> { (t..t + 4).flat_map(|f| [f; 3]).collect() };
+//! let mut replay = UniformReplay::<u8>::with_frames(1000, 12, 4)?;
+//! for t in 0..100u8 {
+//!     let (obs, next_obs) = (stack(t), stack(t + 1));
+//!     let t = TransitionRef { obs: &obs, action: 0, reward: 1.0, next_obs: &next_obs, discount: 0.99, steps: 1 };
+//!     replay.insert(t)?;
+//! }
+//! assert_eq!(replay.frames_held(), Some(104)); // not 800
+//! assert_eq!(replay.get(7).unwrap().next_obs, stack(8));
+//! let mut batch = Batch::new(8, 12);
+//! replay.sample(&mut rand_pcg::Pcg64Mcg::seed_from_u64(0), &mut batch)?;
 //! # Ok::<(), agentry_memory::MemoryError>(())
 //! ```
 //!
@@ -92,34 +132,48 @@
 //!
 //! # Memory use and saved state
 //!
-//! In memory: `capacity × (8·obs_dim + 16)` bytes for the items, plus
-//! `24 × capacity.next_power_of_two()` for the prioritized trees — for a million
-//! CartPole transitions (obs_dim 4) about 48 MB, plus 25 MB of trees.
+//! In memory: `capacity × (2·b·obs_dim + 16)` bytes for the items, with `b` bytes per
+//! observation value (4 for `f32`, 1 for `u8`), plus `24 × capacity.next_power_of_two()`
+//! for the prioritized trees — for a million CartPole transitions (obs_dim 4, f32)
+//! about 48 MB, plus 25 MB of trees. Atari observations (4 stacked 84×84 `u8` frames,
+//! obs_dim 28 224) kept whole take 56 464 bytes per transition: 56 GB for a million.
+//! Stored once per frame they take `capacity × (8K + 16)` bytes plus `b·obs_dim/K` per
+//! distinct frame: an Atari stream adds about one frame per transition (7 056 bytes),
+//! plus the final frames of each episode, so about 7.1 KB per transition, 7.1 GB for a
+//! million. Whole-observation arrays are zeroed allocations, so the operating system
+//! commits their pages only as items fill them.
 //!
 //! `to_bytes` / `load_bytes` save and restore the contents, the ring position and (for
 //! prioritized replay) the priorities, α, ε and the largest priority; there is no RNG
 //! state in a memory. With `len` items held the saved state is exactly
 //!
-//! - uniform: `len × (8·obs_dim + 16) + 41` bytes;
-//! - prioritized: `len × (8·obs_dim + 24) + 65` bytes (8 bytes per item for its
-//!   priority; the trees' inner nodes are rebuilt on load),
+//! - uniform: `len × (2·b·obs_dim + 16) + 50` bytes;
+//! - prioritized: `len × (2·b·obs_dim + 24) + 74` bytes (8 bytes per item for its
+//!   priority; the trees' inner nodes are rebuilt on load);
+//! - with frames stored once, `len × 2·b·obs_dim` becomes
+//!   `8 + F·b·obs_dim/K + len × 8K` for the F distinct frames held,
 //!
-//! so about `capacity × (8·obs_dim + 16)` (+8 per item) for a full memory: 48 MB (56 MB)
+//! so about `capacity × (2·b·obs_dim + 16)` (+8 per item) for a full memory: 48 MB (56 MB)
 //! for a million CartPole transitions. The format is little-endian:
 //!
 //! ```text
-//! "AGRM", version u32 = 1, kind u8 (1 uniform, 2 prioritized),
-//! capacity u64, obs_dim u64, inserted u64,
+//! "AGRM", version u32 = 2, kind u8 (1 uniform, 2 prioritized), dtype u8 (1 f32, 2 u8),
+//! capacity u64, obs_dim u64, stack u64 (0 whole, K frames), inserted u64,
 //! [prioritized: alpha f64, epsilon f64, max_priority f64]
-//! columns in slot order: obs, next_obs (len × obs_dim f32), actions u32, rewards f32,
-//!                        discounts f32, steps u32 (len each),
+//! whole: obs, next_obs (len × obs_dim values of dtype each);
+//! frames: F u64, F frames of obs_dim/K values, 2K u32 frame numbers per item;
+//! then in slot order: actions u32, rewards f32, discounts f32, steps u32 (len each),
 //! [prioritized: priorities f64 × len]
 //! checksum u64 of every byte before it
 //! ```
 //!
-//! Loading goes into a memory built with the same capacity and `obs_dim` (and α, ε),
-//! reading straight into its preallocated arrays, so it allocates nothing whatever the
-//! input claims. Truncated, trailing, damaged (checksum) or mismatched input is a
+//! Version 1, written before byte observations, is version 2 without dtype and stack
+//! (its observations whole `f32`); it still loads.
+//!
+//! Loading goes into a memory built with the same element type, layout, capacity and
+//! `obs_dim` (and α, ε), reading straight into its preallocated arrays, so it allocates
+//! nothing whatever the input claims (but a frame store's pool grows to hold the frames
+//! saved, as many as the input's length allows). Truncated, trailing, damaged (checksum) or mismatched input is a
 //! [`MemoryError::Load`] and leaves the memory unchanged.
 #![warn(missing_docs)]
 
@@ -127,7 +181,9 @@ pub mod adder;
 pub mod batch;
 pub mod bench;
 mod codec;
+pub mod element;
 pub mod error;
+mod frames;
 pub mod prioritized;
 pub mod replay;
 mod storage;
@@ -139,6 +195,7 @@ pub mod uniform;
 
 pub use adder::{Adder, NStep, OneStep};
 pub use batch::Batch;
+pub use element::Element;
 pub use error::{MemoryError, Result};
 pub use prioritized::{Prioritization, PrioritizedReplay};
 pub use replay::Replay;

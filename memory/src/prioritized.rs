@@ -4,10 +4,11 @@ use rand::{Rng, RngExt};
 
 use crate::batch::Batch;
 use crate::codec::{self, f64s};
+use crate::element::Element;
 use crate::error::{MemoryError, Result};
 use crate::storage::Storage;
 use crate::sum_tree::SumTree;
-use crate::transition::{TransitionRef, TransitionSink, check_len};
+use crate::transition::{Transition, TransitionRef, TransitionSink, check_len};
 
 /// How TD errors become priorities: `p = (|δ| + epsilon)^alpha`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -89,18 +90,45 @@ impl Prioritization {
 /// # Ok::<(), agentry_memory::MemoryError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
-pub struct PrioritizedReplay {
-    storage: Storage,
+pub struct PrioritizedReplay<T: Element = f32> {
+    storage: Storage<T>,
     tree: SumTree,
     prioritization: Prioritization,
     max_priority: f64,
 }
 
-impl PrioritizedReplay {
+impl<T: Element> PrioritizedReplay<T> {
     /// An empty memory of `capacity` transitions with observations of length `obs_dim`.
     pub fn new(capacity: usize, obs_dim: usize, prioritization: Prioritization) -> Result<Self> {
+        Self::build(Storage::new(capacity, obs_dim, None), prioritization)
+    }
+
+    /// An empty memory of `capacity` transitions whose observations are stacks of
+    /// `stack` frames (channel-first, `obs_dim / stack` values each), each distinct frame
+    /// stored once (see the crate docs).
+    pub fn with_frames(
+        capacity: usize,
+        obs_dim: usize,
+        stack: usize,
+        prioritization: Prioritization,
+    ) -> Result<Self> {
+        Self::build(Storage::new(capacity, obs_dim, Some(stack)), prioritization)
+    }
+
+    /// Frames per observation when it stores frames once each, else None.
+    pub fn frames_per_obs(&self) -> Option<usize> {
+        self.storage.stack()
+    }
+
+    /// The distinct frames held when it stores frames once each, else None.
+    pub fn frames_held(&self) -> Option<usize> {
+        self.storage.frames()
+    }
+
+    fn build(storage: Result<Storage<T>>, prioritization: Prioritization) -> Result<Self> {
         prioritization.check()?;
-        let storage = Storage::new(capacity, obs_dim)?;
+        let storage = storage?;
+        let capacity = storage.capacity;
         if capacity
             .checked_next_power_of_two()
             .is_none_or(|l| l > isize::MAX as usize / 16)
@@ -152,8 +180,8 @@ impl PrioritizedReplay {
         self.max_priority
     }
 
-    /// The item with insertion index `index`, if it is still held.
-    pub fn get(&self, index: u64) -> Option<TransitionRef<'_>> {
+    /// A copy of the item with insertion index `index`, if it is still held.
+    pub fn get(&self, index: u64) -> Option<Transition<T>> {
         self.storage.slot(index).map(|slot| self.storage.get(slot))
     }
 
@@ -174,7 +202,12 @@ impl PrioritizedReplay {
     ///
     /// Fails if the memory is empty, `batch` is for another `obs_dim`, or `beta` is
     /// negative or not finite.
-    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R, beta: f64, batch: &mut Batch) -> Result<()> {
+    pub fn sample<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        beta: f64,
+        batch: &mut Batch<T>,
+    ) -> Result<()> {
         self.storage.check_batch(batch)?;
         if !(beta.is_finite() && beta >= 0.0) {
             return Err(MemoryError::InvalidBeta(beta));
@@ -236,9 +269,11 @@ impl PrioritizedReplay {
     }
 
     /// Exact size in bytes of [`to_bytes`](Self::to_bytes)' output now:
-    /// `len × (8·obs_dim + 24) + 65`.
+    /// `len × (2·b·obs_dim + 24) + 74`, with `b` bytes per value (4 for `f32`, 1 for `u8`);
+    /// for stacks of K frames stored once, `F·b·obs_dim/K + len × (8K + 24) + 82` for the
+    /// F distinct frames held.
     pub fn saved_len(&self) -> usize {
-        codec::saved_len(self.len(), self.obs_dim(), true)
+        codec::saved_len(&self.storage, true)
     }
 
     /// The contents, ring position, priorities and prioritization as bytes (format in
@@ -303,8 +338,8 @@ fn cols_len(inserted: u64, capacity: usize) -> usize {
     inserted.min(capacity as u64) as usize
 }
 
-impl TransitionSink for PrioritizedReplay {
-    fn insert(&mut self, transition: TransitionRef<'_>) -> Result<()> {
+impl<T: Element> TransitionSink<T> for PrioritizedReplay<T> {
+    fn insert(&mut self, transition: TransitionRef<'_, T>) -> Result<()> {
         let slot = self.storage.insert(transition)?;
         self.tree.set(slot, self.max_priority);
         Ok(())
@@ -489,7 +524,7 @@ mod tests {
     #[test]
     fn bad_configuration_and_empty_sampling_are_errors() {
         assert!(
-            PrioritizedReplay::new(
+            PrioritizedReplay::<f32>::new(
                 4,
                 2,
                 Prioritization {
@@ -500,7 +535,7 @@ mod tests {
             .is_err()
         );
         assert!(
-            PrioritizedReplay::new(
+            PrioritizedReplay::<f32>::new(
                 4,
                 2,
                 Prioritization {
@@ -510,8 +545,8 @@ mod tests {
             )
             .is_err()
         );
-        assert!(PrioritizedReplay::new(0, 2, Prioritization::default()).is_err());
-        let replay = PrioritizedReplay::new(4, 2, Prioritization::default()).unwrap();
+        assert!(PrioritizedReplay::<f32>::new(0, 2, Prioritization::default()).is_err());
+        let replay = PrioritizedReplay::<f32>::new(4, 2, Prioritization::default()).unwrap();
         assert_eq!(
             replay.sample(&mut rng(0), 0.4, &mut Batch::new(2, 2)),
             Err(MemoryError::Empty)
@@ -564,10 +599,10 @@ mod tests {
                 assert_eq!(a, b);
             }
         }
-        let saved = PrioritizedReplay::new(6, 2, Prioritization::default())
+        let saved = PrioritizedReplay::<f32>::new(6, 2, Prioritization::default())
             .unwrap()
             .to_bytes();
-        let mut other = PrioritizedReplay::new(
+        let mut other = PrioritizedReplay::<f32>::new(
             6,
             2,
             Prioritization {
@@ -583,7 +618,7 @@ mod tests {
                 .to_string()
                 .contains("alpha")
         );
-        let mut uniform = crate::UniformReplay::new(6, 2).unwrap();
+        let mut uniform = crate::UniformReplay::<f32>::new(6, 2).unwrap();
         assert!(
             uniform
                 .load_bytes(&saved)

@@ -1,6 +1,7 @@
 //! What an adder receives ([`Step`]), what it emits ([`Transition`], [`TransitionRef`])
 //! and where it emits to ([`TransitionSink`]).
 
+use crate::element::Element;
 use crate::error::{MemoryError, Result};
 
 /// One environment step of one environment stream, as an adder receives it.
@@ -13,10 +14,12 @@ use crate::error::{MemoryError, Result};
 /// A step may be a macro-action (Hosu, Rebedea and Pascanu 2025) that ran `duration`
 /// primitive environment steps open-loop; the adders then discount what follows it by
 /// `γ^duration` instead of `γ`. A primitive action has `duration = 1`.
+///
+/// Observations are `f32` by default, or bytes (`Step<'_, u8>`) for image frames.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Step<'a> {
+pub struct Step<'a, T = f32> {
     /// The observation the action was chosen from.
-    pub obs: &'a [f32],
+    pub obs: &'a [T],
     /// The action taken (an index into a discrete action space).
     pub action: u32,
     /// The reward returned by this step: for a step that spans several primitive steps,
@@ -31,10 +34,10 @@ pub struct Step<'a> {
     /// The episode was cut short (a time limit): bootstrap from `next_obs`.
     pub truncated: bool,
     /// The observation after the step (the final one when the episode ended).
-    pub next_obs: &'a [f32],
+    pub next_obs: &'a [T],
 }
 
-impl Step<'_> {
+impl<T> Step<'_, T> {
     /// Whether this step ends the episode (terminated or truncated).
     pub fn done(&self) -> bool {
         self.terminated || self.truncated
@@ -43,9 +46,9 @@ impl Step<'_> {
 
 /// A borrowed transition: what adders emit and what buffers store, without copying.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct TransitionRef<'a> {
+pub struct TransitionRef<'a, T = f32> {
     /// The observation of the first step of the window.
-    pub obs: &'a [f32],
+    pub obs: &'a [T],
     /// The action taken at that first step.
     pub action: u32,
     /// The discounted reward sum over the window's steps, each discounted by the
@@ -53,7 +56,7 @@ pub struct TransitionRef<'a> {
     /// step durations `d_j` (`r_0 + γ r_1 + … + γ^(k-1) r_(k-1)` when every duration is 1).
     pub reward: f32,
     /// The observation after the last step of the window (to bootstrap from).
-    pub next_obs: &'a [f32],
+    pub next_obs: &'a [T],
     /// The multiplier of the bootstrap value: `γ^steps`, or 0 when the episode
     /// terminated inside the window. A truncated episode keeps `γ^steps`.
     pub discount: f32,
@@ -62,9 +65,9 @@ pub struct TransitionRef<'a> {
     pub steps: u32,
 }
 
-impl TransitionRef<'_> {
+impl<T: Clone> TransitionRef<'_, T> {
     /// An owned copy.
-    pub fn to_transition(&self) -> Transition {
+    pub fn to_transition(&self) -> Transition<T> {
         Transition {
             obs: self.obs.to_vec(),
             action: self.action,
@@ -78,24 +81,24 @@ impl TransitionRef<'_> {
 
 /// An owned transition. The fields mean what they mean in [`TransitionRef`].
 #[derive(Clone, Debug, PartialEq)]
-pub struct Transition {
+pub struct Transition<T = f32> {
     /// The observation of the first step of the window.
-    pub obs: Vec<f32>,
+    pub obs: Vec<T>,
     /// The action taken at that first step.
     pub action: u32,
     /// The discounted reward sum over the window.
     pub reward: f32,
     /// The observation after the last step of the window.
-    pub next_obs: Vec<f32>,
+    pub next_obs: Vec<T>,
     /// `γ^steps`, or 0 when the episode terminated inside the window.
     pub discount: f32,
     /// The number of primitive environment steps the window spans.
     pub steps: u32,
 }
 
-impl Transition {
+impl<T> Transition<T> {
     /// A borrowed view.
-    pub fn view(&self) -> TransitionRef<'_> {
+    pub fn view(&self) -> TransitionRef<'_, T> {
         TransitionRef {
             obs: &self.obs,
             action: self.action,
@@ -109,20 +112,21 @@ impl Transition {
 
 /// Somewhere an adder can put the transitions it completes: a replay memory, or a
 /// `Vec<Transition>` (handy in tests and for moving a chunk of experience between threads).
-pub trait TransitionSink {
+/// `T` is the observations' element type.
+pub trait TransitionSink<T: Element = f32> {
     /// Store one transition. Fails if its observations do not have the sink's length.
-    fn insert(&mut self, transition: TransitionRef<'_>) -> Result<()>;
+    fn insert(&mut self, transition: TransitionRef<'_, T>) -> Result<()>;
 }
 
-impl TransitionSink for Vec<Transition> {
-    fn insert(&mut self, transition: TransitionRef<'_>) -> Result<()> {
+impl<T: Element> TransitionSink<T> for Vec<Transition<T>> {
+    fn insert(&mut self, transition: TransitionRef<'_, T>) -> Result<()> {
         self.push(transition.to_transition());
         Ok(())
     }
 }
 
-impl<S: TransitionSink + ?Sized> TransitionSink for &mut S {
-    fn insert(&mut self, transition: TransitionRef<'_>) -> Result<()> {
+impl<T: Element, S: TransitionSink<T> + ?Sized> TransitionSink<T> for &mut S {
+    fn insert(&mut self, transition: TransitionRef<'_, T>) -> Result<()> {
         (**self).insert(transition)
     }
 }

@@ -4,9 +4,10 @@ use rand::{Rng, RngExt};
 
 use crate::batch::Batch;
 use crate::codec;
+use crate::element::Element;
 use crate::error::Result;
 use crate::storage::Storage;
-use crate::transition::{TransitionRef, TransitionSink};
+use crate::transition::{Transition, TransitionRef, TransitionSink};
 
 /// A fixed-capacity ring of transitions sampled uniformly with replacement.
 ///
@@ -32,16 +33,35 @@ use crate::transition::{TransitionRef, TransitionSink};
 /// # Ok::<(), agentry_memory::MemoryError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
-pub struct UniformReplay {
-    storage: Storage,
+pub struct UniformReplay<T: Element = f32> {
+    storage: Storage<T>,
 }
 
-impl UniformReplay {
+impl<T: Element> UniformReplay<T> {
     /// An empty memory of `capacity` transitions with observations of length `obs_dim`.
     pub fn new(capacity: usize, obs_dim: usize) -> Result<Self> {
         Ok(UniformReplay {
-            storage: Storage::new(capacity, obs_dim)?,
+            storage: Storage::new(capacity, obs_dim, None)?,
         })
+    }
+
+    /// An empty memory of `capacity` transitions whose observations are stacks of
+    /// `stack` frames (channel-first, `obs_dim / stack` values each), each distinct frame
+    /// stored once (see the crate docs).
+    pub fn with_frames(capacity: usize, obs_dim: usize, stack: usize) -> Result<Self> {
+        Ok(UniformReplay {
+            storage: Storage::new(capacity, obs_dim, Some(stack))?,
+        })
+    }
+
+    /// Frames per observation when it stores frames once each, else None.
+    pub fn frames_per_obs(&self) -> Option<usize> {
+        self.storage.stack()
+    }
+
+    /// The distinct frames held when it stores frames once each, else None.
+    pub fn frames_held(&self) -> Option<usize> {
+        self.storage.frames()
     }
 
     /// Maximum number of items held.
@@ -69,16 +89,24 @@ impl UniformReplay {
         self.storage.inserted
     }
 
-    /// The item with insertion index `index`, if it is still held.
-    pub fn get(&self, index: u64) -> Option<TransitionRef<'_>> {
+    /// A copy of the item with insertion index `index`, if it is still held.
+    pub fn get(&self, index: u64) -> Option<Transition<T>> {
         self.storage.slot(index).map(|slot| self.storage.get(slot))
+    }
+
+    /// The item with insertion index `index`, borrowed, if it is still held and the
+    /// observations are kept whole.
+    pub(crate) fn view(&self, index: u64) -> Option<TransitionRef<'_, T>> {
+        self.storage
+            .slot(index)
+            .and_then(|slot| self.storage.view(slot))
     }
 
     /// Fills every row of `batch` with an item drawn uniformly (with replacement) using
     /// `rng`, and sets every weight to 1. Allocates nothing.
     ///
     /// Fails if the memory is empty or `batch` is for another `obs_dim`.
-    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R, batch: &mut Batch) -> Result<()> {
+    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R, batch: &mut Batch<T>) -> Result<()> {
         self.storage.check_batch(batch)?;
         let len = self.storage.len();
         for row in 0..batch.size() {
@@ -95,9 +123,11 @@ impl UniformReplay {
     }
 
     /// Exact size in bytes of [`to_bytes`](Self::to_bytes)' output now:
-    /// `len × (8·obs_dim + 16) + 41`.
+    /// `len × (2·b·obs_dim + 16) + 50`, with `b` bytes per value (4 for `f32`, 1 for `u8`);
+    /// for stacks of K frames stored once, `F·b·obs_dim/K + len × (8K + 16) + 58` for the
+    /// F distinct frames held.
     pub fn saved_len(&self) -> usize {
-        codec::saved_len(self.len(), self.obs_dim(), false)
+        codec::saved_len(&self.storage, false)
     }
 
     /// The contents and ring position as bytes (format in the crate docs).
@@ -119,8 +149,8 @@ impl UniformReplay {
     }
 }
 
-impl TransitionSink for UniformReplay {
-    fn insert(&mut self, transition: TransitionRef<'_>) -> Result<()> {
+impl<T: Element> TransitionSink<T> for UniformReplay<T> {
+    fn insert(&mut self, transition: TransitionRef<'_, T>) -> Result<()> {
         self.storage.insert(transition).map(|_| ())
     }
 }
@@ -226,9 +256,9 @@ mod tests {
             fill(&mut restored, 50..53);
             assert_eq!(restored.to_bytes(), replay.to_bytes());
         }
-        let mut other = UniformReplay::new(8, 2).unwrap();
+        let mut other = UniformReplay::<f32>::new(8, 2).unwrap();
         let err = other
-            .load_bytes(&UniformReplay::new(7, 2).unwrap().to_bytes())
+            .load_bytes(&UniformReplay::<f32>::new(7, 2).unwrap().to_bytes())
             .unwrap_err();
         assert!(err.to_string().contains("capacity 7"), "{err}");
     }

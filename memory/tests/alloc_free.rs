@@ -61,7 +61,7 @@ fn adding_sampling_updating_and_loading_allocate_nothing() {
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
     let mut td_errors = [0.0f32; 16];
     let saved = {
-        let mut r = PrioritizedReplay::new(50, obs_dim, Prioritization::default()).unwrap();
+        let mut r = PrioritizedReplay::<f32>::new(50, obs_dim, Prioritization::default()).unwrap();
         r.load_bytes(&r.to_bytes()).unwrap();
         r.to_bytes()
     };

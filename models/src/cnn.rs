@@ -86,11 +86,8 @@ impl NatureCnnConfig {
         let shapes = self.shapes().expect("frames large enough");
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let gain = std::f32::consts::SQRT_2;
-        let mut c_in = self.channels;
-        let mut convs = Vec::new();
-        for (filters, k, s) in CONVS {
-            let fan_in = c_in * k * k;
-            // orthogonal() gives [fan_in × filters]; burn wants [filters][c_in][k][k].
+        let convs = conv_layers(self.channels, device, |fan_in, filters| {
+            // orthogonal() gives [fan_in × filters]; burn wants [filters][fan_in].
             let m = orthogonal(&mut rng, fan_in, filters, gain);
             let mut w = vec![0.0f32; filters * fan_in];
             for i in 0..fan_in {
@@ -98,18 +95,8 @@ impl NatureCnnConfig {
                     w[o * fan_in + i] = m[i * filters + o];
                 }
             }
-            let mut conv = Conv2dConfig::new([c_in, filters], [k, k])
-                .with_stride([s, s])
-                .with_padding(PaddingConfig2d::Valid)
-                .init(device);
-            conv.weight = Param::from_tensor(Tensor::from_data(
-                TensorData::new(w, [filters, c_in, k, k]),
-                device,
-            ));
-            conv.bias = Some(Param::from_tensor(Tensor::zeros([filters], device)));
-            convs.push(conv);
-            c_in = filters;
-        }
+            (w, vec![0.0; filters])
+        });
         let (c, h, w) = *shapes.last().expect("three convolutions");
         let flat = c * h * w;
         let linear = |rng: &mut rand_pcg::Pcg64Mcg, fan_in: usize, fan_out: usize, g: f32| Linear {
@@ -133,6 +120,77 @@ impl NatureCnnConfig {
             head,
         }
     }
+}
+
+/// The three convolutions for `channels` input channels, each filter bank's weights
+/// (`[filters][channels · k · k]`, burn's layout) and biases from `init(fan_in, filters)`.
+pub(crate) fn conv_layers(
+    channels: usize,
+    device: &Device,
+    mut init: impl FnMut(usize, usize) -> (Vec<f32>, Vec<f32>),
+) -> Vec<Conv2d> {
+    let mut c_in = channels;
+    let mut convs = Vec::new();
+    for (filters, k, s) in CONVS {
+        let (w, b) = init(c_in * k * k, filters);
+        let mut conv = Conv2dConfig::new([c_in, filters], [k, k])
+            .with_stride([s, s])
+            .with_padding(PaddingConfig2d::Valid)
+            .init(device);
+        conv.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(w, [filters, c_in, k, k]),
+            device,
+        ));
+        conv.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(b, [filters]),
+            device,
+        )));
+        convs.push(conv);
+        c_in = filters;
+    }
+    convs
+}
+
+/// The three convolutions (ReLU after each) on pixel values 0–255, scaled to [0, 1]
+/// first, their last feature maps flattened (channel, row, column).
+///
+/// # Shapes
+/// - `x`: `[batch, channels, height, width]`
+/// - output: `[batch, 64 · h₃ · w₃]`
+pub(crate) fn conv_forward(convs: [&Conv2d; 3], x: Tensor<4>) -> Tensor<2> {
+    let mut h = x.div_scalar(255.0);
+    for conv in convs {
+        h = activation::relu(conv.forward(h));
+    }
+    h.flatten(1, 3)
+}
+
+/// A `[batch, channels · height · width]` batch of flattened frames as images.
+pub(crate) fn images(x: Tensor<2>, [c, h, w]: [usize; 3]) -> Tensor<4> {
+    let b = x.dims()[0];
+    x.reshape([b, c, h, w])
+}
+
+/// The Layered description of three convolutions whose first is `from_first` layers
+/// from the output. Their units (the filters) are not described: dormancy and ReDo act
+/// on the fully connected layers.
+pub(crate) fn conv_layer_descriptions(
+    convs: [&Conv2d; 3],
+    from_first: usize,
+) -> Vec<crate::plasticity::Layer> {
+    convs
+        .into_iter()
+        .enumerate()
+        .map(|(i, conv)| crate::plasticity::Layer {
+            name: format!("conv{}", i + 1),
+            from_output: from_first - i,
+            weights: vec![conv.weight.id],
+            others: conv.bias.iter().map(|p| p.id).collect(),
+            noise: Vec::new(),
+            norm: Vec::new(),
+            units: None,
+        })
+        .collect()
 }
 
 /// The Nature CNN; see the [module docs](self).
@@ -160,10 +218,8 @@ impl NatureCnn {
 
     /// The fully connected layer's pre-activations.
     fn trunk(&self, x: Tensor<4>) -> Tensor<2> {
-        let h = activation::relu(self.conv1.forward(x.div_scalar(255.0)));
-        let h = activation::relu(self.conv2.forward(h));
-        let h = activation::relu(self.conv3.forward(h));
-        self.fc.forward(h.flatten(1, 3))
+        self.fc
+            .forward(conv_forward([&self.conv1, &self.conv2, &self.conv3], x))
     }
 
     /// The head's outputs.
@@ -188,8 +244,7 @@ impl NatureCnn {
 
     /// Flattened observations as images.
     fn image(&self, x: Tensor<2>) -> Tensor<4> {
-        let b = x.dims()[0];
-        x.reshape([b, self.channels, self.height, self.width])
+        images(x, [self.channels, self.height, self.width])
     }
 
     /// Values per observation (channels × height × width).
@@ -205,19 +260,8 @@ impl crate::plasticity::Layered for NatureCnn {
     fn layers(&self) -> Vec<crate::plasticity::Layer> {
         use crate::plasticity::{Layer, Units};
         let bias = |b: &Option<Param<Tensor<1>>>| b.iter().map(|p| p.id).collect::<Vec<_>>();
-        let mut layers: Vec<Layer> = [&self.conv1, &self.conv2, &self.conv3]
-            .into_iter()
-            .enumerate()
-            .map(|(i, conv)| Layer {
-                name: format!("conv{}", i + 1),
-                from_output: 4 - i,
-                weights: vec![conv.weight.id],
-                others: bias(&conv.bias),
-                noise: Vec::new(),
-                norm: Vec::new(),
-                units: None,
-            })
-            .collect();
+        let mut layers: Vec<Layer> =
+            conv_layer_descriptions([&self.conv1, &self.conv2, &self.conv3], 4);
         let fc_bias = bias(&self.fc.bias);
         let mut incoming = vec![self.fc.weight.id];
         incoming.extend(&fc_bias);
@@ -270,34 +314,37 @@ struct ConvWeights {
     out_w: usize,
 }
 
-/// The acting copy of a [`NatureCnn`]; see the [module docs](self).
+/// The acting copy of the Nature CNN's three convolutions (ReLU after each): what
+/// [`CnnWeights`] and a CNN [`crate::QWeights`] run before their dense layers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CnnWeights {
+#[serde(transparent)]
+pub struct ConvTorso {
     convs: Vec<ConvWeights>,
-    fc: Dense,
-    head: Dense,
 }
 
-/// Reusable buffers for [`CnnWeights::forward`].
+/// Reusable buffers for [`ConvTorso`]: the im2col rows and two feature maps.
 #[derive(Clone, Debug)]
-pub struct CnnScratch {
+pub struct ConvScratch {
     cols: Vec<f32>,
     maps: [Vec<f32>; 2],
-    features: Vec<f32>,
 }
 
-impl CnnWeights {
-    /// A copy of `cnn`'s parameters for a `config`-shaped input.
+impl ConvTorso {
+    /// A copy of three burn convolutions for `[channels, height, width]` inputs.
     ///
     /// # Panics
-    /// If `config` does not describe `cnn` (a programming error).
-    pub fn from_cnn(cnn: &NatureCnn, config: &NatureCnnConfig) -> Self {
+    /// If the convolutions do not fit the input (a programming error).
+    pub(crate) fn from_convs(convs: [&Conv2d; 3], [channels, height, width]: [usize; 3]) -> Self {
+        let config = NatureCnnConfig {
+            height,
+            width,
+            ..NatureCnnConfig::new(channels, 1)
+        };
         let shapes = config.shapes().expect("frames large enough");
-        let mut convs = Vec::new();
-        let (mut c_in, mut h, mut w) = (config.channels, config.height, config.width);
-        for (conv, ((filters, k, s), &(_, oh, ow))) in [&cnn.conv1, &cnn.conv2, &cnn.conv3]
-            .into_iter()
-            .zip(CONVS.iter().zip(&shapes))
+        let mut out = Vec::new();
+        let (mut c_in, mut h, mut w) = (channels, height, width);
+        for (conv, ((filters, k, s), &(_, oh, ow))) in
+            convs.into_iter().zip(CONVS.iter().zip(&shapes))
         {
             let fan_in = c_in * k * k;
             let burn_w = to_vec(conv.weight.val());
@@ -313,7 +360,7 @@ impl CnnWeights {
                 .as_ref()
                 .map(|b| to_vec(b.val()))
                 .unwrap_or_else(|| vec![0.0; *filters]);
-            convs.push(ConvWeights {
+            out.push(ConvWeights {
                 dense: Dense {
                     fan_in,
                     fan_out: *filters,
@@ -330,6 +377,172 @@ impl CnnWeights {
             });
             (c_in, h, w) = (*filters, oh, ow);
         }
+        ConvTorso { convs: out }
+    }
+
+    /// The convolutions' dense products.
+    pub(crate) fn dense_layers(&self) -> impl Iterator<Item = &Dense> {
+        self.convs.iter().map(|c| &c.dense)
+    }
+
+    /// Input values per observation (channels × height × width).
+    pub fn input_len(&self) -> usize {
+        let c = &self.convs[0];
+        c.channels * c.in_h * c.in_w
+    }
+
+    /// The last feature maps' `(channels, height, width)`.
+    pub fn output_shape(&self) -> (usize, usize, usize) {
+        let c = self.convs.last().expect("three convolutions");
+        (c.dense.fan_out, c.out_h, c.out_w)
+    }
+
+    /// Values the convolutions output per observation.
+    pub fn output_len(&self) -> usize {
+        let (c, h, w) = self.output_shape();
+        c * h * w
+    }
+
+    /// Buffers for running the convolutions.
+    pub fn scratch(&self) -> ConvScratch {
+        let cols = self
+            .convs
+            .iter()
+            .map(|c| c.out_h * c.out_w * c.dense.fan_in)
+            .max()
+            .unwrap_or(0);
+        let maps = self
+            .convs
+            .iter()
+            .map(|c| c.out_h * c.out_w * c.dense.fan_out)
+            .max()
+            .unwrap_or(0);
+        ConvScratch {
+            cols: vec![0.0; cols],
+            maps: [vec![0.0; maps], vec![0.0; maps]],
+        }
+    }
+
+    /// Check that the shapes fit together and every value is finite.
+    pub fn check(&self) -> Result<(), String> {
+        if self.convs.len() != CONVS.len() {
+            return Err(format!(
+                "{} convolutions, the Nature CNN has {}",
+                self.convs.len(),
+                CONVS.len()
+            ));
+        }
+        let (mut c_in, mut h, mut w) = {
+            let c = &self.convs[0];
+            (c.channels, c.in_h, c.in_w)
+        };
+        for (i, (c, &(filters, k, s))) in self.convs.iter().zip(&CONVS).enumerate() {
+            let fits = c.channels == c_in
+                && c.in_h == h
+                && c.in_w == w
+                && c.kernel == k
+                && c.stride == s
+                && h >= k
+                && w >= k
+                && c.out_h == (h - k) / s + 1
+                && c.out_w == (w - k) / s + 1
+                && c.dense.fan_out == filters
+                && c.dense.fan_in == c_in * k * k;
+            if !fits || c_in == 0 {
+                return Err(format!("convolution {} does not fit its input", i + 1));
+            }
+            check_dense(&c.dense).map_err(|m| format!("convolution {}: {m}", i + 1))?;
+            (c_in, h, w) = (filters, c.out_h, c.out_w);
+        }
+        Ok(())
+    }
+
+    /// Runs the convolutions on one observation `obs` (`channels × height × width`
+    /// pixel values 0–255, channel-first; bytes or floats) and returns the last
+    /// feature maps, channels-last (row, column, channel), from `s`.
+    ///
+    /// # Panics
+    /// If `obs` has the wrong length or `s` was made for another torso.
+    pub fn forward<'s, T: Copy + Into<f32>>(&self, obs: &[T], s: &'s mut ConvScratch) -> &'s [f32] {
+        assert_eq!(obs.len(), self.input_len(), "observation size");
+        let [a, b] = &mut s.maps;
+        let (mut input, mut output) = (a, b);
+        for (layer, conv) in self.convs.iter().enumerate() {
+            let (k, st, fan_in) = (conv.kernel, conv.stride, conv.dense.fan_in);
+            // im2col: one row of (channel, ky, kx) per output position.
+            for oy in 0..conv.out_h {
+                for ox in 0..conv.out_w {
+                    let row = &mut s.cols[(oy * conv.out_w + ox) * fan_in..][..fan_in];
+                    let mut i = 0;
+                    for ch in 0..conv.channels {
+                        for ky in 0..k {
+                            let y = oy * st + ky;
+                            for kx in 0..k {
+                                let x = ox * st + kx;
+                                row[i] = if layer == 0 {
+                                    obs[(ch * conv.in_h + y) * conv.in_w + x].into() / 255.0
+                                } else {
+                                    input[(y * conv.in_w + x) * conv.channels + ch]
+                                };
+                                i += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            let positions = conv.out_h * conv.out_w;
+            let y = &mut output[..positions * conv.dense.fan_out];
+            dense_rows(&conv.dense, &s.cols[..positions * fan_in], positions, y);
+            y.iter_mut().for_each(|v| *v = v.max(0.0));
+            std::mem::swap(&mut input, &mut output);
+        }
+        &input[..self.output_len()]
+    }
+
+    /// [`forward`](Self::forward), with the feature maps written into `out` flattened
+    /// as burn flattens them (channel, row, column).
+    pub fn forward_channel_first<T: Copy + Into<f32>>(
+        &self,
+        obs: &[T],
+        s: &mut ConvScratch,
+        out: &mut [f32],
+    ) {
+        let (c, h, w) = self.output_shape();
+        let maps = self.forward(obs, s);
+        for p in 0..h * w {
+            for ch in 0..c {
+                out[ch * h * w + p] = maps[p * c + ch];
+            }
+        }
+    }
+}
+
+/// The acting copy of a [`NatureCnn`]; see the [module docs](self).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CnnWeights {
+    convs: ConvTorso,
+    fc: Dense,
+    head: Dense,
+}
+
+/// Reusable buffers for [`CnnWeights::forward`].
+#[derive(Clone, Debug)]
+pub struct CnnScratch {
+    convs: ConvScratch,
+    features: Vec<f32>,
+}
+
+impl CnnWeights {
+    /// A copy of `cnn`'s parameters for a `config`-shaped input.
+    ///
+    /// # Panics
+    /// If `config` does not describe `cnn` (a programming error).
+    pub fn from_cnn(cnn: &NatureCnn, config: &NatureCnnConfig) -> Self {
+        let convs = ConvTorso::from_convs(
+            [&cnn.conv1, &cnn.conv2, &cnn.conv3],
+            [config.channels, config.height, config.width],
+        );
+        let (c_in, h, w) = convs.output_shape();
         // burn flattens (channel, row, column); the copy's maps are (row, column,
         // channel): reorder the rows of the fully connected weights to match.
         let fc_w = to_vec(cnn.fc.weight.val());
@@ -380,16 +593,12 @@ impl CnnWeights {
 
     /// The dense products: three convolutions, the fully connected layer, the head.
     pub(crate) fn dense_layers(&self) -> impl Iterator<Item = &Dense> {
-        self.convs
-            .iter()
-            .map(|c| &c.dense)
-            .chain([&self.fc, &self.head])
+        self.convs.dense_layers().chain([&self.fc, &self.head])
     }
 
     /// Input values per observation (channels × height × width).
     pub fn input_len(&self) -> usize {
-        let c = &self.convs[0];
-        c.channels * c.in_h * c.in_w
+        self.convs.input_len()
     }
 
     /// Number of outputs.
@@ -399,21 +608,8 @@ impl CnnWeights {
 
     /// Buffers for [`forward`](Self::forward).
     pub fn scratch(&self) -> CnnScratch {
-        let cols = self
-            .convs
-            .iter()
-            .map(|c| c.out_h * c.out_w * c.dense.fan_in)
-            .max()
-            .unwrap_or(0);
-        let maps = self
-            .convs
-            .iter()
-            .map(|c| c.out_h * c.out_w * c.dense.fan_out)
-            .max()
-            .unwrap_or(0);
         CnnScratch {
-            cols: vec![0.0; cols],
-            maps: [vec![0.0; maps], vec![0.0; maps]],
+            convs: self.convs.scratch(),
             features: vec![0.0; self.fc.fan_out],
         }
     }
@@ -426,36 +622,8 @@ impl CnnWeights {
     /// Check that the shapes fit together and every value is finite (a network read
     /// from a file may not).
     pub fn check(&self) -> Result<(), String> {
-        if self.convs.len() != CONVS.len() {
-            return Err(format!(
-                "{} convolutions, the Nature CNN has {}",
-                self.convs.len(),
-                CONVS.len()
-            ));
-        }
-        let (mut c_in, mut h, mut w) = {
-            let c = &self.convs[0];
-            (c.channels, c.in_h, c.in_w)
-        };
-        for (i, (c, &(filters, k, s))) in self.convs.iter().zip(&CONVS).enumerate() {
-            let fits = c.channels == c_in
-                && c.in_h == h
-                && c.in_w == w
-                && c.kernel == k
-                && c.stride == s
-                && h >= k
-                && w >= k
-                && c.out_h == (h - k) / s + 1
-                && c.out_w == (w - k) / s + 1
-                && c.dense.fan_out == filters
-                && c.dense.fan_in == c_in * k * k;
-            if !fits || c_in == 0 {
-                return Err(format!("convolution {} does not fit its input", i + 1));
-            }
-            check_dense(&c.dense).map_err(|m| format!("convolution {}: {m}", i + 1))?;
-            (c_in, h, w) = (filters, c.out_h, c.out_w);
-        }
-        if self.fc.fan_in != c_in * h * w || self.head.fan_in != self.fc.fan_out {
+        self.convs.check()?;
+        if self.fc.fan_in != self.convs.output_len() || self.head.fan_in != self.fc.fan_out {
             return Err("the fully connected layers do not fit the convolutions".into());
         }
         check_dense(&self.fc).map_err(|m| format!("fully connected layer: {m}"))?;
@@ -490,42 +658,9 @@ impl CnnWeights {
         out: &mut [f32],
         features: Option<&mut [f32]>,
     ) {
-        assert_eq!(obs.len(), self.input_len(), "observation size");
         assert_eq!(out.len(), self.output_dim(), "output size");
-        let [a, b] = &mut s.maps;
-        let (mut input, mut output) = (a, b);
-        for (layer, conv) in self.convs.iter().enumerate() {
-            let (k, st, fan_in) = (conv.kernel, conv.stride, conv.dense.fan_in);
-            // im2col: one row of (channel, ky, kx) per output position.
-            for oy in 0..conv.out_h {
-                for ox in 0..conv.out_w {
-                    let row = &mut s.cols[(oy * conv.out_w + ox) * fan_in..][..fan_in];
-                    let mut i = 0;
-                    for ch in 0..conv.channels {
-                        for ky in 0..k {
-                            let y = oy * st + ky;
-                            for kx in 0..k {
-                                let x = ox * st + kx;
-                                row[i] = if layer == 0 {
-                                    obs[(ch * conv.in_h + y) * conv.in_w + x].into() / 255.0
-                                } else {
-                                    input[(y * conv.in_w + x) * conv.channels + ch]
-                                };
-                                i += 1;
-                            }
-                        }
-                    }
-                }
-            }
-            let positions = conv.out_h * conv.out_w;
-            let y = &mut output[..positions * conv.dense.fan_out];
-            dense_rows(&conv.dense, &s.cols[..positions * fan_in], positions, y);
-            y.iter_mut().for_each(|v| *v = v.max(0.0));
-            std::mem::swap(&mut input, &mut output);
-        }
-        let last = self.convs.last().expect("three convolutions");
-        let flat = last.out_h * last.out_w * last.dense.fan_out;
-        dense(&self.fc, &input[..flat], &mut s.features);
+        let maps = self.convs.forward(obs, &mut s.convs);
+        dense(&self.fc, maps, &mut s.features);
         if let Some(f) = features {
             f.copy_from_slice(&s.features);
         }

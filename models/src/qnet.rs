@@ -2,9 +2,12 @@
 //!
 //! A network is a **trunk** of plain hidden layers followed by one or two **streams**
 //! (the "head"): `input → hidden[0] → … → hidden[L−2]` is the trunk, and each stream is
-//! `hidden[L−2] → hidden[L−1] → outputs`. This is the shape of Rainbow's Atari network
-//! (a convolutional trunk, then a 512-wide hidden layer in each stream) with an MLP in
-//! place of the convolutions.
+//! `hidden[L−2] → hidden[L−1] → outputs`. For stacked frames ([`QNetConfig::image`]),
+//! the Nature CNN's three convolutions (Mnih et al. 2015: 32 8×8 filters stride 4, 64
+//! 4×4 stride 2, 64 3×3 stride 1, ReLU; pixels scaled to [0, 1]) come first and the
+//! trunk takes their flattened feature maps. With `hidden = [512]` that is Rainbow's
+//! Atari network (Hessel et al. 2018; the dueling architecture of Wang et al. 2016): the
+//! convolutions, then a 512-wide hidden layer in each stream, noisy when `noisy`.
 //!
 //! - **Dueling** (Wang et al. 2016): a value stream `V` with `atoms` outputs and an
 //!   advantage stream `A` with `actions × atoms`, combined per atom as
@@ -19,17 +22,25 @@
 //!   scalar Q-value.
 //!
 //! Plain layers use PyTorch's `nn.Linear` initialisation (uniform in `±1/√fan_in`),
-//! like the DQN implementations of Stable-Baselines3 and CleanRL.
+//! like the DQN implementations of Stable-Baselines3 and CleanRL; the convolutions
+//! PyTorch's `nn.Conv2d` one, which is the same bound over their fan-in. They are never
+//! noisy (Rainbow's noisy layers are its fully connected ones).
 //!
-//! [`QWeights`] is the acting copy: the same function in plain Rust, allocation-free.
+//! [`QWeights`] is the acting copy: the same function in plain Rust, allocation-free
+//! (the convolutions as [`crate::cnn::CnnWeights`] runs them).
 
 use burn::module::{Module, Param, ParamId};
+use burn::nn::conv::Conv2d;
 use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Tensor, TensorData, activation};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
+use crate::cnn::{
+    ConvScratch, ConvTorso, NatureCnnConfig, conv_forward, conv_layer_descriptions, conv_layers,
+    images,
+};
 use crate::inference::{Dense, Norm, dense, layer_norm, norm_of, tanh, to_vec};
 use crate::init::uniform;
 use crate::mlp::{Activation, fast_tanh};
@@ -54,8 +65,12 @@ pub struct QNetConfig {
     pub sigma0: f32,
     /// The nonlinearity.
     pub activation: Activation,
-    /// Layer norm before each hidden nonlinearity.
+    /// Layer norm before each hidden nonlinearity (of the fully connected layers).
     pub layer_norm: bool,
+    /// Channel-first frames `[channels, height, width]` (`input` is their product): the
+    /// Nature CNN's convolutions come before the trunk. None: the input feeds the trunk.
+    #[serde(default)]
+    pub image: Option<[usize; 3]>,
 }
 
 impl QNetConfig {
@@ -71,11 +86,57 @@ impl QNetConfig {
             sigma0: 0.5,
             activation: Activation::Relu,
             layer_norm: false,
+            image: None,
+        }
+    }
+
+    /// The Nature CNN's convolutions first, on `[channels, height, width]` frames (the
+    /// input width becomes `channels · height · width`).
+    pub fn with_image(mut self, [channels, height, width]: [usize; 3]) -> Self {
+        self.image = Some([channels, height, width]);
+        self.input = channels * height * width;
+        self
+    }
+
+    /// An error naming what does not fit: frames too small for the convolutions, or an
+    /// input width other than the frames'.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some([c, h, w]) = self.image {
+            if c.checked_mul(h).and_then(|ch| ch.checked_mul(w)) != Some(self.input) {
+                return Err(format!(
+                    "an input of {} values for frames of shape [{c}, {h}, {w}]",
+                    self.input
+                ));
+            }
+            self.cnn().map(|_| ())?;
+        }
+        Ok(())
+    }
+
+    /// The convolutions' output shape, for an image input.
+    fn cnn(&self) -> Result<(usize, usize, usize), String> {
+        let [c, h, w] = self.image.expect("an image input");
+        let config = NatureCnnConfig {
+            height: h,
+            width: w,
+            ..NatureCnnConfig::new(c, 1)
+        };
+        Ok(*config.shapes()?.last().expect("three convolutions"))
+    }
+
+    /// What the trunk's first layer takes: the input, or the convolutions' features.
+    fn torso_width(&self) -> usize {
+        match self.image {
+            Some(_) => {
+                let (c, h, w) = self.cnn().expect("frames large enough (QNetConfig::check)");
+                c * h * w
+            }
+            None => self.input,
         }
     }
 
     fn trunk_widths(&self) -> Vec<usize> {
-        let mut w = vec![self.input];
+        let mut w = vec![self.torso_width()];
         w.extend(&self.hidden[..self.hidden.len().saturating_sub(1)]);
         w
     }
@@ -109,8 +170,24 @@ impl QNetConfig {
     }
 
     /// Build the network on `device` with weights drawn from a generator seeded by `seed`.
+    ///
+    /// # Panics
+    /// If the configuration does not fit (see [`check`](Self::check)).
     pub fn init_seeded(&self, device: &Device, seed: u64) -> QNet {
+        if let Err(e) = self.check() {
+            panic!("a Q-network configuration that does not fit: {e}");
+        }
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+        let convs = match self.image {
+            Some([channels, ..]) => conv_layers(channels, device, |fan_in, filters| {
+                let bound = 1.0 / (fan_in as f32).sqrt();
+                (
+                    uniform(&mut rng, filters * fan_in, bound),
+                    uniform(&mut rng, filters, bound),
+                )
+            }),
+            None => Vec::new(),
+        };
         let norm = |width: usize| LayerNormConfig::new(width).init(device);
         let trunk_widths = self.trunk_widths();
         let trunk = trunk_widths
@@ -146,6 +223,8 @@ impl QNetConfig {
         };
         let (advantage, advantage_norms) = stream(self.actions * self.atoms);
         QNet {
+            convs,
+            image: self.image.unwrap_or_default(),
             trunk,
             trunk_norms,
             value,
@@ -273,6 +352,10 @@ impl QNoise {
 /// A Q-network; see the [module docs](self).
 #[derive(Module, Debug)]
 pub struct QNet {
+    /// The Nature CNN's convolutions (none for a vector input).
+    convs: Vec<Conv2d>,
+    /// The frames' `[channels, height, width]` (zeros for a vector input).
+    image: [usize; 3],
     trunk: Vec<QLayer>,
     trunk_norms: Vec<LayerNorm>,
     value: Vec<QLayer>,
@@ -333,9 +416,21 @@ impl QNet {
         }
     }
 
-    /// The trunk's output, each hidden layer's activations pushed to `hidden` if given.
+    /// The three convolutions, when the network has them.
+    fn conv_refs(&self) -> Option<[&Conv2d; 3]> {
+        match &self.convs[..] {
+            [a, b, c] => Some([a, b, c]),
+            _ => None,
+        }
+    }
+
+    /// The trunk's output, each hidden layer's activations pushed to `hidden` if given
+    /// (the convolutions' are not: their units are not described).
     fn trunk_forward(&self, x: Tensor<2>, mut hidden: Option<&mut Vec<Tensor<2>>>) -> Tensor<2> {
-        let mut h = x;
+        let mut h = match self.conv_refs() {
+            Some(convs) => conv_forward(convs, images(x, self.image)),
+            None => x,
+        };
         for (i, layer) in self.trunk.iter().enumerate() {
             h = layer.forward(h, None);
             if let Some(norm) = self.trunk_norms.get(i) {
@@ -353,7 +448,7 @@ impl QNet {
     /// `noise` in the noisy layers when given (their means otherwise).
     ///
     /// # Shapes
-    /// - `x`: `[batch, input]`
+    /// - `x`: `[batch, input]` (frames flattened channel-first, pixel values 0–255)
     /// - output: `[batch, actions, atoms]`
     pub fn forward(&self, x: Tensor<2>, noise: Option<&QNoise>) -> Tensor<3> {
         let [batch, _] = x.dims();
@@ -397,6 +492,10 @@ pub struct NoisyDense {
 /// The acting copy of a [`QNet`]: plain vectors, no burn, no allocation per call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QWeights {
+    /// The convolutions before the trunk, for frames (absent from policies written
+    /// before Q-networks had them, which were all MLPs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convs: Option<ConvTorso>,
     /// Trunk layers, input first.
     pub trunk: Vec<Dense>,
     /// One layer norm per trunk layer, or none.
@@ -420,6 +519,7 @@ pub struct QWeights {
 /// Scratch space for [`QWeights::forward`].
 #[derive(Clone, Debug)]
 pub struct QScratch {
+    convs: Option<ConvScratch>,
     a: Vec<f32>,
     b: Vec<f32>,
     hidden: Vec<f32>,
@@ -496,6 +596,7 @@ impl QWeights {
     /// Copy the parameters out of `net` (on any device, autodiff or not).
     pub fn from_qnet(net: &QNet) -> Self {
         QWeights {
+            convs: net.conv_refs().map(|c| ConvTorso::from_convs(c, net.image)),
             trunk: net.trunk.iter().map(|l| dense_of(l).mu).collect(),
             trunk_norms: net.trunk_norms.iter().map(norm_of).collect(),
             value: net.value.iter().map(dense_of).collect(),
@@ -514,6 +615,9 @@ impl QWeights {
 
     /// Input width.
     pub fn input_dim(&self) -> usize {
+        if let Some(c) = &self.convs {
+            return c.input_len();
+        }
         self.trunk
             .first()
             .map(|l| l.fan_in)
@@ -549,6 +653,10 @@ impl QWeights {
         let mut width = self.input_dim();
         if width == 0 {
             return Err("the network has no input".into());
+        }
+        if let Some(c) = &self.convs {
+            c.check()?;
+            width = c.output_len();
         }
         for (i, l) in self.trunk.iter().enumerate() {
             check_dense(&format!("trunk layer {i}"), l, width)?;
@@ -617,6 +725,7 @@ impl QWeights {
             .max()
             .unwrap_or(0);
         QScratch {
+            convs: self.convs.as_ref().map(|c| c.scratch()),
             a: vec![0.0; widest],
             b: vec![0.0; widest],
             hidden: vec![0.0; widest],
@@ -626,15 +735,23 @@ impl QWeights {
         }
     }
 
-    /// The outputs (`actions × atoms`, action-major) for one input row, with `noise`
-    /// in the noisy layers when given (their means otherwise).
+    /// The outputs (`actions × atoms`, action-major) for one input row (floats, or
+    /// bytes for frames), with `noise` in the noisy layers when given (their means
+    /// otherwise).
     ///
     /// # Panics
     /// If `x`, `out` or `scratch` do not fit the network (a programming error).
-    pub fn forward(&self, x: &[f32], noise: Option<&QNoise>, s: &mut QScratch, out: &mut [f32]) {
+    pub fn forward<T: Copy + Into<f32>>(
+        &self,
+        x: &[T],
+        noise: Option<&QNoise>,
+        s: &mut QScratch,
+        out: &mut [f32],
+    ) {
         assert_eq!(x.len(), self.input_dim(), "input width");
         assert_eq!(out.len(), self.output_dim(), "output width");
         let QScratch {
+            convs,
             a,
             b,
             hidden,
@@ -643,8 +760,20 @@ impl QWeights {
             value,
         } = s;
         let (mut cur, mut next) = (a.as_mut_slice(), b.as_mut_slice());
-        cur[..x.len()].copy_from_slice(x);
-        let mut width = x.len();
+        let mut width = match (&self.convs, convs) {
+            (Some(c), Some(cs)) => {
+                let n = c.output_len();
+                c.forward_channel_first(x, cs, &mut cur[..n]);
+                n
+            }
+            (None, _) => {
+                for (c, &v) in cur.iter_mut().zip(x) {
+                    *c = v.into();
+                }
+                x.len()
+            }
+            (Some(_), None) => panic!("scratch of a network without convolutions"),
+        };
         for (i, layer) in self.trunk.iter().enumerate() {
             let h = &mut next[..layer.fan_out];
             dense(layer, &cur[..width], h);
@@ -775,7 +904,11 @@ impl crate::plasticity::Layered for QNet {
         };
         let stream_len = self.advantage.len();
         let trunk_len = self.trunk.len();
-        let mut out = Vec::new();
+        // The convolutions come before the first trunk layer (or the streams).
+        let mut out = match self.conv_refs() {
+            Some(convs) => conv_layer_descriptions(convs, stream_len + trunk_len + 2),
+            None => Vec::new(),
+        };
         let mut push = |name: String,
                         from_output: usize,
                         layer: &QLayer,
@@ -992,5 +1125,134 @@ mod tests {
         let mut bad = w;
         bad.atoms = 3;
         assert!(bad.check().is_err());
+    }
+
+    /// Bytes from a fixed xorshift stream.
+    fn pixels(n: usize) -> Vec<u8> {
+        let mut z = 11u64;
+        (0..n)
+            .map(|_| {
+                z ^= z << 13;
+                z ^= z >> 7;
+                z ^= z << 17;
+                (z >> 56) as u8
+            })
+            .collect()
+    }
+
+    /// A CNN Q-network (dueling, noisy, C51) on non-square two-channel frames: the
+    /// acting copy runs the convolutions as burn does, on bytes or on floats, with and
+    /// without noise.
+    #[test]
+    fn the_acting_copy_of_a_cnn_q_network_matches_the_module() {
+        let device = crate::cpu();
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(5);
+        let image = QNetConfig::new(0, &[32], 3).with_image([2, 44, 40]);
+        assert_eq!(image.input, 2 * 44 * 40);
+        let configs = [
+            QNetConfig {
+                atoms: 5,
+                dueling: true,
+                noisy: true,
+                ..image.clone()
+            },
+            QNetConfig {
+                hidden: vec![24, 16],
+                layer_norm: true,
+                ..image
+            },
+        ];
+        for (k, config) in configs.iter().enumerate() {
+            let net = config.init_seeded(&device, 2);
+            let weights = QWeights::from_qnet(&net);
+            weights.check().unwrap();
+            assert_eq!(weights.input_dim(), config.input);
+            assert_eq!(weights.noise_shapes(), config.noise_shapes());
+            // 44×40 → 10×9 → 4×3 → 2×1 maps of 64 channels.
+            assert_eq!(weights.convs.as_ref().unwrap().output_len(), 128);
+            let mut noise = QNoise::new(&config.noise_shapes());
+            noise.resample(&mut rng);
+            let bytes = pixels(3 * config.input);
+            let floats: Vec<f32> = bytes.iter().map(|&b| b as f32).collect();
+            let x =
+                Tensor::<2>::from_data(TensorData::new(floats.clone(), [3, config.input]), &device);
+            let mut scratch = weights.scratch();
+            let mut out = vec![0.0; weights.output_dim()];
+            let mut out_f = vec![0.0; weights.output_dim()];
+            for noisy in [false, true] {
+                let n = noisy.then_some(&noise);
+                let y = to_vec(net.forward(x.clone(), n));
+                assert!(y.iter().any(|v| v.abs() > 1e-3), "a non-trivial output");
+                for r in 0..3 {
+                    let row = r * config.input..(r + 1) * config.input;
+                    weights.forward(&bytes[row.clone()], n, &mut scratch, &mut out);
+                    weights.forward(&floats[row], n, &mut scratch, &mut out_f);
+                    assert_eq!(out, out_f, "bytes and floats are the same pixels");
+                    let want = &y[r * out.len()..(r + 1) * out.len()];
+                    for (o, w) in out.iter().zip(want) {
+                        assert!(
+                            (o - w).abs() < 1e-4 * w.abs().max(1.0),
+                            "config {k} noisy {noisy}: {o} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+        let mut small = QNetConfig::new(0, &[8], 2).with_image([1, 20, 84]);
+        assert!(small.check().unwrap_err().contains("20×84"));
+        small.image = Some([1, 84, 84]);
+        assert!(small.check().unwrap_err().contains("an input of 1680"));
+    }
+
+    /// The convolutions are described to the plasticity tools as layers without units,
+    /// before the fully connected ones; every parameter belongs to one layer.
+    #[test]
+    fn a_cnn_q_networks_layers_start_with_its_convolutions() {
+        let config = QNetConfig {
+            dueling: true,
+            noisy: true,
+            ..QNetConfig::new(0, &[16], 2).with_image([1, 36, 36])
+        };
+        let net = config.init_seeded(&crate::cpu_autodiff(), 1);
+        let layers = crate::plasticity::Layered::layers(&net);
+        let names: Vec<(&str, usize, bool)> = layers
+            .iter()
+            .map(|l| (l.name.as_str(), l.from_output, l.units.is_some()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("conv1", 4, false),
+                ("conv2", 3, false),
+                ("conv3", 2, false),
+                ("value.0", 1, true),
+                ("value.1", 0, false),
+                ("advantage.0", 1, true),
+                ("advantage.1", 0, false)
+            ]
+        );
+        let mut owned: Vec<ParamId> = layers
+            .iter()
+            .flat_map(|l| {
+                l.weights
+                    .iter()
+                    .chain(&l.others)
+                    .chain(&l.noise)
+                    .chain(&l.norm)
+            })
+            .copied()
+            .collect();
+        let mut all = crate::plasticity::param_ids(&net);
+        assert_eq!(owned.len(), all.len());
+        owned.sort_by_key(|id| id.val());
+        all.sort_by_key(|id| id.val());
+        assert_eq!(owned, all);
+        // One activation per layer with units: the streams' hidden layers.
+        let x = Tensor::<2>::zeros([2, 36 * 36], &crate::cpu_autodiff());
+        let acts = crate::plasticity::Layered::hidden_activations(&net, x);
+        assert_eq!(
+            acts.iter().map(|a| a.dims()).collect::<Vec<_>>(),
+            [[2, 16]; 2]
+        );
     }
 }
