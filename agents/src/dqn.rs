@@ -623,13 +623,11 @@ impl QShape {
     /// width, actions and observation type and shape (checkpoints written before
     /// shapes were recorded have none, and were all of flat `f32` observations).
     pub fn fits(&self, other: &QShape) -> bool {
-        let flat = |s: &QShape| s.obs_shape.len() <= 1;
         (self.obs_dim, self.actions, self.masked) == (other.obs_dim, other.actions, other.masked)
-            && if self.obs_shape.is_empty() {
-                flat(other) && !other.obs_u8
-            } else {
-                self.obs_shape == other.obs_shape && self.obs_u8 == other.obs_u8
-            }
+            && crate::ppo::observations_fit(
+                (&self.obs_shape, self.obs_u8),
+                (&other.obs_shape, other.obs_u8),
+            )
     }
 
     /// The network `dqn.network` asks for on these observations (see

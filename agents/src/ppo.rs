@@ -663,14 +663,12 @@ impl PpoShape {
     /// actions and observation dtype, and the same observation shape (checkpoints written
     /// before shapes were recorded have none, and were all of flat observations).
     pub fn fits(&self, other: &PpoShape) -> bool {
-        let flat = |s: &PpoShape| s.obs_shape.len() <= 1;
         self.obs_dim == other.obs_dim
             && self.action == other.action
-            && if self.obs_shape.is_empty() {
-                flat(other) && !other.obs_u8
-            } else {
-                self.obs_shape == other.obs_shape && self.obs_u8 == other.obs_u8
-            }
+            && observations_fit(
+                (&self.obs_shape, self.obs_u8),
+                (&other.obs_shape, other.obs_u8),
+            )
     }
 
     /// The network `config.network` asks for on these observations: with `auto`, the
@@ -678,6 +676,17 @@ impl PpoShape {
     /// else the MLP. An error names what does not fit.
     pub fn network(&self, config: &PpoConfig) -> Result<Network, String> {
         choose_network(config.network, &self.obs_shape, self.obs_u8, "ppo.network")
+    }
+}
+
+/// Whether observations a checkpoint recorded as `(shape, bytes)` fit a learner's:
+/// the same shape and element type, where checkpoints written before shapes were
+/// recorded have an empty shape and were all of flat `f32` observations.
+pub(crate) fn observations_fit(saved: (&[usize], bool), now: (&[usize], bool)) -> bool {
+    if saved.0.is_empty() {
+        now.0.len() <= 1 && !now.1
+    } else {
+        saved == now
     }
 }
 

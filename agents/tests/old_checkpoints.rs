@@ -68,3 +68,40 @@ fn old_dqn_and_rainbow_runs_resume_and_their_policies_act() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// A PPO run directory written before the actor and critic could be CNNs (commit 433d95b;
+/// see `fixtures/ppo-checkpoint-433d95b`): its MLP record loads into today's networks, the
+/// run resumes, and its policy acts.
+#[test]
+fn an_old_ppo_run_resumes_and_its_policy_acts() {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ppo-checkpoint-433d95b/ppo-cartpole");
+    let dir = std::env::temp_dir().join(format!("agentry-old-ppo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&from, &dir);
+    let old = load_policy(&dir.join("checkpoints/policy-000000004096.agentry")).unwrap();
+    let Policy::Ppo(policy) = &old.policy else {
+        panic!("a PPO policy")
+    };
+    let mut ws = policy.workspace();
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
+    let a = policy.act(
+        &[0.0f32, 0.1, -0.1, 0.0],
+        None,
+        ActMode::Deterministic,
+        &mut rng,
+        &mut ws,
+    );
+    assert!(a.index < 2);
+    let outcome = train(
+        Start::Resume {
+            dir: dir.clone(),
+            steps: Some(4096 + 512),
+        },
+        &mut Silent,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome.state.env_steps, 4096 + 512);
+    assert_eq!(load_run_policy(&dir).unwrap().meta.env_steps, 4096 + 512);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
