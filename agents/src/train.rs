@@ -354,25 +354,9 @@ pub fn train(start: Start, observer: &mut dyn Observer) -> Result<TrainOutcome, 
             let shape = q_shape(&config.env)?;
             // Frames stay bytes in replay: a learner of u8 observations.
             if shape.obs_u8 {
-                let mut learner = Dqn::<u8>::new(
-                    &config.dqn,
-                    &config.rainbow_components(),
-                    &config.plasticity,
-                    shape,
-                    config.run.steps,
-                    config.run.seed,
-                )?;
-                drive(&mut learner, &dir, config, resume, rewrite_steps, observer)
+                drive_dqn::<u8>(shape, &dir, config, resume, rewrite_steps, observer)
             } else {
-                let mut learner = Dqn::<f32>::new(
-                    &config.dqn,
-                    &config.rainbow_components(),
-                    &config.plasticity,
-                    shape,
-                    config.run.steps,
-                    config.run.seed,
-                )?;
-                drive(&mut learner, &dir, config, resume, rewrite_steps, observer)
+                drive_dqn::<f32>(shape, &dir, config, resume, rewrite_steps, observer)
             }
         }
         other => Err(ConfigError::new(
@@ -705,6 +689,26 @@ pub struct Summary {
 
 fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
+}
+
+/// [`drive`] a DQN or Rainbow learner of observations of `T`.
+fn drive_dqn<T: crate::dqn::ObsValue>(
+    shape: QShape,
+    dir: &Path,
+    config: Config,
+    resume: bool,
+    rewrite_steps: bool,
+    observer: &mut dyn Observer,
+) -> Result<TrainOutcome, AgentError> {
+    let mut learner = Dqn::<T>::new(
+        &config.dqn,
+        &config.rainbow_components(),
+        &config.plasticity,
+        shape,
+        config.run.steps,
+        config.run.seed,
+    )?;
+    drive(&mut learner, dir, config, resume, rewrite_steps, observer)
 }
 
 fn drive<L: Persist>(

@@ -21,9 +21,11 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn fixture(name: &str) -> PathBuf {
+/// A copy of `tests/fixtures/{set}/{name}` in a fresh temporary directory.
+fn fixture(set: &str, name: &str) -> PathBuf {
     let from = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/q-checkpoints-985a517")
+        .join("tests/fixtures")
+        .join(set)
         .join(name);
     let to = std::env::temp_dir().join(format!("agentry-old-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&to);
@@ -34,7 +36,7 @@ fn fixture(name: &str) -> PathBuf {
 #[test]
 fn old_dqn_and_rainbow_runs_resume_and_their_policies_act() {
     for name in ["rainbow-cartpole", "dqn-cartpole"] {
-        let dir = fixture(name);
+        let dir = fixture("q-checkpoints-985a517", name);
         // The old policy file: an MLP Q-network, no convolutions.
         let old = load_policy(&dir.join("checkpoints/policy-000000000400.agentry")).unwrap();
         let Policy::Q(policy) = &old.policy else {
@@ -74,11 +76,7 @@ fn old_dqn_and_rainbow_runs_resume_and_their_policies_act() {
 /// run resumes, and its policy acts.
 #[test]
 fn an_old_ppo_run_resumes_and_its_policy_acts() {
-    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/ppo-checkpoint-433d95b/ppo-cartpole");
-    let dir = std::env::temp_dir().join(format!("agentry-old-ppo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    copy_dir(&from, &dir);
+    let dir = fixture("ppo-checkpoint-433d95b", "ppo-cartpole");
     let old = load_policy(&dir.join("checkpoints/policy-000000004096.agentry")).unwrap();
     let Policy::Ppo(policy) = &old.policy else {
         panic!("a PPO policy")
