@@ -48,6 +48,10 @@ pub enum MemoryError {
     /// memory with another shape or configuration. The memory is left unchanged.
     #[error("cannot load replay state: {0}")]
     Load(String),
+    /// A dataset file that cannot be written or read: missing, truncated, damaged, of
+    /// another format version. The message names the file.
+    #[error("dataset {0}")]
+    Dataset(String),
 }
 
 /// Result alias for this crate.

@@ -181,6 +181,7 @@ pub mod adder;
 pub mod batch;
 pub mod bench;
 mod codec;
+pub mod dataset;
 pub mod element;
 pub mod error;
 mod frames;
@@ -195,6 +196,10 @@ pub mod uniform;
 
 pub use adder::{Adder, NStep, OneStep};
 pub use batch::Batch;
+pub use dataset::{
+    DatasetCounts, DatasetHeader, DatasetReader, DatasetWriter, EpisodeRecord, ObsType,
+    Observations,
+};
 pub use element::Element;
 pub use error::{MemoryError, Result};
 pub use prioritized::{Prioritization, PrioritizedReplay};
