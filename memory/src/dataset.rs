@@ -335,7 +335,7 @@ impl DatasetWriter {
                 .terminated
                 .iter()
                 .zip(&episode.truncated)
-                .map(|(&te, &tr)| u8::from(te) * TERMINATED | u8::from(tr) * TRUNCATED),
+                .map(|(&te, &tr)| (u8::from(te) * TERMINATED) | (u8::from(tr) * TRUNCATED)),
         );
         let sum = checksum(&b);
         b.extend_from_slice(&sum.to_le_bytes());
