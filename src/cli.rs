@@ -37,6 +37,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Draw learning curves of one or more runs (PNG or SVG).
     Plot(PlotArgs),
+    /// Record episodes of a trained policy into a dataset file (for offline learners).
+    Collect(CollectArgs),
     /// Measure speed.
     Bench {
         /// What to measure.
@@ -241,6 +243,53 @@ pub struct EvalArgs {
     pub max_steps: u64,
 }
 
+/// Arguments of `agent collect`.
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// The run directory whose newest policy plays.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "policy",
+        conflicts_with = "policy"
+    )]
+    pub run: Option<PathBuf>,
+    /// A policy file instead of a run.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Record on this environment instead of the one the policy was trained on.
+    #[arg(long)]
+    pub env: Option<String>,
+    /// An environment parameter, `KEY=VALUE`, over the training environment's (repeatable).
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Episodes to record.
+    #[arg(long)]
+    pub episodes: usize,
+    /// Probability of a uniformly random (legal) action at each step.
+    #[arg(long, default_value_t = 0.0)]
+    pub epsilon: f64,
+    /// Greedy actions instead of sampled ones.
+    #[arg(long)]
+    pub deterministic: bool,
+    /// Seed of the episodes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The task number the episodes carry.
+    #[arg(long, default_value_t = 0)]
+    pub task: u32,
+    /// Episodes of a random policy played for the dataset's `random_return`
+    /// (the 0 of normalised scores).
+    #[arg(long, default_value_t = 100)]
+    pub random_episodes: usize,
+    /// Cut an episode after this many steps.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_steps: u64,
+    /// The dataset file to write (`.agds`).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
 /// Arguments of `agent plot`.
 #[derive(Debug, Args)]
 pub struct PlotArgs {
@@ -355,6 +404,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Cli
         Command::Train(args) => train(args, out, err),
         Command::Eval(args) => eval(args, out, err),
         Command::Plot(args) => plot(args, out),
+        Command::Collect(args) => collect(args, out, err),
         Command::Bench {
             what: BenchCommand::Envs(args),
         } => bench_envs(&args, out, err),
@@ -939,24 +989,7 @@ fn eval(args: EvalArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), 
     if args.episodes == 0 {
         return Err(CliError::Usage("--episodes must be at least 1".into()));
     }
-    let loaded = match (&args.run, &args.policy) {
-        (Some(dir), _) => train::load_run_policy(dir)?,
-        (None, Some(file)) => train::load_policy(file)?,
-        (None, None) => unreachable!("clap requires --run or --policy"),
-    };
-    let given = Params::parse_assignments(&args.params)?;
-    let env = match &args.env {
-        Some(name) if agentry_envs::find(name)?.name != loaded.meta.env.name => EnvConfig {
-            name: agentry_envs::find(name)?.name.to_string(),
-            params: given,
-        },
-        _ => {
-            let mut env = loaded.meta.env.clone();
-            env.params.0.extend(given.0);
-            env
-        }
-    };
-    agentry_envs::make(&env.name, &env.params)?;
+    let (loaded, env) = policy_and_env(&args.run, &args.policy, &args.env, &args.params)?;
     let _ = writeln!(
         err,
         "evaluating {} ({} env steps of training) on {} for {} episodes",
@@ -996,6 +1029,71 @@ fn eval(args: EvalArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), 
         } else {
             "sampled"
         }
+    )
+    .map_err(io_err)?;
+    Ok(())
+}
+
+/// The policy of `--run`/`--policy` and the environment it plays: its own, or `--env`
+/// with `-p` parameters over it.
+fn policy_and_env(
+    run: &Option<PathBuf>,
+    policy: &Option<PathBuf>,
+    env: &Option<String>,
+    params: &[String],
+) -> Result<(train::LoadedPolicy, EnvConfig), CliError> {
+    let loaded = match (run, policy) {
+        (Some(dir), _) => train::load_run_policy(dir)?,
+        (None, Some(file)) => train::load_policy(file)?,
+        (None, None) => unreachable!("clap requires --run or --policy"),
+    };
+    let given = Params::parse_assignments(params)?;
+    let env = match env {
+        Some(name) if agentry_envs::find(name)?.name != loaded.meta.env.name => EnvConfig {
+            name: agentry_envs::find(name)?.name.to_string(),
+            params: given,
+        },
+        _ => {
+            let mut env = loaded.meta.env.clone();
+            env.params.0.extend(given.0);
+            env
+        }
+    };
+    agentry_envs::make(&env.name, &env.params)?;
+    Ok((loaded, env))
+}
+
+fn collect(args: CollectArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
+    let (loaded, env) = policy_and_env(&args.run, &args.policy, &args.env, &args.params)?;
+    let _ = writeln!(
+        err,
+        "recording {} episodes of {} ({} env steps of training) on {}",
+        args.episodes,
+        loaded.path.display(),
+        loaded.meta.env_steps,
+        env.name
+    );
+    let opts = agentry_agents::dataset::CollectOptions {
+        episodes: args.episodes,
+        epsilon: args.epsilon,
+        deterministic: args.deterministic,
+        seed: args.seed,
+        task: args.task,
+        max_steps: args.max_steps,
+        random_episodes: args.random_episodes,
+    };
+    let report = agentry_agents::dataset::collect(&loaded, Some(&env), &opts, &args.out)?;
+    writeln!(
+        out,
+        "wrote {}: {} episodes, {} steps, return {:.2}{}",
+        report.path.display(),
+        report.episodes,
+        report.steps,
+        report.return_mean,
+        report
+            .random_return
+            .map(|r| format!(" (random policy {r:.2})"))
+            .unwrap_or_default()
     )
     .map_err(io_err)?;
     Ok(())

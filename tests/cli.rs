@@ -158,6 +158,40 @@ fn train_resume_eval_and_plot_end_to_end() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("step 1"), "frames are printed");
 
+    let data = dir.join("data/expert.agds");
+    let dd = data.to_str().unwrap();
+    let out = agent(&[
+        "collect",
+        "--run",
+        d,
+        "--episodes",
+        "4",
+        "--random-episodes",
+        "5",
+        "--out",
+        dd,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("4 episodes") && stdout.contains("random policy"),
+        "{stdout}"
+    );
+    assert!(data.exists());
+    let out = agent(&[
+        "collect",
+        "--run",
+        d,
+        "--episodes",
+        "4",
+        "--epsilon",
+        "2",
+        "--out",
+        dd,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--epsilon"));
+
     let svg = dir.join("curve.svg");
     let out = agent(&["plot", d, "--out", svg.to_str().unwrap(), "--smooth", "3"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

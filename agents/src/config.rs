@@ -141,6 +141,9 @@ pub struct RunConfig {
     pub envs_per_actor: usize,
     /// Environment steps between checkpoints (0: only at the end).
     pub checkpoint_interval: u64,
+    /// Record every episode the actors finish into `DIR/history/` (a learning history
+    /// dataset, one part per checkpoint; see [`crate::dataset`]).
+    pub record_history: bool,
 }
 
 impl Default for RunConfig {
@@ -152,6 +155,7 @@ impl Default for RunConfig {
             actors: 1,
             envs_per_actor: 8,
             checkpoint_interval: 10_000,
+            record_history: false,
         }
     }
 }

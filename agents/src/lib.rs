@@ -18,6 +18,7 @@ pub mod bandits;
 pub mod checkpoint;
 pub mod config;
 pub mod continual;
+pub mod dataset;
 pub mod dqn;
 pub mod error;
 pub mod experiment;

@@ -23,8 +23,8 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use agentry_envs::{Action, Dtype, EpisodeEnd, ObsMut, Out, derive_seed, registry};
-use rand::SeedableRng;
+use agentry_envs::{Action, Dtype, EpisodeEnd, ObsMut, Out, Space, derive_seed, registry};
+use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Sections, write_atomic};
@@ -755,8 +755,16 @@ fn drive<L: Persist>(
 
     let env = config.env.clone();
     let m = config.run.envs_per_actor;
-    let make_envs =
-        move |_actor: usize| agentry_envs::vector::make_vec(&env.name, &env.params, m, 1);
+    let mut history = History::open(dir, &config, resumed_from)?;
+    let sink = history.as_ref().map(|h| h.sink.clone());
+    let make_envs = move |actor: usize| {
+        let envs = agentry_envs::vector::make_vec(&env.name, &env.params, m, 1)?;
+        Ok(match &sink {
+            Some(sink) => Box::new(crate::dataset::Recorder::new(envs, actor, 0, sink.clone()))
+                as Box<dyn agentry_envs::vector::VecEnv>,
+            None => envs,
+        })
+    };
     let spec = RunSpec {
         make_envs: &make_envs,
         actors: config.run.actors,
@@ -775,6 +783,9 @@ fn drive<L: Persist>(
         metrics.row(row)?;
         if state.env_steps >= next_checkpoint && state.env_steps < config.run.steps {
             metrics.sync()?;
+            if let Some(h) = history.as_mut() {
+                h.write(state.env_steps)?;
+            }
             save_checkpoint(learner, &rd, &config, state)?;
             last_saved = Some(state.env_steps);
             observer.checkpoint(state.env_steps);
@@ -789,6 +800,9 @@ fn drive<L: Persist>(
     metrics.sync()?;
     if !stopped {
         if last_saved != Some(state.env_steps) {
+            if let Some(h) = history.as_mut() {
+                h.write(state.env_steps)?;
+            }
             save_checkpoint(learner, &rd, &config, &state)?;
             observer.checkpoint(state.env_steps);
         }
@@ -812,6 +826,72 @@ fn drive<L: Persist>(
         stopped,
         config,
     })
+}
+
+/// A run's learning history being recorded (`run.record_history`).
+struct History {
+    dir: PathBuf,
+    sink: std::sync::Arc<std::sync::Mutex<crate::dataset::HistorySink>>,
+    meta: crate::dataset::DatasetMeta,
+    obs: Space,
+    algo: String,
+    from: u64,
+}
+
+impl History {
+    /// Start recording for a run at `resumed_from` (the parts after it are deleted).
+    fn open(
+        dir: &Path,
+        config: &Config,
+        resumed_from: Option<u64>,
+    ) -> Result<Option<History>, AgentError> {
+        if !config.run.record_history {
+            return Ok(None);
+        }
+        let from = crate::dataset::trim_history(dir, Some(resumed_from.unwrap_or(0)))?;
+        let env = registry::make(&config.env.name, &config.env.params)?;
+        let action = ActionKind::of(env.action_space(), env.action_mask_len())?;
+        let meta = crate::dataset::DatasetMeta {
+            format: crate::dataset::META_FORMAT.into(),
+            env: config.env.clone(),
+            task: 0,
+            source: crate::dataset::Source::History {
+                run: dir.display().to_string(),
+                algo: config.run.algo.clone(),
+                from_env_steps: from,
+                to_env_steps: from,
+            },
+            obs_shape: env.observation_space().shape(),
+            action,
+            expert_return: None,
+            random_return: None,
+        };
+        Ok(Some(History {
+            dir: dir.to_path_buf(),
+            sink: Default::default(),
+            meta,
+            obs: env.observation_space().clone(),
+            algo: config.run.algo.clone(),
+            from,
+        }))
+    }
+
+    /// Write the episodes finished since the last part, as the part ending at `to`.
+    fn write(&mut self, to: u64) -> Result<(), AgentError> {
+        let episodes = self.sink.lock().unwrap_or_else(|e| e.into_inner()).drain();
+        let mut meta = self.meta.clone();
+        meta.source = crate::dataset::Source::History {
+            run: self.dir.display().to_string(),
+            algo: self.algo.clone(),
+            from_env_steps: self.from,
+            to_env_steps: to,
+        };
+        if !episodes.is_empty() {
+            crate::dataset::write_history_part(&self.dir, &meta, &self.obs, &episodes)?;
+        }
+        self.from = to;
+        Ok(())
+    }
 }
 
 fn write_summary(rd: &RunDir, summary: &Summary) -> Result<(), AgentError> {
@@ -986,16 +1066,18 @@ pub fn evaluate(
 ) -> Result<EvalReport, AgentError> {
     let env_config = env.unwrap_or(&loaded.meta.env);
     let env = registry::make(&env_config.name, &env_config.params)?;
-    evaluate_in(loaded, env, env_config, opts, render)
+    evaluate_in(loaded, env, env_config, opts, render, None)
 }
 
-/// [`evaluate`] in a given environment (`env_config` names it in the report).
-fn evaluate_in(
+/// [`evaluate`] in a given environment (`env_config` names it in the report); with a
+/// `tap`, actions are ε-perturbed and episodes recorded as it says.
+pub(crate) fn evaluate_in(
     loaded: &LoadedPolicy,
     mut env: Box<dyn agentry_envs::Env>,
     env_config: &EnvConfig,
     opts: &EvalOptions,
     mut render: Option<&mut dyn Write>,
+    mut tap: Option<&mut crate::dataset::Tap>,
 ) -> Result<EvalReport, AgentError> {
     let policy = &loaded.policy;
     // A policy with macro-actions plays them through the wrapper (γ = 1: the returns
@@ -1088,6 +1170,33 @@ fn evaluate_in(
                 }
                 _ => unreachable!("the workspace is made for its policy"),
             };
+            let action = match tap.as_deref_mut() {
+                Some(tap) => {
+                    let action = if tap.epsilon > 0.0 && rng.random::<f64>() < tap.epsilon {
+                        random_action(env.action_space(), m, &mut rng, &mut action_buf)
+                    } else {
+                        action
+                    };
+                    if tap.record {
+                        let mut one = [0f32; 1];
+                        let values: &[f32] = match action {
+                            Action::Discrete(i) => {
+                                one[0] = i as f32;
+                                &one
+                            }
+                            Action::Continuous(v) => v,
+                            Action::MultiDiscrete(_) => &[],
+                        };
+                        if dtype == Dtype::U8 {
+                            tap.current.act_u8(&obs_u8, values);
+                        } else {
+                            tap.current.act_f32(&obs_f32, values);
+                        }
+                    }
+                    action
+                }
+                None => action,
+            };
             let out = Out {
                 obs: if dtype == Dtype::U8 {
                     ObsMut::U8(&mut obs_u8)
@@ -1098,6 +1207,10 @@ fn evaluate_in(
                 extras: &mut extras,
             };
             let step = env.step_into(action, out)?;
+            if let Some(tap) = tap.as_deref_mut().filter(|t| t.record) {
+                tap.current
+                    .outcome(step.reward as f32, step.terminated, step.truncated);
+            }
             ret += step.reward;
             len += macro_steps.map_or(1, |i| extras[i].max(1.0) as u64);
             if let Some(w) = render.as_deref_mut() {
@@ -1131,8 +1244,18 @@ fn evaluate_in(
                 break;
             }
             if len >= opts.max_steps {
+                if let Some(tap) = tap.as_deref_mut() {
+                    tap.current.cut();
+                }
                 break;
             }
+        }
+        if let Some(tap) = tap
+            .as_deref_mut()
+            .filter(|t| t.record && !t.current.is_empty())
+        {
+            let episode = tap.current.take();
+            tap.episodes.push(episode);
         }
         returns.push(ret);
         lengths.push(len as f64);
@@ -1153,6 +1276,38 @@ fn evaluate_in(
         deterministic: opts.deterministic,
         env_steps: loaded.meta.env_steps,
     })
+}
+
+/// A uniformly random action of `space`: a legal one where `mask` says which are
+/// (continuous values go into `buf`).
+fn random_action<'a>(
+    space: &Space,
+    mask: Option<&[bool]>,
+    rng: &mut rand_pcg::Pcg64Mcg,
+    buf: &'a mut [f32],
+) -> Action<'a> {
+    match space {
+        Space::Box(b) => {
+            agentry_envs::space::sample_box(b, rng, buf);
+            Action::Continuous(buf)
+        }
+        _ => {
+            let n = space.n().unwrap_or(1);
+            let legal = mask.map_or(n, |m| m.iter().filter(|&&l| l).count());
+            let mut k = rng.random_range(0..legal.max(1));
+            let index = (0..n)
+                .find(|&a| {
+                    let ok = mask.is_none_or(|m| m.get(a).copied().unwrap_or(false));
+                    if ok && k == 0 {
+                        return true;
+                    }
+                    k -= usize::from(ok);
+                    false
+                })
+                .unwrap_or(0);
+            Action::Discrete(index)
+        }
+    }
 }
 
 /// Record an evaluation in `DIR/summary.json` (creating it if the run has none).
@@ -1888,7 +2043,7 @@ mod tests {
             max_steps: 1_000,
         };
         let env = Box::new(agentry_envs::testing::LivesEnv::new(3, 5));
-        let r = evaluate_in(&loaded, env, &env_config, &opts, None).unwrap();
+        let r = evaluate_in(&loaded, env, &env_config, &opts, None, None).unwrap();
         // 3 lives × 5 steps, 10 points a step (the learner sees 1).
         assert_eq!((r.episodes, r.return_mean, r.length_mean), (3, 150.0, 15.0));
     }
