@@ -175,8 +175,12 @@ pub struct BenchPlasticityArgs {
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Registered environment (see `agent envs`); picks the preset `configs/{algo}-{env}.toml`.
-    #[arg(long, conflicts_with = "resume", required_unless_present_any = ["resume", "config"])]
+    #[arg(long, conflicts_with = "resume", required_unless_present_any = ["resume", "config", "datasets"])]
     pub env: Option<String>,
+    /// Dataset files or directories for an offline learner (`--algo lram` or `dt`);
+    /// see `agent collect`.
+    #[arg(long = "dataset", value_name = "PATH", num_args = 1.., conflicts_with_all = ["resume", "env"])]
+    pub datasets: Vec<PathBuf>,
     /// Continue the run in DIR from its newest checkpoint.
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
@@ -847,6 +851,11 @@ fn train(args: TrainArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()
                 steps: args.steps,
                 seed: args.seed,
                 actors: args.actors,
+                datasets: args
+                    .datasets
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect(),
             })
             .map_err(|e| CliError::Usage(e.to_string()))?;
             Start::New {

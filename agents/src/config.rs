@@ -28,6 +28,16 @@ use serde::{Deserialize, Serialize};
 /// The built-in presets, `(algo, env, TOML)`, compiled into the binary.
 pub const PRESETS: &[(&str, &str, &str)] = &[
     (
+        "lram",
+        "offline",
+        include_str!("../../configs/lram-offline.toml"),
+    ),
+    (
+        "dt",
+        "offline",
+        include_str!("../../configs/dt-offline.toml"),
+    ),
+    (
         "ppo",
         "cartpole",
         include_str!("../../configs/ppo-cartpole.toml"),
@@ -81,13 +91,24 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
 ];
 
 /// The algorithms `--algo` accepts (those implemented so far).
-pub const ALGOS: &[&str] = &["ppo", "dqn", "rainbow"];
+pub const ALGOS: &[&str] = &["ppo", "dqn", "rainbow", "lram", "dt"];
+
+/// The algorithms that learn offline from datasets (`--dataset`), not from an
+/// environment (`--env`).
+pub const OFFLINE_ALGOS: &[&str] = &["lram", "dt"];
+
+/// Whether `algo` learns offline from datasets.
+pub fn is_offline(algo: &str) -> bool {
+    OFFLINE_ALGOS.contains(&algo)
+}
 
 /// The algorithm sections, and the algorithms that read each.
 const ALGO_SECTIONS: &[(&str, &[&str])] = &[
     ("ppo", &["ppo"]),
     ("dqn", &["dqn", "rainbow"]),
     ("rainbow", &["rainbow"]),
+    ("lram", &["lram"]),
+    ("dt", &["dt"]),
 ];
 
 /// A configuration problem: which key, from where, and what is allowed.
@@ -469,9 +490,167 @@ pub struct Config {
     pub rainbow: RainbowConfig,
     /// `[plasticity]`.
     pub plasticity: PlasticityConfig,
+    /// `[lram]` (`--algo lram`).
+    pub lram: SeqConfig,
+    /// `[dt]` (`--algo dt`).
+    pub dt: SeqConfig,
+}
+
+/// `[lram]` and `[dt]`: a sequence model trained offline on datasets (the backbone is
+/// the algorithm's: xLSTM for `lram`, a causal Transformer for `dt`).
+///
+/// `run.steps` counts gradient updates for these algorithms, and
+/// `run.checkpoint_interval` updates between checkpoints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SeqConfig {
+    /// Dataset files or directories of them (`--dataset`); files of one environment
+    /// configuration form one task.
+    pub datasets: Vec<String>,
+    /// Model width.
+    pub d_model: usize,
+    /// Blocks (xLSTM) or layers (Transformer).
+    pub layers: usize,
+    /// Attention or memory heads.
+    pub heads: usize,
+    /// The indices of the sLSTM blocks (LRAM only; the rest are mLSTM).
+    pub slstm_at: Vec<usize>,
+    /// Environment steps per training sequence (the DT's context window).
+    pub context: usize,
+    /// Sequences per update (split evenly over the tasks).
+    pub batch_size: usize,
+    /// Peak learning rate of AdamW.
+    pub learning_rate: f64,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// Updates of linear warm-up before the cosine decay.
+    pub warmup_steps: u64,
+    /// The learning rate the cosine decays to, as a fraction of the peak.
+    pub final_lr_fraction: f64,
+    /// Global gradient-norm clip (0: none).
+    pub max_grad_norm: f64,
+    /// Feed the actions taken back as tokens (DT: yes; LRAM: no, as in the paper).
+    pub actions_in_context: bool,
+    /// Add a learned embedding of the episode's time step to every token (DT style).
+    pub timestep_embedding: bool,
+    /// Add a learned embedding of the task to the state tokens.
+    pub task_embedding: bool,
+    /// Largest time step the timestep embedding covers (later steps share the last).
+    pub max_timestep: usize,
+    /// Updates between metric rows.
+    pub log_interval: u64,
+    /// Updates between online evaluations (0: only at the end).
+    pub eval_interval: u64,
+    /// Episodes per task in each evaluation.
+    pub eval_episodes: usize,
+    /// The return-to-go an evaluation starts with, as a multiple of the task's expert
+    /// return.
+    pub target_return: f64,
+    /// Greedy actions in evaluation (else sampled).
+    pub deterministic: bool,
+}
+
+impl Default for SeqConfig {
+    fn default() -> Self {
+        SeqConfig {
+            datasets: Vec::new(),
+            d_model: 64,
+            layers: 2,
+            heads: 4,
+            slstm_at: vec![1],
+            context: 20,
+            batch_size: 32,
+            learning_rate: 1e-3,
+            weight_decay: 0.01,
+            warmup_steps: 200,
+            final_lr_fraction: 0.1,
+            max_grad_norm: 0.25,
+            actions_in_context: false,
+            timestep_embedding: false,
+            task_embedding: true,
+            max_timestep: 1000,
+            log_interval: 50,
+            eval_interval: 1000,
+            eval_episodes: 5,
+            target_return: 1.0,
+            deterministic: true,
+        }
+    }
+}
+
+impl SeqConfig {
+    /// Check every value; `algo` is `lram` or `dt` (the section's name).
+    fn check(&self, algo: &str) -> Result<(), (String, String)> {
+        let key = |k: &str| format!("{algo}.{k}");
+        if self.datasets.is_empty() {
+            return Err((
+                key("datasets"),
+                "no datasets: give --dataset FILE... (see `agent collect`)".into(),
+            ));
+        }
+        for (k, v, lo, hi) in [
+            ("d_model", self.d_model, 1, 8192),
+            ("layers", self.layers, 1, 64),
+            ("heads", self.heads, 1, 256),
+            ("context", self.context, 1, 100_000),
+            ("batch_size", self.batch_size, 1, 1 << 20),
+            ("max_timestep", self.max_timestep, 1, 1 << 24),
+            ("eval_episodes", self.eval_episodes, 0, 1 << 20),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err((key(k), format!("{v} is not in {lo}..={hi}")));
+            }
+        }
+        if !self.d_model.is_multiple_of(self.heads) {
+            return Err((
+                key("heads"),
+                format!(
+                    "{} heads do not divide d_model = {}",
+                    self.heads, self.d_model
+                ),
+            ));
+        }
+        if algo == "dt" && !self.slstm_at.is_empty() {
+            return Err((
+                key("slstm_at"),
+                "sLSTM blocks are LRAM's (--algo lram); the DT's layers are all attention:                  set dt.slstm_at = []"
+                    .into(),
+            ));
+        }
+        if let Some(&i) = self.slstm_at.iter().find(|&&i| i >= self.layers) {
+            return Err((
+                key("slstm_at"),
+                format!("block {i} is not below layers = {}", self.layers),
+            ));
+        }
+        for (k, v, lo, hi) in [
+            ("learning_rate", self.learning_rate, f64::MIN_POSITIVE, 1.0),
+            ("weight_decay", self.weight_decay, 0.0, 10.0),
+            ("final_lr_fraction", self.final_lr_fraction, 0.0, 1.0),
+            ("max_grad_norm", self.max_grad_norm, 0.0, 1e6),
+            ("target_return", self.target_return, -1e6, 1e6),
+        ] {
+            if !(v.is_finite() && (lo..=hi).contains(&v)) {
+                return Err((key(k), format!("{v} is not in [{lo}, {hi}]")));
+            }
+        }
+        if self.log_interval == 0 {
+            return Err((key("log_interval"), "must be at least 1".into()));
+        }
+        Ok(())
+    }
 }
 
 impl Config {
+    /// The `[lram]` or `[dt]` section of an offline run.
+    pub fn seq(&self) -> &SeqConfig {
+        if self.run.algo == "dt" {
+            &self.dt
+        } else {
+            &self.lram
+        }
+    }
+
     /// The configuration as TOML (what `config.toml` holds).
     /// Only the sections the run's algorithm reads are written.
     pub fn to_toml(&self) -> String {
@@ -522,6 +701,21 @@ impl Config {
         }
         if r.steps == 0 {
             return err("run.steps", "must be at least 1".into());
+        }
+        if is_offline(&r.algo) {
+            if !self.env.name.is_empty() {
+                return err(
+                    "env.name",
+                    format!(
+                        "--algo {} learns from datasets (--dataset), not from an environment",
+                        r.algo
+                    ),
+                );
+            }
+            if let Err((key, message)) = self.seq().check(&r.algo) {
+                return err(&key, message);
+            }
+            return Ok(());
         }
         if !(1..=256).contains(&r.actors) {
             return err("run.actors", format!("{} is not in 1..=256", r.actors));
@@ -789,6 +983,8 @@ pub struct ConfigRequest {
     pub seed: Option<u64>,
     /// `--actors`.
     pub actors: Option<usize>,
+    /// `--dataset` (offline algorithms).
+    pub datasets: Vec<String>,
 }
 
 /// Where each dotted key's value came from.
@@ -849,6 +1045,7 @@ fn preset_list() -> String {
         .iter()
         .map(|(a, e, _)| match *e {
             "atari" => format!("--algo {a} --env atari:{{Game}}"),
+            "offline" => format!("--algo {a} --dataset FILE..."),
             e => format!("--algo {a} --env {e}"),
         })
         .collect::<Vec<_>>()
@@ -1013,7 +1210,28 @@ pub fn resolve(request: &ConfigRequest) -> Result<Config, ConfigError> {
             format!("unknown algorithm `{algo}`; allowed: {}", ALGOS.join(", ")),
         ));
     }
+    if !request.datasets.is_empty() && !is_offline(&algo) {
+        return Err(ConfigError::new(
+            "run.algo",
+            "--dataset",
+            format!(
+                "--algo {algo} learns from an environment (--env); datasets are for --algo {}",
+                OFFLINE_ALGOS.join(" or --algo ")
+            ),
+        ));
+    }
+    if is_offline(&algo) && request.env.is_some() {
+        return Err(ConfigError::new(
+            "env.name",
+            "--env",
+            format!("--algo {algo} learns from datasets: give --dataset FILE... instead"),
+        ));
+    }
     let env = request.env.clone().or_else(|| from_file("env", "name"));
+    let env = match env {
+        None if is_offline(&algo) => Some(String::new()),
+        e => e,
+    };
     let Some(env) = env else {
         return Err(ConfigError::new(
             "env.name",
@@ -1021,19 +1239,23 @@ pub fn resolve(request: &ConfigRequest) -> Result<Config, ConfigError> {
             "no environment: give --env ENV (see `agent envs`)",
         ));
     };
-    let family = agentry_envs::registry::find(&env)
-        .map_err(|e| {
-            ConfigError::new(
-                "env.name",
-                if request.env.is_some() {
-                    "--env"
-                } else {
-                    &file_origin
-                },
-                e.to_string(),
-            )
-        })?
-        .name;
+    let family = if is_offline(&algo) {
+        "offline"
+    } else {
+        agentry_envs::registry::find(&env)
+            .map_err(|e| {
+                ConfigError::new(
+                    "env.name",
+                    if request.env.is_some() {
+                        "--env"
+                    } else {
+                        &file_origin
+                    },
+                    e.to_string(),
+                )
+            })?
+            .name
+    };
 
     let mut table = toml::Table::new();
     match preset(&algo, family) {
@@ -1089,6 +1311,18 @@ pub fn resolve(request: &ConfigRequest) -> Result<Config, ConfigError> {
             "run.actors",
             toml::Value::Integer(actors as i64),
             "--actors",
+        )?;
+    }
+    if !request.datasets.is_empty() {
+        let list = request
+            .datasets
+            .iter()
+            .map(|d| toml::Value::String(d.clone()))
+            .collect();
+        flag(
+            &format!("{algo}.datasets"),
+            toml::Value::Array(list),
+            "--dataset",
         )?;
     }
     for item in &request.sets {
@@ -1172,6 +1406,22 @@ mod tests {
                     continue;
                 }
             }
+            if *env == "offline" {
+                // A preset without its datasets (the user's `--dataset`) is incomplete.
+                let err = Config::from_toml(text, "preset").unwrap_err();
+                assert_eq!(err.key, format!("{algo}.datasets"));
+                let config = resolve(&ConfigRequest {
+                    algo: Some(algo.to_string()),
+                    datasets: vec!["a.agds".into(), "b".into()],
+                    ..Default::default()
+                })
+                .unwrap();
+                assert_eq!(config.seq().datasets, ["a.agds", "b"]);
+                let text = config.to_toml();
+                assert!(text.contains(&format!("[{algo}]")) && !text.contains("[ppo]"));
+                assert_eq!(Config::from_toml(&text, "x").unwrap(), config);
+                continue;
+            }
             let config = Config::from_toml(text, "preset").unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(&config.run.algo[..], *algo);
             if *env != "atari" {
@@ -1194,6 +1444,45 @@ mod tests {
             );
             assert_eq!(Config::from_toml(&text, "x").unwrap(), config);
         }
+    }
+
+    #[test]
+    fn offline_algorithms_take_datasets_not_environments() {
+        let with = |algo: &str, env: Option<&str>, datasets: &[&str]| {
+            resolve(&ConfigRequest {
+                algo: Some(algo.into()),
+                env: env.map(String::from),
+                datasets: datasets.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            })
+        };
+        let e = with("ppo", Some("cartpole"), &["x.agds"]).unwrap_err();
+        assert!(e.to_string().contains("--algo lram or --algo dt"), "{e}");
+        let e = with("lram", Some("cartpole"), &["x.agds"]).unwrap_err();
+        assert!(e.to_string().contains("--dataset"), "{e}");
+        let e = with("dt", None, &[]).unwrap_err();
+        assert_eq!(e.key, "dt.datasets");
+        let e = resolve(&ConfigRequest {
+            algo: Some("dt".into()),
+            datasets: vec!["x.agds".into()],
+            sets: vec!["dt.slstm_at=[0]".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.key, "dt.slstm_at");
+        let e = resolve(&ConfigRequest {
+            algo: Some("lram".into()),
+            datasets: vec!["x.agds".into()],
+            sets: vec!["lram.heads=3".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.key, "lram.heads");
+        let c = with("lram", None, &["x.agds"]).unwrap();
+        assert_eq!(c.seq().slstm_at, [1]);
+        assert!(!c.seq().actions_in_context);
+        let c = with("dt", None, &["x.agds"]).unwrap();
+        assert!(c.seq().actions_in_context && c.seq().timestep_embedding);
     }
 
     #[test]
