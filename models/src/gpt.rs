@@ -64,7 +64,7 @@
 //! residual output projections `N(0, 0.02/√(2·num_layers))` (GPT-2's scheme, as RA-DT and
 //! nanoGPT initialise; kzl's DT does not rescale), zero biases, LayerNorms at (1, 0).
 //! Deviations: no token or position embedding tables (the DT agent owns its embeddings);
-//! GELU is the exact erf form (GPT-2 uses the tanh approximation, within 10⁻³ of it) and
+//! GELU is the exact erf form (GPT-2 uses the tanh approximation, within 5·10⁻⁴ of it) and
 //! ReLU is offered because DT's gym experiments default to it; the causal mask is a band
 //! of width `context` rather than a fixed `n_ctx` triangle. As in GPT-2, the key part of
 //! the projection bias gets no gradient (a shift shared by all keys of a query cancels in
@@ -135,6 +135,7 @@ pub struct GptConfig {
     /// Attention heads per block; must divide `d_model`.
     pub num_heads: usize,
     /// Most tokens a token attends to, itself included; also the cache's capacity.
+    /// Counted in tokens, not environment steps: DT's K = 20 steps of 3 tokens is 60.
     pub context: usize,
     /// MLP hidden width as a multiple of `d_model` (4 in GPT-2).
     pub mlp_ratio: usize,
@@ -344,8 +345,9 @@ pub struct GptAttention {
 
 /// Where a self-attention layer takes its keys and values from.
 enum Keys<'a> {
-    /// From the same tokens (training): `mask` is `[batch or 1, 1, seq, seq]`, true = blocked.
-    Own(Option<&'a Tensor<4, Bool>>),
+    /// From the same tokens (training), under a mask `[batch or 1, 1, seq, seq]`, true
+    /// where blocked.
+    Own(&'a Tensor<4, Bool>),
     /// From the cache plus the new tokens (inference).
     Cached(&'a mut LayerKv, &'a StepPlan),
 }
@@ -400,7 +402,7 @@ impl Gpt {
         };
         let mut h = self.dropout.forward(x);
         for block in &self.blocks {
-            h = block.forward(h, Keys::Own(Some(&mask)));
+            h = block.forward(h, Keys::Own(&mask));
         }
         self.ln_final.forward(h)
     }
@@ -464,8 +466,10 @@ impl Gpt {
             "gpt: {batch} rows for a cache of {}",
             cache.batch()
         );
+        let [_, heads, context, d_head] = cache.layers[0].keys.dims();
         assert!(
-            cache.layers.len() == self.blocks.len() && cache.context == self.context,
+            cache.layers.len() == self.blocks.len()
+                && [heads, context, d_head] == [self.num_heads, self.context, d / self.num_heads],
             "gpt: the cache was made for another model"
         );
         if n == 0 {
@@ -544,10 +548,26 @@ impl GptAttention {
             split(2),
         );
         let context = match keys {
-            Keys::Own(mask) => attend(q, k, v, mask.cloned(), &self.dropout),
+            Keys::Own(mask) => attend(q, k, v, Some(mask.clone()), &self.dropout),
+            Keys::Cached(layer, plan) if plan.n == 1 => {
+                // Written first, over the oldest token when full: then every written slot
+                // is in the new token's window.
+                layer.store(k, v, plan);
+                let visible = layer.slots(plan.first + 1);
+                attend_blocks(q, vec![visible], plan.mask.clone(), &self.dropout)
+            }
             Keys::Cached(layer, plan) => {
-                let (k, v) = layer.extend(k, v, plan);
-                attend(q, k, v, plan.mask.clone(), &self.dropout)
+                // Written after: the first new tokens still see what the last ones overwrite.
+                // The old slots and the new tokens stay separate blocks, so that the cache
+                // is read where it lies instead of being copied into one tensor.
+                let mut blocks = Vec::with_capacity(2);
+                if plan.old > 0 {
+                    blocks.push(layer.slots(plan.old));
+                }
+                blocks.push((k.clone(), v.clone()));
+                let context = attend_blocks(q, blocks, plan.mask.clone(), &self.dropout);
+                layer.store(k, v, plan);
+                context
             }
         };
         self.out
@@ -571,12 +591,46 @@ pub fn attend(
     mask: Option<Tensor<4, Bool>>,
     dropout: &Dropout,
 ) -> Tensor<4> {
-    let scores = q.matmul(k.swap_dims(2, 3));
+    attend_blocks(q, vec![(k, v)], mask, dropout)
+}
+
+/// [`attend`] over keys and values given as consecutive blocks along the key axis (the
+/// mask is over all of them, in order), without concatenating them.
+fn attend_blocks(
+    q: Tensor<4>,
+    blocks: Vec<(Tensor<4>, Tensor<4>)>,
+    mask: Option<Tensor<4, Bool>>,
+    dropout: &Dropout,
+) -> Tensor<4> {
+    let (sizes, scores): (Vec<usize>, Vec<Tensor<4>>) = blocks
+        .iter()
+        .map(|(k, _)| (k.dims()[2], q.clone().matmul(k.clone().swap_dims(2, 3))))
+        .unzip();
+    let scores = if scores.len() == 1 {
+        scores.into_iter().next().expect("one block")
+    } else {
+        Tensor::cat(scores, 3)
+    };
     let scores = match mask {
         Some(mask) => scores.mask_fill(mask, BLOCKED),
         None => scores,
     };
-    dropout.forward(activation::softmax(scores, 3)).matmul(v)
+    let weights = dropout.forward(activation::softmax(scores, 3));
+    if blocks.len() == 1 {
+        let (_, v) = blocks.into_iter().next().expect("one block");
+        return weights.matmul(v);
+    }
+    let mut start = 0;
+    let mut out: Option<Tensor<4>> = None;
+    for ((_, v), size) in blocks.into_iter().zip(sizes) {
+        let part = weights.clone().narrow(3, start, size).matmul(v);
+        start += size;
+        out = Some(match out {
+            Some(sum) => sum + part,
+            None => part,
+        });
+    }
+    out.expect("at least one block")
 }
 
 /// The attention mask for queries at absolute positions `queries` over keys at `keys`:
@@ -660,9 +714,9 @@ impl KvCache {
         self.fed == 0
     }
 
-    /// How many of the held tokens belong to `row`'s current episode (since the cache's
-    /// or the row's last reset): the earlier tokens the row's next token will see is this,
-    /// capped at `context − 1`.
+    /// How many of the held tokens belong to `row`'s current sequence (fed since the
+    /// cache's or the row's last reset). The row's next token sees this many earlier
+    /// tokens, at most `context − 1` of them.
     ///
     /// # Panics
     /// If `row` is not below [`batch`](Self::batch).
@@ -741,41 +795,25 @@ impl KvCache {
 }
 
 impl LayerKv {
-    /// Store the new tokens' keys and values and return those the new queries attend to.
-    ///
-    /// # Shapes
-    /// - `k`, `v`: `[batch, heads, n, d_head]`
-    /// - output: `[batch, heads, m, d_head]` each, the keys the plan's mask is over
-    fn extend(&mut self, k: Tensor<4>, v: Tensor<4>, plan: &StepPlan) -> (Tensor<4>, Tensor<4>) {
+    /// Write the new tokens' keys and values (`[batch, heads, n, d_head]`) into their
+    /// slots: only the last `context` survive, wrapping around the ring at most once.
+    fn store(&mut self, k: Tensor<4>, v: Tensor<4>, plan: &StepPlan) {
         let context = self.keys.dims()[2];
-        if plan.n == 1 {
-            let slot = plan.first % context;
-            self.write(slot, k, v);
-            let slots = (plan.first + 1).min(context);
-            return (self.read(slots), self.read_values(slots));
-        }
-        let (keys, values) = if plan.old == 0 {
-            (k.clone(), v.clone())
-        } else {
-            (
-                Tensor::cat(vec![self.read(plan.old), k.clone()], 2),
-                Tensor::cat(vec![self.read_values(plan.old), v.clone()], 2),
-            )
-        };
-        // Only the last `context` new tokens survive; they wrap around the ring at most once.
-        let skip = plan.n.saturating_sub(context);
-        let mut i = skip;
+        let mut i = plan.n.saturating_sub(context);
         while i < plan.n {
             let slot = (plan.first + i) % context;
             let len = (context - slot).min(plan.n - i);
-            self.write(
-                slot,
-                k.clone().narrow(2, i, len),
-                v.clone().narrow(2, i, len),
-            );
+            if len == plan.n {
+                self.write(slot, k.clone(), v.clone());
+            } else {
+                self.write(
+                    slot,
+                    k.clone().narrow(2, i, len),
+                    v.clone().narrow(2, i, len),
+                );
+            }
             i += len;
         }
-        (keys, values)
     }
 
     /// Overwrite slots `slot..slot + n` with `k` and `v` (`[batch, heads, n, d_head]`).
@@ -790,23 +828,21 @@ impl LayerKv {
         self.values = values.slice_assign(range, v);
     }
 
-    /// The keys in slots `0..slots`.
-    fn read(&self, slots: usize) -> Tensor<4> {
-        slice_slots(&self.keys, slots)
-    }
-
-    /// The values in slots `0..slots`.
-    fn read_values(&self, slots: usize) -> Tensor<4> {
-        slice_slots(&self.values, slots)
+    /// The keys and values in the first `min(count, context)` slots.
+    fn slots(&self, count: usize) -> (Tensor<4>, Tensor<4>) {
+        (
+            slice_slots(&self.keys, count),
+            slice_slots(&self.values, count),
+        )
     }
 }
 
-/// `t[:, :, 0..slots]`, without a copy when that is all of it.
-fn slice_slots(t: &Tensor<4>, slots: usize) -> Tensor<4> {
-    if slots == t.dims()[2] {
+/// `t[:, :, 0..min(count, slots)]`, without a copy when that is all of it.
+fn slice_slots(t: &Tensor<4>, count: usize) -> Tensor<4> {
+    if count >= t.dims()[2] {
         t.clone()
     } else {
-        t.clone().narrow(2, 0, slots)
+        t.clone().narrow(2, 0, count)
     }
 }
 
@@ -981,6 +1017,25 @@ mod tests {
         let y = gpt.step_many(x.clone().narrow(1, 0, 5), &mut cache);
         assert!(max_diff(y, again) <= 1e-6);
         assert_eq!(cache.len(), 5);
+    }
+
+    #[test]
+    fn a_cloned_cache_is_independent() {
+        // The cache is written in place; a clone must not see the other copy's writes.
+        let device = crate::cpu();
+        let gpt = sharp(&GptConfig::new(16, 2, 2, 8), 22, &device);
+        let x = tokens(23, [1, 12, 16], &device);
+        let other = tokens(24, [1, 12, 16], &device);
+        let mut cache = gpt.init_cache(1, &device);
+        let mut outs = vec![gpt.step_many(x.clone().narrow(1, 0, 6), &mut cache)];
+        let mut fork = cache.clone();
+        let forked = gpt.step_many(other.clone().narrow(1, 6, 6), &mut fork);
+        outs.push(gpt.step_many(x.clone().narrow(1, 6, 6), &mut cache));
+        let ours = Tensor::cat(outs, 1);
+        assert!(max_diff(ours, gpt.forward(x.clone())) <= 1e-4);
+        let theirs = Tensor::cat(vec![x.narrow(1, 0, 6), other.narrow(1, 6, 6)], 1);
+        let want = gpt.forward(theirs).narrow(1, 6, 6);
+        assert!(max_diff(forked, want) <= 1e-4);
     }
 
     #[test]
