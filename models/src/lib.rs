@@ -24,6 +24,7 @@
 
 pub mod cnn;
 pub mod diagnostics;
+pub mod gpt;
 pub mod heads;
 pub mod inference;
 mod init;
@@ -34,6 +35,7 @@ pub mod qnet;
 
 pub use burn;
 pub use cnn::{CnnWeights, NatureCnn, NatureCnnConfig};
+pub use gpt::{Gpt, GptActivation, GptConfig, GptConfigError, KvCache};
 pub use heads::{GaussianHead, categorical_entropy, categorical_log_prob, masked_log_softmax};
 pub use inference::MlpWeights;
 pub use mlp::{Activation, Init, Mlp, MlpConfig};
