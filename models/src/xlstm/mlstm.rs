@@ -127,8 +127,11 @@ pub fn mlstm_step(
     let decayed_m = activation::log_sigmoid(forget_gate) + state.m.clone();
     let m = decayed_m.clone().max_pair(input_gate.clone());
     let forget = (decayed_m - m.clone()).exp();
-    let input = (input_gate - m.clone()).exp();
-    let k = k.mul_scalar(1.0 / (head_dim as f64).sqrt()) * input;
+    // i'/√d, one number per head: cheaper than scaling k.
+    let input = (input_gate - m.clone())
+        .exp()
+        .mul_scalar(1.0 / (head_dim as f64).sqrt());
+    let k = k * input;
     state.c = state.c.clone() * forget.clone() + k.clone().swap_dims(2, 3) * v;
     state.n = state.n.clone() * forget + k;
     let numerator = q.clone().matmul(state.c.clone());
