@@ -81,11 +81,13 @@
 //! PyTorch's default for the conv, the gate biases above). Deviations:
 //! - The mLSTM recurrent step starts from m₀ = −∞ (the official step starts from 0), so
 //!   step and parallel form give the same stabiliser and agree to rounding; the official
-//!   sLSTM already behaves as if m₀ = −∞.
+//!   (vanilla) sLSTM already behaves as if m₀ = −∞. Both forms use −10³⁰ for −∞.
 //! - The parallel form sums the masked log forget gates down each column of the decay
 //!   matrix instead of subtracting two running sums: the same value, without the
 //!   cancellation error when the log forget gates are large.
-//! - Norm scales are stored as γ (init 1) rather than 1 + w (init 0): the same function.
+//! - Norm scales are stored as γ (init 1) rather than 1 + w (init 0): the same function,
+//!   but weight decay on them would pull towards 0 rather than 1 (the official code exempts
+//!   all 1-D parameters from weight decay).
 //! - One `num_heads` for both cell kinds (LRAM uses 4 for both); no dropout; no fused
 //!   CUDA or chunkwise kernels; [`XLstm::forward`] always starts from an empty state.
 
@@ -291,13 +293,13 @@ impl XLstmConfig {
         }
     }
 
-    /// Checks that the stack can be built: positive sizes, `d_model` and the mLSTM inner
-    /// width divisible by `num_heads`, the inner width divisible by `qkv_block_size`,
-    /// every sLSTM position below `num_blocks`.
+    /// Checks that the stack can be built: positive sizes and finite positive factors,
+    /// `d_model` and the mLSTM inner width divisible by `num_heads`, the inner width
+    /// divisible by `qkv_block_size`, every sLSTM position below `num_blocks`.
     pub fn validate(&self) -> Result<(), XLstmConfigError> {
         check_positive("d_model", self.d_model)?;
         check_positive("num_blocks", self.num_blocks)?;
-        check_positive("num_heads", self.num_heads)?;
+        check_heads("d_model", self.d_model, self.num_heads)?;
         if let Some(&index) = self.slstm_at.iter().find(|&&i| i >= self.num_blocks) {
             return Err(XLstmConfigError::SlstmIndexOutOfRange {
                 index,
@@ -388,7 +390,7 @@ impl XLstm {
             })
             .collect();
         XLstmState {
-            empty: XLstmStateBlocks(blocks),
+            empty: blocks,
             blocks: None,
             batch,
             device: device.clone(),
@@ -397,6 +399,10 @@ impl XLstm {
 
     /// One token per sequence (inference); updates `state`. The cost does not grow with
     /// the number of tokens already seen.
+    ///
+    /// Step a model trained on an autodiff device through its `valid()` copy
+    /// ([`Module::valid`]), with a state from `init_state(batch, &agentry_models::cpu())`: on
+    /// an autodiff device every step would extend the autodiff graph.
     ///
     /// # Shapes
     /// - `x`: `[batch, d_model]`
@@ -460,9 +466,6 @@ impl BlockState {
     }
 }
 
-#[derive(Clone, Debug)]
-struct XLstmStateBlocks(Vec<BlockState>);
-
 /// The recurrent state of an [`XLstm`] for a batch of sequences: per block the memory
 /// (mLSTM: C, n, m per head; sLSTM: h, c, n, m per unit) and the convolution's last inputs.
 ///
@@ -471,16 +474,16 @@ struct XLstmStateBlocks(Vec<BlockState>);
 #[derive(Clone, Debug)]
 pub struct XLstmState {
     /// The state with no tokens seen.
-    empty: XLstmStateBlocks,
+    empty: Vec<BlockState>,
     /// The current state, `None` while it equals `empty`.
-    blocks: Option<XLstmStateBlocks>,
+    blocks: Option<Vec<BlockState>>,
     batch: usize,
     device: Device,
 }
 
 impl XLstmState {
     fn blocks_mut(&mut self) -> &mut Vec<BlockState> {
-        &mut self.blocks.get_or_insert_with(|| self.empty.clone()).0
+        self.blocks.get_or_insert_with(|| self.empty.clone())
     }
 
     /// Forget every sequence's past (as a fresh [`XLstm::init_state`]).
@@ -594,6 +597,24 @@ mod tests {
         let diff = max_abs_diff(parallel, run_steps(&model, &x, &mut state));
         eprintln!("xLSTM stack: max |forward − step| = {diff:e}");
         assert!(diff < 1e-4, "{diff}");
+    }
+
+    #[test]
+    fn xlstm_trained_model_steps_on_the_inference_device() {
+        let train = crate::cpu_autodiff();
+        let (seq, d_model) = (12, 32);
+        let model = jitter(
+            XLstmConfig::new(d_model, 2, 4).init_seeded(&train, 23),
+            24,
+            0.3,
+        );
+        let x = random([1, seq, d_model], 1.0, 59, &train);
+        let trained = model.forward(x.clone()).inner();
+        let inference = model.valid();
+        let cpu = crate::cpu();
+        let mut state = inference.init_state(1, &cpu);
+        let stepped = run_steps(&inference, &x.inner(), &mut state);
+        assert!(max_abs_diff(trained, stepped) < 1e-4);
     }
 
     #[test]
@@ -730,7 +751,6 @@ mod tests {
         let mut odd_block = odd_inner.clone();
         odd_block.qkv_block_size = 5;
         assert!(odd_block.validate().is_err());
-        // Only the block kinds present are checked.
         assert!(XLstmConfig::default().validate().is_ok());
     }
 
