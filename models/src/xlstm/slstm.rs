@@ -371,18 +371,14 @@ impl SLstmBlock {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{jitter, max_abs_diff, random};
+    use super::super::testing::{hot_gates, max_abs_diff, random};
     use super::*;
 
     #[test]
     fn xlstm_slstm_block_parallel_matches_recurrent() {
         let device = crate::cpu();
         let (batch, seq, d_model) = (2, 64, 32);
-        let block = jitter(
-            SLstmBlockConfig::new(d_model, 4).init_seeded(&device, 7),
-            8,
-            0.3,
-        );
+        let block = hot_gates(SLstmBlockConfig::new(d_model, 4).init_seeded(&device, 7), 8);
         let x = random([batch, seq, d_model], 1.0, 30, &device);
         let parallel = block.forward(x.clone());
         let mut state = block.init_state(batch, &device);
