@@ -158,6 +158,7 @@ impl MLstmCellConfig {
 
     /// Checks the sizes.
     pub fn validate(&self) -> Result<(), XLstmConfigError> {
+        super::check_positive("width", self.width)?;
         super::check_heads("mLSTM cell width", self.width, self.num_heads)
     }
 

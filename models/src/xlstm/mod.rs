@@ -1,5 +1,5 @@
 //! The xLSTM backbone (Beck et al. 2024) as LRAM uses it (Schmied et al. 2024): a stack
-//! of mLSTM blocks with sLSTM blocks at chosen positions ("xLSTM[7:1]": an sLSTM block
+//! of mLSTM blocks with sLSTM blocks at chosen positions (`xLSTM[7:1]`: an sLSTM block
 //! at index 1), then a final layer norm.
 //!
 //! Two ways to run it, which compute the same function:
