@@ -32,6 +32,7 @@ pub mod mlp;
 pub mod net;
 pub mod plasticity;
 pub mod qnet;
+pub mod xlstm;
 
 pub use burn;
 pub use cnn::{CnnWeights, NatureCnn, NatureCnnConfig};
@@ -41,6 +42,7 @@ pub use inference::MlpWeights;
 pub use mlp::{Activation, Init, Mlp, MlpConfig};
 pub use net::{Net, NetScratch, NetWeights};
 pub use qnet::{QNet, QNetConfig, QNoise, QWeights};
+pub use xlstm::{XLstm, XLstmConfig, XLstmConfigError, XLstmState};
 
 use burn::tensor::Device;
 
