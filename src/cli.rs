@@ -998,6 +998,11 @@ fn eval(args: EvalArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), 
     if args.episodes == 0 {
         return Err(CliError::Usage("--episodes must be at least 1".into()));
     }
+    if let Some(dir) = &args.run
+        && agentry_agents::config::is_offline(&train::read_config(dir)?.run.algo)
+    {
+        return eval_offline(dir, &args, out, err);
+    }
     let (loaded, env) = policy_and_env(&args.run, &args.policy, &args.env, &args.params)?;
     let _ = writeln!(
         err,
@@ -1040,6 +1045,52 @@ fn eval(args: EvalArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), 
         }
     )
     .map_err(io_err)?;
+    Ok(())
+}
+
+/// `agent eval --run DIR` of an offline (LRAM, DT) run: every task it was trained on,
+/// from the target return its configuration gives.
+fn eval_offline(
+    dir: &Path,
+    args: &EvalArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    use agentry_agents::offline;
+    if args.env.is_some() || !args.params.is_empty() || args.render {
+        return Err(CliError::Usage(
+            "an offline run is evaluated on the tasks of its datasets: --env, -p and \
+             --render do not apply"
+                .into(),
+        ));
+    }
+    let mut policy = offline::load_run(dir)?;
+    if args.deterministic {
+        policy.config.deterministic = true;
+    }
+    let _ = writeln!(
+        err,
+        "evaluating {} ({}) on {} tasks for {} episodes each",
+        dir.display(),
+        policy.algo,
+        policy.set.tasks.len(),
+        args.episodes
+    );
+    let scores = offline::evaluate_policy(&policy, args.episodes, args.seed, args.max_steps)?;
+    for s in &scores {
+        writeln!(
+            out,
+            "{}: return {:.2} (target {:.2}){}",
+            s.task,
+            s.return_mean,
+            s.target_return,
+            s.normalised
+                .map(|n| format!(", normalised {n:.3}"))
+                .unwrap_or_default()
+        )
+        .map_err(io_err)?;
+    }
+    offline::record_eval(dir, &scores)?;
     Ok(())
 }
 

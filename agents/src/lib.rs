@@ -24,6 +24,7 @@ pub mod error;
 pub mod experiment;
 mod grads;
 pub mod macros;
+pub mod offline;
 pub mod plot;
 pub mod ppo;
 pub mod returns;

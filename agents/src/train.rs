@@ -359,10 +359,11 @@ pub fn train(start: Start, observer: &mut dyn Observer) -> Result<TrainOutcome, 
                 drive_dqn::<f32>(shape, &dir, config, resume, rewrite_steps, observer)
             }
         }
+        "lram" | "dt" => crate::offline::drive(&dir, config, resume, rewrite_steps, observer),
         other => Err(ConfigError::new(
             "run.algo",
             "config.toml",
-            format!("`{other}` cannot be trained yet; valid: ppo, dqn, rainbow"),
+            format!("`{other}` cannot be trained yet; valid: ppo, dqn, rainbow, lram, dt"),
         )
         .into()),
     }
@@ -433,7 +434,11 @@ fn new_run_dir(config: &Config, out: Option<PathBuf>) -> Result<PathBuf, AgentEr
                 "runs/{}-{}-seed{}",
                 config.run.algo,
                 // `atari:Pong`, `ALE/Pong-v5`: no `:` or `/` in a directory name.
-                config.env.name.replace([':', '/'], "-"),
+                if config.env.name.is_empty() {
+                    "offline".to_string()
+                } else {
+                    config.env.name.replace([':', '/'], "-")
+                },
                 config.run.seed
             );
             let mut dir = PathBuf::from(&base);
@@ -467,26 +472,70 @@ fn load_latest<L: Persist>(
         return Ok(None);
     };
     let mut s = Sections::read_kind(&path, learner.kind())?;
-    let meta: LearnerMeta = serde_json::from_slice(&s.take("meta", &path)?)
-        .map_err(|e| AgentError::checkpoint(&path, format!("section `meta`: {e}")))?;
+    let state = check_checkpoint_config(&mut s, &path, config)?;
+    learner.load(&mut s, &path)?;
+    Ok(Some(state))
+}
+
+/// Read a learner checkpoint's `meta` section and check that it was written by a run
+/// of `config` (up to `run.steps`); returns the counters it saved.
+pub(crate) fn check_checkpoint_config(
+    s: &mut Sections,
+    path: &Path,
+    config: &Config,
+) -> Result<RunState, AgentError> {
+    let meta: LearnerMeta = serde_json::from_slice(&s.take("meta", path)?)
+        .map_err(|e| AgentError::checkpoint(path, format!("section `meta`: {e}")))?;
     let saved = Config::from_toml(&meta.config, &path.display().to_string())
-        .map_err(|e| AgentError::checkpoint(&path, format!("its configuration: {e}")))?;
+        .map_err(|e| AgentError::checkpoint(path, format!("its configuration: {e}")))?;
     let mut a = saved.clone();
     let mut b = config.clone();
     a.run.steps = 0;
     b.run.steps = 0;
     if a != b {
         return Err(AgentError::checkpoint(
-            &path,
+            path,
             format!(
-                "was written by a run with another configuration than {}: {}",
-                rd.config().display(),
+                "was written by a run with another configuration than its config.toml: {}",
                 first_difference(&a.to_toml(), &b.to_toml())
             ),
         ));
     }
-    learner.load(&mut s, &path)?;
-    Ok(Some(meta.state))
+    Ok(meta.state)
+}
+
+/// Put a learner checkpoint's `meta` section: the configuration and the counters.
+pub(crate) fn put_checkpoint_meta(s: &mut Sections, config: &Config, state: &RunState) {
+    s.put(
+        "meta",
+        serde_json::to_vec(&LearnerMeta {
+            config: config.to_toml(),
+            state: state.clone(),
+        })
+        .expect("meta serialises"),
+    );
+}
+
+/// Write `s` as checkpoint `{prefix}-{step}` and delete the oldest beyond the kept
+/// number.
+pub(crate) fn write_checkpoint(
+    rd: &RunDir,
+    prefix: &str,
+    step: u64,
+    s: &Sections,
+) -> Result<(), AgentError> {
+    s.write_atomic(&rd.checkpoint_path(prefix, step))?;
+    prune_checkpoints(rd, prefix)
+}
+
+fn prune_checkpoints(rd: &RunDir, prefix: &str) -> Result<(), AgentError> {
+    let all = rd.list(prefix)?;
+    if all.len() > KEEP_CHECKPOINTS {
+        for (_, old) in &all[..all.len() - KEEP_CHECKPOINTS] {
+            let _ = fs::remove_file(old);
+        }
+    }
+    Ok(())
 }
 
 fn first_difference(a: &str, b: &str) -> String {
@@ -551,14 +600,7 @@ fn save_checkpoint<L: Persist>(
     let step = state.env_steps;
     let (policy_kind, policy) = learner.policy_record()?;
     let mut s = Sections::new(learner.kind());
-    s.put(
-        "meta",
-        serde_json::to_vec(&LearnerMeta {
-            config: config.to_toml(),
-            state: state.clone(),
-        })
-        .expect("meta serialises"),
-    );
+    put_checkpoint_meta(&mut s, config, state);
     learner.save(&mut s)?;
     s.put("policy", policy.clone());
     s.write_atomic(&rd.checkpoint_path("learner", step))?;
@@ -572,25 +614,24 @@ fn save_checkpoint<L: Persist>(
     )?;
 
     for prefix in ["learner", "policy"] {
-        let all = rd.list(prefix)?;
-        if all.len() > KEEP_CHECKPOINTS {
-            for (_, old) in &all[..all.len() - KEEP_CHECKPOINTS] {
-                let _ = fs::remove_file(old);
-            }
-        }
+        prune_checkpoints(rd, prefix)?;
     }
     Ok(())
 }
 
 /// `metrics.csv`, appended row by row.
-struct Metrics {
+pub(crate) struct Metrics {
     path: PathBuf,
     file: BufWriter<fs::File>,
 }
 
 impl Metrics {
     /// Open for a run at `keep_upto` env steps (None: a fresh file with the header).
-    fn open(path: &Path, header: &str, keep_upto: Option<u64>) -> Result<Metrics, AgentError> {
+    pub(crate) fn open(
+        path: &Path,
+        header: &str,
+        keep_upto: Option<u64>,
+    ) -> Result<Metrics, AgentError> {
         let mut text = String::new();
         text.push_str(header);
         text.push('\n');
@@ -636,7 +677,7 @@ impl Metrics {
         })
     }
 
-    fn row(&mut self, row: &[f64]) -> Result<(), AgentError> {
+    pub(crate) fn row(&mut self, row: &[f64]) -> Result<(), AgentError> {
         let mut line = String::with_capacity(16 * row.len());
         for (i, v) in row.iter().enumerate() {
             if i > 0 {
@@ -653,7 +694,7 @@ impl Metrics {
             .map_err(|e| AgentError::io(&self.path, e))
     }
 
-    fn sync(&mut self) -> Result<(), AgentError> {
+    pub(crate) fn sync(&mut self) -> Result<(), AgentError> {
         self.file
             .flush()
             .map_err(|e| AgentError::io(&self.path, e))?;

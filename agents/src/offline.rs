@@ -1,0 +1,1777 @@
+//! Offline sequence-model learners: LRAM (an xLSTM backbone, Schmied et al. 2024) and
+//! the Decision Transformer (a causal Transformer), trained on recorded datasets
+//! (`agent train --algo lram|dt --dataset FILE...`) and evaluated online with a target
+//! return.
+//!
+//! # Tasks and families
+//!
+//! The dataset files of one environment configuration (name and parameters) form a
+//! **task**; the tasks of one environment (`dark-room` with several goals) form a
+//! **family**, which owns a state encoder (an MLP for vectors, the Nature CNN for
+//! images), an action encoder and an action head, so one model trains on environments
+//! of different observation and action sizes. A learned task embedding (optional) is
+//! added to the state tokens, so tasks of one family that look alike (Dark-Room goals
+//! are invisible) are told apart.
+//!
+//! # Tokens
+//!
+//! Each environment step `t` contributes the tokens
+//!
+//! ```text
+//! s_t (state)  R_t (return-to-go)  [a_t (action)]  r_t (reward)
+//! ```
+//!
+//! and the action `a_t` is predicted from the backbone's output at `R_t`: it has seen
+//! the state and the return still wanted, never `a_t` itself. LRAM leaves the action
+//! tokens out (`actions_in_context = false`, as the paper does against the copycat
+//! problem); the DT feeds them back. A learned embedding of the episode's time step is
+//! added to every token when `timestep_embedding` is on (DT style; the Transformer has
+//! no positional encoding of its own, which is what makes its sliding KV cache exact).
+//! Returns-to-go and rewards are divided by the task's scale (its largest absolute
+//! episode return in the data), so every task's tokens are of order 1.
+//!
+//! Discrete actions are a softmax over the family's actions (illegal moves masked when
+//! acting); continuous ones are discretised into 256 bins per dimension over the
+//! action space's bounds and predicted bin by bin, as LRAM does.
+//!
+//! # Training and evaluation
+//!
+//! Each update draws `batch_size` sequences of `context` steps (split evenly over the
+//! tasks; a sequence starts at a uniformly drawn step of the task's data and is padded
+//! past its episode's end, the padding masked out of the loss) and minimises the
+//! cross-entropy of the actions taken, with AdamW (decoupled weight decay), linear
+//! warm-up, cosine decay and a global gradient-norm clip. `run.steps` counts these
+//! updates.
+//!
+//! Evaluation plays `eval_episodes` episodes of each task, stepping the backbone one
+//! token at a time (the xLSTM's recurrent form; the Transformer with its KV cache over
+//! the last `context` steps' tokens) from a return-to-go of `target_return` × the
+//! task's expert return, and reports each task's mean return and its normalised score
+//! `(return − random) / (expert − random)` from the datasets' reference returns.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use agentry_envs::{Action, Dtype, EpisodeEnd, ObsMut, Out, Space, derive_seed, registry};
+use agentry_memory::dataset::{DatasetReader, EpisodeRecord};
+use agentry_models::gpt::{Gpt, GptConfig, KvCache};
+use agentry_models::xlstm::{XLstm, XLstmConfig, XLstmState};
+use agentry_models::{Mlp, MlpConfig, NatureCnn, NatureCnnConfig};
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Int, Tensor, TensorData, activation};
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::Sections;
+use crate::config::{Config, ConfigError, EnvConfig, SeqConfig};
+use crate::dataset::{DatasetMeta, dataset_files, dataset_info};
+use crate::error::AgentError;
+use crate::grads::clip_grad_norm;
+use crate::ppo::ActionKind;
+use crate::runner::{Control, Episode, RunState};
+use crate::train::{Observer, RunDir, TrainOutcome};
+
+/// Bins per dimension of a continuous action.
+pub const ACTION_BINS: usize = 256;
+/// The learner checkpoint kind.
+pub const SEQ_LEARNER: &str = "seq-learner";
+
+/// One environment the data covers: the model's encoder and head are per family.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Family {
+    /// The registry name.
+    pub env: String,
+    /// The observation shape.
+    pub obs_shape: Vec<usize>,
+    /// Byte observations (images) rather than floats.
+    pub obs_u8: bool,
+    /// The action space.
+    pub action: ActionKind,
+}
+
+impl Family {
+    /// Values per observation.
+    pub fn obs_dim(&self) -> usize {
+        self.obs_shape.iter().product()
+    }
+
+    /// Whether observations are images (`[C, H, W]` bytes), read by a CNN.
+    fn image(&self) -> bool {
+        self.obs_u8 && self.obs_shape.len() == 3
+    }
+
+    /// The head's outputs: one logit per action, or 256 per continuous dimension.
+    fn head_outputs(&self) -> usize {
+        match &self.action {
+            ActionKind::Discrete { n, .. } => *n,
+            ActionKind::Continuous { low, .. } => low.len() * ACTION_BINS,
+        }
+    }
+}
+
+/// One environment configuration and what the model needs to know of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    /// The environment and its parameters.
+    pub env: EnvConfig,
+    /// Its family's index.
+    pub family: usize,
+    /// Returns-to-go and rewards are divided by this.
+    pub scale: f32,
+    /// Mean return of the recorded policy (normalised score 1), when known.
+    pub expert_return: Option<f64>,
+    /// Mean return of a random policy (normalised score 0), when known.
+    pub random_return: Option<f64>,
+    /// The best episode return in the data (the target when no expert return is known).
+    pub best_return: f64,
+    /// Episodes and steps of data.
+    pub episodes: u64,
+    /// Steps of data.
+    pub steps: u64,
+}
+
+impl TaskInfo {
+    /// A short name for messages and tables: the environment and its parameters.
+    pub fn name(&self) -> String {
+        if self.env.params.0.is_empty() {
+            self.env.name.clone()
+        } else {
+            let params: Vec<String> = self
+                .env
+                .params
+                .0
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!("{}({})", self.env.name, params.join(" "))
+        }
+    }
+
+    /// The return-to-go an evaluation starts from.
+    fn target(&self, multiple: f64) -> f64 {
+        multiple * self.expert_return.unwrap_or(self.best_return)
+    }
+
+    /// `(ret − random) / (expert − random)` when both references are known.
+    pub fn normalised(&self, ret: f64) -> Option<f64> {
+        let (e, r) = (self.expert_return?, self.random_return?);
+        ((e - r).abs() > 1e-9).then(|| (ret - r) / (e - r))
+    }
+}
+
+/// What the model is built for: families and tasks (saved with every checkpoint).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskSet {
+    /// The families.
+    pub families: Vec<Family>,
+    /// The tasks.
+    pub tasks: Vec<TaskInfo>,
+}
+
+/// The datasets, in memory: each task's episodes.
+pub struct Data {
+    /// Families and tasks.
+    pub set: TaskSet,
+    /// Episodes per task.
+    pub episodes: Vec<Vec<EpisodeRecord>>,
+}
+
+/// Read the dataset files `paths` (files or directories) and group them into tasks.
+pub fn load_data(paths: &[String]) -> Result<Data, AgentError> {
+    let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+    let files = dataset_files(&paths)?;
+    let mut set = TaskSet {
+        families: Vec::new(),
+        tasks: Vec::new(),
+    };
+    let mut episodes: Vec<Vec<EpisodeRecord>> = Vec::new();
+    // Per task: (Σ expert × episodes, episodes with an expert return), likewise random.
+    let mut refs: Vec<[(f64, u64); 2]> = Vec::new();
+    for file in &files {
+        let info = dataset_info(file)?;
+        let meta: &DatasetMeta = &info.meta;
+        let family = Family {
+            env: meta.env.name.clone(),
+            obs_shape: meta.obs_shape.clone(),
+            obs_u8: info.header.obs_type == agentry_memory::ObsType::U8,
+            action: meta.action.clone(),
+        };
+        if family.obs_dim() != info.header.obs_dim {
+            return Err(AgentError::Invalid(format!(
+                "{}: observation shape {:?} does not match the header's width {}",
+                file.display(),
+                meta.obs_shape,
+                info.header.obs_dim
+            )));
+        }
+        let f = match set.families.iter().position(|g| g.env == family.env) {
+            Some(i) if set.families[i] == family => i,
+            Some(i) => {
+                return Err(AgentError::Usage(format!(
+                    "{}: `{}` data with observations {:?} and actions {:?}, but other files \
+                     of it have {:?} and {:?}",
+                    file.display(),
+                    family.env,
+                    family.obs_shape,
+                    family.action,
+                    set.families[i].obs_shape,
+                    set.families[i].action
+                )));
+            }
+            None => {
+                set.families.push(family);
+                set.families.len() - 1
+            }
+        };
+        let t = match set.tasks.iter().position(|t| t.env == meta.env) {
+            Some(t) => t,
+            None => {
+                set.tasks.push(TaskInfo {
+                    env: meta.env.clone(),
+                    family: f,
+                    scale: 1.0,
+                    expert_return: None,
+                    random_return: None,
+                    best_return: f64::NEG_INFINITY,
+                    episodes: 0,
+                    steps: 0,
+                });
+                episodes.push(Vec::new());
+                refs.push([(0.0, 0), (0.0, 0)]);
+                set.tasks.len() - 1
+            }
+        };
+        let mut reader =
+            DatasetReader::open(file).map_err(|e| AgentError::Invalid(e.to_string()))?;
+        let mut n = 0u64;
+        while let Some(e) = reader
+            .next_episode()
+            .map_err(|e| AgentError::Invalid(e.to_string()))?
+        {
+            n += 1;
+            episodes[t].push(e);
+        }
+        for (slot, value) in [meta.expert_return, meta.random_return]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(v) = value {
+                refs[t][slot].0 += v * n as f64;
+                refs[t][slot].1 += n;
+            }
+        }
+    }
+    for (t, task) in set.tasks.iter_mut().enumerate() {
+        let eps = &episodes[t];
+        if eps.is_empty() {
+            return Err(AgentError::Usage(format!(
+                "the datasets of {} hold no episodes",
+                task.name()
+            )));
+        }
+        task.episodes = eps.len() as u64;
+        task.steps = eps.iter().map(|e| e.len() as u64).sum();
+        task.best_return = eps
+            .iter()
+            .map(|e| e.ret())
+            .fold(f64::NEG_INFINITY, f64::max);
+        let biggest = eps.iter().map(|e| e.ret().abs()).fold(0.0, f64::max);
+        task.scale = biggest.max(1.0) as f32;
+        let [(es, en), (rs, rn)] = refs[t];
+        task.expert_return = (en > 0).then(|| es / en as f64);
+        task.random_return = (rn > 0).then(|| rs / rn as f64);
+    }
+    Ok(Data { set, episodes })
+}
+
+/// The sequence backbone: the algorithm's.
+#[derive(Module, Debug)]
+pub enum Backbone {
+    /// LRAM's xLSTM.
+    XLstm(XLstm),
+    /// The Decision Transformer's causal Transformer.
+    Gpt(Gpt),
+}
+
+/// The backbone's inference state: the xLSTM's recurrent state or the Transformer's
+/// KV cache.
+#[derive(Clone, Debug)]
+pub enum BackboneState {
+    /// xLSTM state.
+    XLstm(XLstmState),
+    /// Transformer cache.
+    Gpt(KvCache),
+}
+
+impl Backbone {
+    /// The backbone `algo` uses, built for `config`.
+    pub fn build(
+        algo: &str,
+        config: &SeqConfig,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Backbone, AgentError> {
+        let bad = |e: String| AgentError::Usage(format!("{algo}: {e}"));
+        Ok(match algo {
+            "lram" => Backbone::XLstm(
+                XLstmConfig::new(config.d_model, config.layers, config.heads)
+                    .with_slstm_at(config.slstm_at.clone())
+                    .try_init_seeded(device, seed)
+                    .map_err(|e| bad(e.to_string()))?,
+            ),
+            _ => Backbone::Gpt(
+                GptConfig::new(
+                    config.d_model,
+                    config.layers,
+                    config.heads,
+                    config.context * tokens_per_step(config),
+                )
+                .init_seeded(device, seed)
+                .map_err(|e| bad(e.to_string()))?,
+            ),
+        })
+    }
+
+    /// `[batch, tokens, d]` → `[batch, tokens, d]`, causal.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            Backbone::XLstm(m) => m.forward(x),
+            Backbone::Gpt(m) => m.forward(x),
+        }
+    }
+
+    /// A fresh inference state for `batch` sequences.
+    pub fn init_state(&self, batch: usize, device: &Device) -> BackboneState {
+        match self {
+            Backbone::XLstm(m) => BackboneState::XLstm(m.init_state(batch, device)),
+            Backbone::Gpt(m) => BackboneState::Gpt(m.init_cache(batch, device)),
+        }
+    }
+
+    /// One token per sequence, `[batch, d]` → `[batch, d]`.
+    pub fn step(&self, x: Tensor<2>, state: &mut BackboneState) -> Tensor<2> {
+        match (self, state) {
+            (Backbone::XLstm(m), BackboneState::XLstm(s)) => m.step(x, s),
+            (Backbone::Gpt(m), BackboneState::Gpt(c)) => m.step(x, c),
+            _ => unreachable!("a state is made by its own backbone"),
+        }
+    }
+}
+
+/// Tokens per environment step: state, return-to-go, (action,) reward.
+pub fn tokens_per_step(config: &SeqConfig) -> usize {
+    3 + usize::from(config.actions_in_context)
+}
+
+/// A family's state encoder.
+#[derive(Module, Debug)]
+// A module built once per family; boxing would only add an indirection.
+#[allow(clippy::large_enum_variant)]
+pub enum Encoder {
+    /// For vectors: a linear map, tanh, a linear map.
+    Mlp(Mlp),
+    /// For images: the Nature CNN.
+    Cnn(NatureCnn),
+}
+
+/// A family's action encoder (for actions in context).
+#[derive(Module, Debug)]
+pub enum ActionEncoder {
+    /// Discrete actions: a table.
+    Table(Embedding),
+    /// Continuous actions (scaled into [−1, 1]): a linear map.
+    Linear(Mlp),
+}
+
+/// The sequence model: per-family encoders and heads around a shared backbone.
+#[derive(Module, Debug)]
+pub struct SeqModel {
+    states: Vec<Encoder>,
+    actions: Vec<ActionEncoder>,
+    heads: Vec<Mlp>,
+    rtg: Mlp,
+    reward: Mlp,
+    task: Option<Embedding>,
+    time: Option<Embedding>,
+    norm: LayerNorm,
+    backbone: Backbone,
+}
+
+fn embedding(rows: usize, d: usize, rng: &mut rand_pcg::Pcg64Mcg, device: &Device) -> Embedding {
+    let values: Vec<f32> = (0..rows * d)
+        .map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal) * 0.02)
+        .collect();
+    Embedding {
+        weight: Param::from_tensor(Tensor::from_data(
+            TensorData::new(values, [rows, d]),
+            device,
+        )),
+    }
+}
+
+impl SeqModel {
+    /// A model for `set`, initialised from `seed`.
+    pub fn new(
+        algo: &str,
+        config: &SeqConfig,
+        set: &TaskSet,
+        device: &Device,
+        seed: u64,
+    ) -> Result<SeqModel, AgentError> {
+        let d = config.d_model;
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(derive_seed(seed, 0xE4B));
+        let mut next = || rng.random::<u64>();
+        let linear = |i: usize, o: usize, s: u64| MlpConfig::new(i, &[], o).init_seeded(device, s);
+        let mut states = Vec::new();
+        let mut actions = Vec::new();
+        let mut heads = Vec::new();
+        for f in &set.families {
+            states.push(match (f.image(), &f.obs_shape[..]) {
+                (true, &[c, h, w]) => Encoder::Cnn(
+                    NatureCnnConfig {
+                        height: h,
+                        width: w,
+                        ..NatureCnnConfig::new(c, d)
+                    }
+                    .init_seeded(device, next()),
+                ),
+                _ => Encoder::Mlp(
+                    MlpConfig::new(f.obs_dim(), &[d], d)
+                        .with_activation(agentry_models::Activation::Tanh)
+                        .init_seeded(device, next()),
+                ),
+            });
+            let mut table_rng = rand_pcg::Pcg64Mcg::seed_from_u64(next());
+            actions.push(match &f.action {
+                ActionKind::Discrete { n, .. } => {
+                    ActionEncoder::Table(embedding(*n, d, &mut table_rng, device))
+                }
+                ActionKind::Continuous { low, .. } => {
+                    ActionEncoder::Linear(linear(low.len(), d, next()))
+                }
+            });
+            heads.push(linear(d, f.head_outputs(), next()));
+        }
+        let mut table_rng = rand_pcg::Pcg64Mcg::seed_from_u64(next());
+        let task = config
+            .task_embedding
+            .then(|| embedding(set.tasks.len(), d, &mut table_rng, device));
+        let time = config
+            .timestep_embedding
+            .then(|| embedding(config.max_timestep, d, &mut table_rng, device));
+        let (rtg, reward) = (linear(1, d, next()), linear(1, d, next()));
+        let backbone = Backbone::build(algo, config, device, next())?;
+        Ok(SeqModel {
+            states,
+            actions,
+            heads,
+            rtg,
+            reward,
+            task,
+            time,
+            norm: LayerNormConfig::new(d).init(device),
+            backbone,
+        })
+    }
+
+    fn encode_states(&self, family: usize, obs: Tensor<2>, image: &[usize]) -> Tensor<2> {
+        match &self.states[family] {
+            Encoder::Mlp(m) => m.forward(obs),
+            Encoder::Cnn(c) => {
+                let [rows, _] = obs.dims();
+                c.forward(obs.reshape([rows, image[0], image[1], image[2]]))
+            }
+        }
+    }
+
+    fn encode_actions(&self, family: usize, batch: &SeqBatch, device: &Device) -> Tensor<2> {
+        let rows = batch.rows();
+        match &self.actions[family] {
+            ActionEncoder::Table(e) => {
+                let idx = Tensor::<2, Int>::from_data(
+                    TensorData::new(batch.action_index.clone(), [rows, 1]),
+                    device,
+                );
+                let [_, _, d] = [rows, 1, e.weight.dims()[1]];
+                e.forward(idx).reshape([rows, d])
+            }
+            ActionEncoder::Linear(m) => {
+                let dims = batch.action_values.len() / rows.max(1);
+                m.forward(Tensor::from_data(
+                    TensorData::new(batch.action_values.clone(), [rows, dims]),
+                    device,
+                ))
+            }
+        }
+    }
+
+    fn add_embedding(
+        x: Tensor<2>,
+        table: &Option<Embedding>,
+        ids: &[i64],
+        device: &Device,
+    ) -> Tensor<2> {
+        match table {
+            Some(e) => {
+                let rows = ids.len();
+                let d = e.weight.dims()[1];
+                let idx =
+                    Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [rows, 1]), device);
+                x + e.forward(idx).reshape([rows, d])
+            }
+            None => x,
+        }
+    }
+
+    /// The tokens of a batch, `[batch, steps × tokens_per_step, d]`, normalised.
+    fn tokens(
+        &self,
+        config: &SeqConfig,
+        set: &TaskSet,
+        batch: &SeqBatch,
+        device: &Device,
+    ) -> Tensor<3> {
+        let family = &set.families[set.tasks[batch.task].family];
+        let f = set.tasks[batch.task].family;
+        let (n, k, rows) = (batch.sequences, batch.steps, batch.rows());
+        let obs = Tensor::<2>::from_data(
+            TensorData::new(batch.obs.clone(), [rows, family.obs_dim()]),
+            device,
+        );
+        let column =
+            |v: &[f32]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [rows, 1]), device);
+        let time = &self.time;
+        let s = self.encode_states(f, obs, &family.obs_shape);
+        let s = Self::add_embedding(s, &self.task, &vec![batch.task as i64; rows], device);
+        let s = Self::add_embedding(s, time, &batch.timesteps, device);
+        let r_to_go = Self::add_embedding(
+            self.rtg.forward(column(&batch.rtg)),
+            time,
+            &batch.timesteps,
+            device,
+        );
+        let reward = Self::add_embedding(
+            self.reward.forward(column(&batch.rewards)),
+            time,
+            &batch.timesteps,
+            device,
+        );
+        let mut parts = vec![s, r_to_go];
+        if config.actions_in_context {
+            let a = self.encode_actions(f, batch, device);
+            parts.push(Self::add_embedding(a, time, &batch.timesteps, device));
+        }
+        parts.push(reward);
+        let per = parts.len();
+        let d = config.d_model;
+        // [rows, per, d] → [n, k·per, d]: step after step, each step's tokens in order.
+        let stacked = Tensor::stack::<3>(parts, 1).reshape([n, k * per, d]);
+        self.norm.forward(stacked)
+    }
+
+    /// Action logits at every step of the batch: `[rows, head outputs]`.
+    fn logits(
+        &self,
+        config: &SeqConfig,
+        set: &TaskSet,
+        batch: &SeqBatch,
+        device: &Device,
+    ) -> Tensor<2> {
+        let x = self.tokens(config, set, batch, device);
+        let per = tokens_per_step(config);
+        let (n, k, d) = (batch.sequences, batch.steps, config.d_model);
+        let h = self.backbone.forward(x).reshape([n, k, per, d]);
+        let at_rtg = h.slice([0..n, 0..k, 1..2, 0..d]).reshape([n * k, d]);
+        self.heads[set.tasks[batch.task].family].forward(at_rtg)
+    }
+
+    /// The masked cross-entropy of the batch's actions, and its accuracy.
+    fn loss(
+        &self,
+        config: &SeqConfig,
+        set: &TaskSet,
+        batch: &SeqBatch,
+        device: &Device,
+    ) -> (Tensor<1>, f64) {
+        let logits = self.logits(config, set, batch, device);
+        let rows = batch.rows();
+        let family = &set.families[set.tasks[batch.task].family];
+        let (classes, per_row) = match &family.action {
+            ActionKind::Discrete { n, .. } => (*n, 1),
+            ActionKind::Continuous { low, .. } => (ACTION_BINS, low.len()),
+        };
+        let logits = logits.reshape([rows * per_row, classes]);
+        let log_p = activation::log_softmax(logits, 1);
+        let targets = Tensor::<2, Int>::from_data(
+            TensorData::new(batch.targets.clone(), [rows * per_row, 1]),
+            device,
+        );
+        let predicted = log_p.clone().argmax(1).reshape([rows * per_row]);
+        let nll = log_p
+            .gather(1, targets.clone())
+            .reshape([rows * per_row])
+            .neg();
+        let mask: Vec<f32> = batch
+            .mask
+            .iter()
+            .flat_map(|&m| std::iter::repeat_n(m, per_row))
+            .collect();
+        let valid = mask.iter().sum::<f32>().max(1.0);
+        let mask_t =
+            Tensor::<1>::from_data(TensorData::new(mask.clone(), [rows * per_row]), device);
+        let loss = (nll * mask_t).sum().div_scalar(valid);
+        let hits = predicted
+            .equal(targets.reshape([rows * per_row]))
+            .into_data()
+            .convert::<bool>()
+            .try_into_vec::<bool>()
+            .unwrap_or_default();
+        let correct: f32 = hits
+            .iter()
+            .zip(&mask)
+            .map(|(&h, &m)| if h { m } else { 0.0 })
+            .sum();
+        (loss, (correct / valid) as f64)
+    }
+}
+
+/// Sequences of one task, as flat host arrays (`rows = sequences × steps`).
+#[derive(Clone, Debug, Default)]
+pub struct SeqBatch {
+    task: usize,
+    sequences: usize,
+    steps: usize,
+    obs: Vec<f32>,
+    rtg: Vec<f32>,
+    rewards: Vec<f32>,
+    timesteps: Vec<i64>,
+    action_index: Vec<i64>,
+    action_values: Vec<f32>,
+    /// Targets: the action, or each dimension's bin.
+    targets: Vec<i64>,
+    mask: Vec<f32>,
+}
+
+impl SeqBatch {
+    fn rows(&self) -> usize {
+        self.sequences * self.steps
+    }
+}
+
+/// The bin of `value` in `[low, high]` (256 bins).
+pub fn action_bin(value: f32, low: f32, high: f32) -> usize {
+    let span = (high - low).max(f32::MIN_POSITIVE);
+    (((value - low) / span) * ACTION_BINS as f32)
+        .floor()
+        .clamp(0.0, (ACTION_BINS - 1) as f32) as usize
+}
+
+/// The centre of bin `bin` of `[low, high]`.
+pub fn bin_value(bin: usize, low: f32, high: f32) -> f32 {
+    low + (bin as f32 + 0.5) / ACTION_BINS as f32 * (high - low)
+}
+
+/// Draw `n` sequences of `k` steps of task `t`: each starts at a uniformly drawn step of
+/// the task's data (so episodes are drawn in proportion to their length) and is padded
+/// past its episode's end.
+fn sample_batch(
+    data: &Data,
+    t: usize,
+    n: usize,
+    k: usize,
+    max_timestep: usize,
+    rng: &mut rand_pcg::Pcg64Mcg,
+) -> SeqBatch {
+    let task = &data.set.tasks[t];
+    let family = &data.set.families[task.family];
+    let dim = family.obs_dim();
+    let episodes = &data.episodes[t];
+    let rows = n * k;
+    let adim = crate::dataset::action_dim(&family.action);
+    let per_row = match family.action {
+        ActionKind::Discrete { .. } => 1,
+        ActionKind::Continuous { .. } => adim,
+    };
+    let mut b = SeqBatch {
+        task: t,
+        sequences: n,
+        steps: k,
+        obs: vec![0.0; rows * dim],
+        rtg: vec![0.0; rows],
+        rewards: vec![0.0; rows],
+        timesteps: vec![0; rows],
+        action_index: vec![0; rows],
+        action_values: vec![0.0; rows * adim],
+        targets: vec![0; rows * per_row],
+        mask: vec![0.0; rows],
+    };
+    let mut row_buf = Vec::with_capacity(dim);
+    for s in 0..n {
+        let mut step = rng.random_range(0..task.steps);
+        let e = episodes
+            .iter()
+            .find(|e| {
+                if step < e.len() as u64 {
+                    true
+                } else {
+                    step -= e.len() as u64;
+                    false
+                }
+            })
+            .expect("the step is inside the data");
+        let start = step as usize;
+        let rtg = e.returns_to_go();
+        for j in 0..k.min(e.len() - start) {
+            let (u, r) = (start + j, s * k + j);
+            row_buf.clear();
+            e.obs.row_into(u, dim, &mut row_buf);
+            b.obs[r * dim..(r + 1) * dim].copy_from_slice(&row_buf);
+            b.rtg[r] = rtg[u] / task.scale;
+            b.rewards[r] = e.rewards[u] / task.scale;
+            b.timesteps[r] = u.min(max_timestep - 1) as i64;
+            b.mask[r] = 1.0;
+            let a = &e.actions[u * adim..(u + 1) * adim];
+            match &family.action {
+                ActionKind::Discrete { n, .. } => {
+                    let i = (a[0].max(0.0) as usize).min(n - 1) as i64;
+                    b.action_index[r] = i;
+                    b.targets[r] = i;
+                }
+                ActionKind::Continuous { low, high } => {
+                    for (j, &v) in a.iter().enumerate() {
+                        b.targets[r * adim + j] = action_bin(v, low[j], high[j]) as i64;
+                        let span = (high[j] - low[j]).max(f32::MIN_POSITIVE);
+                        b.action_values[r * adim + j] = 2.0 * (v - low[j]) / span - 1.0;
+                    }
+                }
+            }
+        }
+    }
+    b
+}
+
+/// The learning rate after `update` updates: linear warm-up, then cosine decay to
+/// `final_lr_fraction` of the peak at `total`.
+pub fn learning_rate(config: &SeqConfig, update: u64, total: u64) -> f64 {
+    let peak = config.learning_rate;
+    if update < config.warmup_steps {
+        return peak * (update + 1) as f64 / config.warmup_steps as f64;
+    }
+    let span = total.saturating_sub(config.warmup_steps).max(1) as f64;
+    let progress = ((update - config.warmup_steps) as f64 / span).min(1.0);
+    let floor = peak * config.final_lr_fraction;
+    floor + (peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// The offline learner: the model, its optimiser and the data.
+pub struct SeqLearner {
+    algo: String,
+    config: SeqConfig,
+    data: Data,
+    device: Device,
+    model: Option<SeqModel>,
+    optim: ModuleOptimizer,
+    rng: rand_pcg::Pcg64Mcg,
+}
+
+/// The metric columns after the leading ones (per-task columns follow these).
+pub const METRICS: &[&str] = &[
+    "charts/learning_rate",
+    "losses/action_loss",
+    "losses/action_accuracy",
+    "losses/grad_norm",
+    "charts/SPS",
+    "eval/normalised_mean",
+];
+
+impl SeqLearner {
+    /// A fresh learner for `config` (its `[lram]` or `[dt]` section) on `data`.
+    pub fn new(config: &Config, data: Data) -> Result<Self, AgentError> {
+        let algo = config.run.algo.clone();
+        let seq = config.seq().clone();
+        let device = agentry_models::training_device();
+        let model = SeqModel::new(&algo, &seq, &data.set, &device, config.run.seed)?;
+        Ok(SeqLearner {
+            optim: Self::optimizer(&seq),
+            rng: rand_pcg::Pcg64Mcg::seed_from_u64(derive_seed(config.run.seed, 0xDA7A)),
+            algo,
+            config: seq,
+            data,
+            device,
+            model: Some(model),
+        })
+    }
+
+    fn optimizer(config: &SeqConfig) -> ModuleOptimizer {
+        AdamWConfig::new()
+            .with_weight_decay(config.weight_decay as f32)
+            .with_epsilon(1e-8)
+            .init()
+    }
+
+    /// The tasks the model covers.
+    pub fn tasks(&self) -> &TaskSet {
+        &self.data.set
+    }
+
+    fn model(&self) -> &SeqModel {
+        self.model
+            .as_ref()
+            .expect("the model is only taken during an update")
+    }
+
+    /// One gradient update at `update` of `total`; returns (loss, accuracy, grad norm, lr).
+    pub fn update(&mut self, update: u64, total: u64) -> Result<[f64; 4], AgentError> {
+        let tasks = self.data.set.tasks.len();
+        let per_task = self.config.batch_size.div_ceil(tasks).max(1);
+        let model = self.model.take().expect("model present");
+        let mut total_loss: Option<Tensor<1>> = None;
+        let mut accuracy = 0.0;
+        for t in 0..tasks {
+            let batch = sample_batch(
+                &self.data,
+                t,
+                per_task,
+                self.config.context,
+                self.config.max_timestep,
+                &mut self.rng,
+            );
+            let (loss, acc) = model.loss(&self.config, &self.data.set, &batch, &self.device);
+            accuracy += acc / tasks as f64;
+            total_loss = Some(match total_loss {
+                Some(l) => l + loss,
+                None => loss,
+            });
+        }
+        let loss = total_loss
+            .expect("at least one task")
+            .div_scalar(tasks as f32);
+        let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        if !loss_value.is_finite() {
+            self.model = Some(model);
+            return Err(AgentError::Numeric(format!(
+                "the action loss is {loss_value} at update {}; the parameters were not changed",
+                update + 1
+            )));
+        }
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let norm = clip_grad_norm(&model, &mut grads, self.config.max_grad_norm as f32);
+        if !norm.is_finite() {
+            self.model = Some(model);
+            return Err(AgentError::Numeric(format!(
+                "the gradient norm is {norm} at update {}; the parameters were not changed",
+                update + 1
+            )));
+        }
+        let lr = learning_rate(&self.config, update, total);
+        self.model = Some(self.optim.step(lr, model, grads));
+        Ok([loss_value, accuracy, norm as f64, lr])
+    }
+
+    /// The policy: the model without autodiff, and what it was built for.
+    pub fn policy(&self) -> SeqPolicy {
+        SeqPolicy {
+            algo: self.algo.clone(),
+            config: self.config.clone(),
+            set: self.data.set.clone(),
+            model: self.model().valid(),
+        }
+    }
+
+    fn save(&self, out: &mut Sections) -> Result<(), AgentError> {
+        out.put("model", model_bytes(self.model())?);
+        let optim = self
+            .optim
+            .into_bytes()
+            .map_err(|e| AgentError::Invalid(format!("serialising the optimizer: {e}")))?;
+        out.put("optimizer", optim.to_vec());
+        out.put(
+            "rng",
+            serde_json::to_vec(&self.rng).expect("the generator serialises"),
+        );
+        out.put(
+            "tasks",
+            serde_json::to_vec(&self.data.set).expect("the tasks serialise"),
+        );
+        Ok(())
+    }
+
+    fn load(&mut self, s: &mut Sections, path: &Path) -> Result<(), AgentError> {
+        let set: TaskSet = serde_json::from_slice(&s.take("tasks", path)?)
+            .map_err(|e| AgentError::checkpoint(path, format!("section `tasks`: {e}")))?;
+        if set.families != self.data.set.families
+            || set
+                .tasks
+                .iter()
+                .map(|t| &t.env)
+                .ne(self.data.set.tasks.iter().map(|t| &t.env))
+        {
+            return Err(AgentError::checkpoint(
+                path,
+                "was trained on other tasks than the run's datasets now hold",
+            ));
+        }
+        let fresh = self.model.clone().expect("model present");
+        let model = load_model(fresh, s.take("model", path)?)
+            .map_err(|m| AgentError::checkpoint(path, m))?;
+        let optim = s.take("optimizer", path)?;
+        let adam = Self::optimizer(&self.config);
+        let optim = crate::runner::catch(|| adam.from_bytes(Bytes::from_bytes_vec(optim)))
+            .map_err(|e| AgentError::checkpoint(path, format!("optimizer record: {e}")))?
+            .map_err(|e| AgentError::checkpoint(path, format!("optimizer record: {e}")))?;
+        self.rng = serde_json::from_slice(&s.take("rng", path)?)
+            .map_err(|e| AgentError::checkpoint(path, format!("section `rng`: {e}")))?;
+        self.model = Some(model);
+        self.optim = optim;
+        Ok(())
+    }
+}
+
+fn model_bytes(model: &SeqModel) -> Result<Vec<u8>, AgentError> {
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| AgentError::Invalid(format!("serialising the model: {e}")))?;
+    Ok(bytes.to_vec())
+}
+
+/// Load `bytes` (burn's record format) into `fresh`, a panic in burn caught.
+fn load_model(fresh: SeqModel, bytes: Vec<u8>) -> Result<SeqModel, String> {
+    let record = crate::runner::catch(|| ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)))
+        .map_err(|e| format!("model record: {e}"))?
+        .map_err(|e| format!("model record: {e}"))?;
+    crate::runner::catch(|| fresh.try_load_record(record))
+        .map_err(|e| format!("model record: {e}"))?
+        .map_err(|e| format!("model record: {e}"))
+}
+
+/// A trained sequence model, ready to act (no autodiff).
+#[derive(Clone, Debug)]
+pub struct SeqPolicy {
+    /// `lram` or `dt`.
+    pub algo: String,
+    /// The model's configuration.
+    pub config: SeqConfig,
+    /// The tasks it was trained on.
+    pub set: TaskSet,
+    /// The model.
+    pub model: SeqModel,
+}
+
+/// One task's evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskScore {
+    /// The task's name.
+    pub task: String,
+    /// Episodes played.
+    pub episodes: usize,
+    /// Mean return.
+    pub return_mean: f64,
+    /// The normalised score (expert 1, random 0), when the data has both references.
+    pub normalised: Option<f64>,
+    /// The return-to-go it started from.
+    pub target_return: f64,
+}
+
+/// Per-episode inference state of a [`SeqPolicy`] playing one task.
+pub struct SeqActor<'a> {
+    policy: &'a SeqPolicy,
+    task: usize,
+    device: Device,
+    state: BackboneState,
+    rtg: f64,
+    t: usize,
+}
+
+impl<'a> SeqActor<'a> {
+    /// Start an episode of task `task` with return-to-go `target`.
+    pub fn new(policy: &'a SeqPolicy, task: usize, target: f64) -> Self {
+        let device = agentry_models::cpu();
+        SeqActor {
+            state: policy.model.backbone.init_state(1, &device),
+            policy,
+            task,
+            device,
+            rtg: target,
+            t: 0,
+        }
+    }
+
+    fn feed(&mut self, token: Tensor<2>) -> Tensor<2> {
+        let m = &self.policy.model;
+        let d = self.policy.config.d_model;
+        let x = m.norm.forward(token.reshape([1, 1, d])).reshape([1, d]);
+        m.backbone.step(x, &mut self.state)
+    }
+
+    fn time(&self, x: Tensor<2>) -> Tensor<2> {
+        let t = self.t.min(self.policy.config.max_timestep - 1) as i64;
+        SeqModel::add_embedding(x, &self.policy.model.time, &[t], &self.device)
+    }
+
+    fn scalar(&self, v: f32) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(vec![v], [1, 1]), &self.device)
+    }
+
+    /// The action for observation `obs` (`mask[a]`: legal), greedy or sampled; its
+    /// values are written to `out` (a discrete action's index as one value).
+    pub fn act(
+        &mut self,
+        obs: &[f32],
+        mask: Option<&[bool]>,
+        deterministic: bool,
+        rng: &mut rand_pcg::Pcg64Mcg,
+        out: &mut Vec<f32>,
+    ) {
+        let p = self.policy;
+        let task = &p.set.tasks[self.task];
+        let family = &p.set.families[task.family];
+        let m = &p.model;
+        let o = Tensor::<2>::from_data(TensorData::new(obs.to_vec(), [1, obs.len()]), &self.device);
+        let s = m.encode_states(task.family, o, &family.obs_shape);
+        let s = SeqModel::add_embedding(s, &m.task, &[self.task as i64], &self.device);
+        let s = self.time(s);
+        self.feed(s);
+        let r = self.time(
+            m.rtg
+                .forward(self.scalar((self.rtg / task.scale as f64) as f32)),
+        );
+        let h = self.feed(r);
+        let logits = m.heads[task.family].forward(h);
+        let values = logits
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 logits");
+        out.clear();
+        match &family.action {
+            ActionKind::Discrete { .. } => {
+                out.push(choose(&values, mask, deterministic, rng) as f32)
+            }
+            ActionKind::Continuous { low, high } => {
+                for (j, chunk) in values.chunks(ACTION_BINS).enumerate() {
+                    let bin = choose(chunk, None, deterministic, rng);
+                    out.push(bin_value(bin, low[j], high[j]));
+                }
+            }
+        }
+    }
+
+    /// What the action (`action`, as [`act`](Self::act) wrote it) earned: feeds the
+    /// action (if in context) and reward tokens and lowers the return-to-go.
+    pub fn observe(&mut self, action: &[f32], reward: f64) {
+        let p = self.policy;
+        let task = &p.set.tasks[self.task];
+        let family = &p.set.families[task.family];
+        let m = &p.model;
+        if p.config.actions_in_context {
+            let a = match (&m.actions[task.family], &family.action) {
+                (ActionEncoder::Table(e), _) => {
+                    let idx = Tensor::<2, Int>::from_data(
+                        TensorData::new(vec![action[0] as i64], [1, 1]),
+                        &self.device,
+                    );
+                    e.forward(idx).reshape([1, p.config.d_model])
+                }
+                (ActionEncoder::Linear(l), ActionKind::Continuous { low, high }) => {
+                    let scaled: Vec<f32> = action
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &v)| {
+                            2.0 * (v - low[j]) / (high[j] - low[j]).max(f32::MIN_POSITIVE) - 1.0
+                        })
+                        .collect();
+                    let n = scaled.len();
+                    l.forward(Tensor::from_data(
+                        TensorData::new(scaled, [1, n]),
+                        &self.device,
+                    ))
+                }
+                (ActionEncoder::Linear(_), ActionKind::Discrete { .. }) => {
+                    unreachable!("discrete actions have a table")
+                }
+            };
+            let a = self.time(a);
+            self.feed(a);
+        }
+        let r = self.time(m.reward.forward(self.scalar(reward as f32 / task.scale)));
+        self.feed(r);
+        self.rtg -= reward;
+        self.t += 1;
+    }
+}
+
+/// Argmax (greedy) or a softmax sample over `logits` among the legal entries.
+fn choose(
+    logits: &[f32],
+    mask: Option<&[bool]>,
+    greedy: bool,
+    rng: &mut rand_pcg::Pcg64Mcg,
+) -> usize {
+    let legal = |i: usize| mask.is_none_or(|m| m.get(i).copied().unwrap_or(false));
+    let best = (0..logits.len())
+        .filter(|&i| legal(i))
+        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+        .unwrap_or(0);
+    if greedy {
+        return best;
+    }
+    let weights: Vec<f64> = (0..logits.len())
+        .map(|i| {
+            if legal(i) {
+                ((logits[i] - logits[best]) as f64).exp()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut u = rng.random::<f64>() * weights.iter().sum::<f64>();
+    for (i, w) in weights.iter().enumerate() {
+        if u < *w {
+            return i;
+        }
+        u -= w;
+    }
+    best
+}
+
+/// Play `episodes` episodes of each task and score them.
+pub fn evaluate_policy(
+    policy: &SeqPolicy,
+    episodes: usize,
+    seed: u64,
+    max_steps: u64,
+) -> Result<Vec<TaskScore>, AgentError> {
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(derive_seed(seed, 0xE7A1));
+    let mut scores = Vec::new();
+    for (t, task) in policy.set.tasks.iter().enumerate() {
+        let mut env = registry::make(&task.env.name, &task.env.params)?;
+        let dtype = env.observation_space().dtype();
+        let dim = env.observation_space().flat_dim();
+        let mut obs_f32 = vec![0f32; dim];
+        let mut obs_u8 = vec![0u8; if dtype == Dtype::U8 { dim } else { 0 }];
+        let mut mask = vec![false; env.action_mask_len()];
+        let mut extras = vec![0f64; env.extra_names().len()];
+        let target = task.target(policy.config.target_return);
+        let mut action = Vec::new();
+        let mut total = 0.0;
+        for episode in 0..episodes {
+            let mut actor = SeqActor::new(policy, t, target);
+            let out = Out {
+                obs: if dtype == Dtype::U8 {
+                    ObsMut::U8(&mut obs_u8)
+                } else {
+                    ObsMut::F32(&mut obs_f32)
+                },
+                action_mask: &mut mask,
+                extras: &mut extras,
+            };
+            env.reset_into(
+                Some(derive_seed(seed, (t as u64) << 32 | episode as u64)),
+                out,
+            )?;
+            let (mut ret, mut len) = (0.0, 0u64);
+            loop {
+                if dtype == Dtype::U8 {
+                    for (f, &b) in obs_f32.iter_mut().zip(&obs_u8) {
+                        *f = b as f32;
+                    }
+                }
+                let m = (!mask.is_empty()).then_some(mask.as_slice());
+                actor.act(
+                    &obs_f32,
+                    m,
+                    policy.config.deterministic,
+                    &mut rng,
+                    &mut action,
+                );
+                let a = match env.action_space() {
+                    Space::Discrete(_) => Action::Discrete(action[0] as usize),
+                    _ => Action::Continuous(&action),
+                };
+                let out = Out {
+                    obs: if dtype == Dtype::U8 {
+                        ObsMut::U8(&mut obs_u8)
+                    } else {
+                        ObsMut::F32(&mut obs_f32)
+                    },
+                    action_mask: &mut mask,
+                    extras: &mut extras,
+                };
+                let step = env.step_into(a, out)?;
+                ret += step.reward;
+                len += 1;
+                actor.observe(&action, step.reward);
+                if step.done() {
+                    if let EpisodeEnd::Whole { ret: r, .. } = env.episode_end() {
+                        ret = r;
+                    }
+                    break;
+                }
+                if len >= max_steps {
+                    break;
+                }
+            }
+            total += ret;
+        }
+        let mean = total / episodes.max(1) as f64;
+        scores.push(TaskScore {
+            task: task.name(),
+            episodes,
+            return_mean: mean,
+            normalised: task.normalised(mean),
+            target_return: target,
+        });
+    }
+    Ok(scores)
+}
+
+/// The columns of an offline run's metrics.csv.
+fn metric_names(set: &TaskSet) -> Vec<String> {
+    let mut names: Vec<String> = crate::runner::LEADING_COLUMNS
+        .iter()
+        .chain(METRICS)
+        .map(|s| s.to_string())
+        .collect();
+    for t in 0..set.tasks.len() {
+        names.push(format!("eval/task{t}/return"));
+        names.push(format!("eval/task{t}/normalised"));
+    }
+    names
+}
+
+/// What an offline run's summary adds: the tasks and the last evaluation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OfflineSummary {
+    /// The algorithm.
+    pub algo: String,
+    /// Updates made.
+    pub updates: u64,
+    /// Training wall time, seconds.
+    pub wall_time_s: f64,
+    /// The tasks (`eval/task{i}` columns are in this order).
+    pub tasks: Vec<TaskInfo>,
+    /// The last evaluation, per task.
+    pub eval: Vec<TaskScore>,
+    /// The mean normalised score of the last evaluation.
+    pub normalised_mean: Option<f64>,
+}
+
+fn normalised_mean(scores: &[TaskScore]) -> Option<f64> {
+    let n: Vec<f64> = scores.iter().filter_map(|s| s.normalised).collect();
+    (!n.is_empty() && n.len() == scores.len()).then(|| n.iter().sum::<f64>() / n.len() as f64)
+}
+
+/// Train the offline run in `dir` (new or resumed) to `config.run.steps` updates.
+pub(crate) fn drive(
+    dir: &Path,
+    config: Config,
+    resume: bool,
+    rewrite_steps: bool,
+    observer: &mut dyn Observer,
+) -> Result<TrainOutcome, AgentError> {
+    let rd = RunDir::new(dir);
+    let data = load_data(&config.seq().datasets)?;
+    let mut learner = SeqLearner::new(&config, data)?;
+    let mut state = RunState::default();
+    let mut resumed_from = None;
+    if resume && let Some((_, path)) = rd.latest("learner")? {
+        let mut s = Sections::read_kind(&path, SEQ_LEARNER)?;
+        let saved = crate::train::check_checkpoint_config(&mut s, &path, &config)?;
+        if saved.env_steps > config.run.steps {
+            return Err(ConfigError::new(
+                "run.steps",
+                "--steps",
+                format!(
+                    "{} is below the {} updates the run has already made",
+                    config.run.steps, saved.env_steps
+                ),
+            )
+            .into());
+        }
+        learner.load(&mut s, &path)?;
+        resumed_from = Some(saved.env_steps);
+        state = saved;
+    }
+    if rewrite_steps {
+        crate::checkpoint::write_atomic(&rd.config(), config.to_toml().as_bytes())?;
+    }
+    let names = metric_names(&learner.data.set);
+    let mut metrics = crate::train::Metrics::open(&rd.metrics(), &names.join(","), resumed_from)?;
+    observer.start(dir, &config, &state, resumed_from);
+    let seq = config.seq().clone();
+    let total = config.run.steps;
+    let interval = config.run.checkpoint_interval;
+    let started = Instant::now();
+    let wall_before = state.wall_time_s;
+    let mut last_eval: Vec<TaskScore> = Vec::new();
+    let mut window = (Instant::now(), state.env_steps);
+    let mut stopped = false;
+    let mut last_saved = resumed_from;
+    while state.env_steps < total {
+        let update = state.env_steps;
+        let [loss, accuracy, grad_norm, lr] = learner.update(update, total)?;
+        state.env_steps += 1;
+        state.updates += 1;
+        state.wall_time_s = wall_before + started.elapsed().as_secs_f64();
+        let done = state.env_steps == total;
+        let eval_now =
+            done || (seq.eval_interval > 0 && state.env_steps.is_multiple_of(seq.eval_interval));
+        if eval_now && seq.eval_episodes > 0 {
+            let policy = learner.policy();
+            last_eval = evaluate_policy(
+                &policy,
+                seq.eval_episodes,
+                derive_seed(config.run.seed, state.env_steps),
+                100_000,
+            )?;
+            for s in &last_eval {
+                for _ in 0..s.episodes {
+                    state.episodes += 1;
+                    if state.recent.len() == crate::runner::RECENT_EPISODES {
+                        state.recent.pop_front();
+                    }
+                    state.recent.push_back(Episode {
+                        ret: s.return_mean,
+                        len: 0,
+                    });
+                }
+            }
+            if let Some(n) = normalised_mean(&last_eval) {
+                state.best_return_mean = Some(state.best_return_mean.map_or(n, |b: f64| b.max(n)));
+            }
+        }
+        if eval_now || state.env_steps.is_multiple_of(seq.log_interval) {
+            let sps =
+                (state.env_steps - window.1) as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
+            window = (Instant::now(), state.env_steps);
+            let mut row = vec![
+                state.env_steps as f64,
+                state.wall_time_s,
+                state.episodes as f64,
+                if eval_now {
+                    last_eval.iter().map(|s| s.return_mean).sum::<f64>()
+                        / last_eval.len().max(1) as f64
+                } else {
+                    f64::NAN
+                },
+                f64::NAN,
+                lr,
+                loss,
+                accuracy,
+                grad_norm,
+                sps,
+                if eval_now {
+                    normalised_mean(&last_eval).unwrap_or(f64::NAN)
+                } else {
+                    f64::NAN
+                },
+            ];
+            for t in 0..learner.data.set.tasks.len() {
+                let s = last_eval.get(t).filter(|_| eval_now);
+                row.push(s.map_or(f64::NAN, |s| s.return_mean));
+                row.push(s.and_then(|s| s.normalised).unwrap_or(f64::NAN));
+            }
+            metrics.row(&row)?;
+            if observer.update(&state, &names, &row) == Control::Stop {
+                stopped = true;
+                break;
+            }
+        }
+        if interval > 0 && state.env_steps.is_multiple_of(interval) && !done {
+            metrics.sync()?;
+            save(&learner, &rd, &config, &state)?;
+            last_saved = Some(state.env_steps);
+            observer.checkpoint(state.env_steps);
+        }
+    }
+    metrics.sync()?;
+    if !stopped {
+        if last_saved != Some(state.env_steps) {
+            save(&learner, &rd, &config, &state)?;
+            observer.checkpoint(state.env_steps);
+        }
+        let summary = OfflineSummary {
+            algo: config.run.algo.clone(),
+            updates: state.updates,
+            wall_time_s: state.wall_time_s,
+            tasks: learner.data.set.tasks.clone(),
+            normalised_mean: normalised_mean(&last_eval),
+            eval: last_eval,
+        };
+        let mut text = serde_json::to_string_pretty(&summary).expect("a summary serialises");
+        text.push('\n');
+        crate::checkpoint::write_atomic(&rd.summary(), text.as_bytes())?;
+    }
+    Ok(TrainOutcome {
+        dir: dir.to_path_buf(),
+        state,
+        stopped,
+        config,
+    })
+}
+
+fn save(
+    learner: &SeqLearner,
+    rd: &RunDir,
+    config: &Config,
+    state: &RunState,
+) -> Result<(), AgentError> {
+    let mut s = Sections::new(SEQ_LEARNER);
+    crate::train::put_checkpoint_meta(&mut s, config, state);
+    learner.save(&mut s)?;
+    fs::create_dir_all(rd.checkpoints()).map_err(|e| AgentError::io(rd.checkpoints(), e))?;
+    crate::train::write_checkpoint(rd, "learner", state.env_steps, &s)
+}
+
+/// The policy of an offline run's newest checkpoint (for `agent eval --run`).
+pub fn load_run(dir: &Path) -> Result<SeqPolicy, AgentError> {
+    let rd = RunDir::new(dir);
+    let config = crate::train::read_config(dir)?;
+    let Some((_, path)) = rd.latest("learner")? else {
+        return Err(AgentError::Usage(format!(
+            "{} has no checkpoint yet: train it first (agent train --resume {0})",
+            dir.display()
+        )));
+    };
+    let mut s = Sections::read_kind(&path, SEQ_LEARNER)?;
+    let set: TaskSet = serde_json::from_slice(&s.take("tasks", &path)?)
+        .map_err(|e| AgentError::checkpoint(&path, format!("section `tasks`: {e}")))?;
+    let device = agentry_models::cpu();
+    let fresh = SeqModel::new(
+        &config.run.algo,
+        config.seq(),
+        &set,
+        &device,
+        config.run.seed,
+    )?;
+    let model =
+        load_model(fresh, s.take("model", &path)?).map_err(|m| AgentError::checkpoint(&path, m))?;
+    Ok(SeqPolicy {
+        algo: config.run.algo.clone(),
+        config: config.seq().clone(),
+        set,
+        model,
+    })
+}
+
+/// Record an evaluation in an offline run's `summary.json`.
+pub fn record_eval(dir: &Path, scores: &[TaskScore]) -> Result<(), AgentError> {
+    let rd = RunDir::new(dir);
+    let path = rd.summary();
+    let mut summary: OfflineSummary = match fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| AgentError::Invalid(format!("{}: {e}", path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let policy = load_run(dir)?;
+            OfflineSummary {
+                algo: policy.algo,
+                updates: 0,
+                wall_time_s: 0.0,
+                tasks: policy.set.tasks,
+                eval: Vec::new(),
+                normalised_mean: None,
+            }
+        }
+        Err(e) => return Err(AgentError::io(&path, e)),
+    };
+    summary.normalised_mean = normalised_mean(scores);
+    summary.eval = scores.to_vec();
+    let mut text = serde_json::to_string_pretty(&summary).expect("a summary serialises");
+    text.push('\n');
+    crate::checkpoint::write_atomic(&path, text.as_bytes())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::{ConfigRequest, resolve};
+    use crate::dataset::{META_FORMAT, Source, write_dataset};
+    use crate::runner::{Control, RunState};
+    use crate::train::{Silent, Start, train};
+    use agentry_envs::Params;
+
+    /// Record `episodes` episodes of Dark-Room (`size`, goal `goal`) played by a
+    /// scripted walker that heads for the goal, taking a random action with
+    /// probability `epsilon`; written as a dataset in `dir`, with the greedy walker's
+    /// and a random policy's mean returns as its references.
+    pub(crate) fn dark_room_data(
+        dir: &Path,
+        size: usize,
+        goal: (usize, usize),
+        episodes: usize,
+        epsilon: f64,
+        seed: u64,
+    ) -> PathBuf {
+        let params = Params::parse_assignments(&[
+            format!("size={size}"),
+            format!("goal=[{}, {}]", goal.0, goal.1),
+        ])
+        .unwrap();
+        let env_config = EnvConfig {
+            name: "dark-room".into(),
+            params: params.clone(),
+        };
+        let mut env = registry::make("dark-room", &params).unwrap();
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+        let mut play = |eps: f64, record: bool, rng: &mut rand_pcg::Pcg64Mcg| {
+            let mut obs = vec![0f32; 2];
+            let (mut mask, mut extras) = (vec![], vec![]);
+            env.reset_into(
+                Some(rng.random()),
+                Out {
+                    obs: ObsMut::F32(&mut obs),
+                    action_mask: &mut mask,
+                    extras: &mut extras,
+                },
+            )
+            .unwrap();
+            let mut e = crate::dataset::EpisodeBuilder::new(0, false);
+            loop {
+                let (x, y) = (obs[0] as usize, obs[1] as usize);
+                let toward = if x < goal.0 {
+                    1
+                } else if x > goal.0 {
+                    3
+                } else if y < goal.1 {
+                    2
+                } else if y > goal.1 {
+                    0
+                } else {
+                    4
+                };
+                let a = if rng.random::<f64>() < eps {
+                    rng.random_range(0..5)
+                } else {
+                    toward
+                };
+                if record {
+                    e.act_f32(&obs, &[a as f32]);
+                }
+                let step = env
+                    .step_into(
+                        Action::Discrete(a),
+                        Out {
+                            obs: ObsMut::F32(&mut obs),
+                            action_mask: &mut mask,
+                            extras: &mut extras,
+                        },
+                    )
+                    .unwrap();
+                e.outcome(step.reward as f32, step.terminated, step.truncated);
+                if step.done() {
+                    return e.take();
+                }
+            }
+        };
+        let recorded: Vec<EpisodeRecord> = (0..episodes)
+            .map(|_| play(epsilon, true, &mut rng))
+            .collect();
+        let mean =
+            |eps: &[EpisodeRecord]| eps.iter().map(|e| e.ret()).sum::<f64>() / eps.len() as f64;
+        let expert: Vec<EpisodeRecord> = (0..5).map(|_| play(0.0, false, &mut rng)).collect();
+        let random: Vec<EpisodeRecord> = (0..20).map(|_| play(1.0, false, &mut rng)).collect();
+        let probe = registry::make("dark-room", &params).unwrap();
+        let meta = DatasetMeta {
+            format: META_FORMAT.into(),
+            env: env_config,
+            task: 0,
+            source: Source::Policy {
+                path: "scripted".into(),
+                algo: "scripted".into(),
+                env_steps: 0,
+                epsilon,
+                deterministic: true,
+                seed,
+            },
+            obs_shape: vec![2],
+            action: ActionKind::Discrete {
+                n: 5,
+                masked: false,
+            },
+            expert_return: Some(mean(&expert)),
+            random_return: Some(mean(&random)),
+        };
+        let path = dir.join(format!("dark-room-{}-{}.agds", goal.0, goal.1));
+        write_dataset(&path, probe.observation_space(), &meta, &recorded).unwrap();
+        path
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("agentry-offline-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn config(algo: &str, datasets: &[&Path], steps: u64, sets: &[&str]) -> Config {
+        resolve(&ConfigRequest {
+            algo: Some(algo.into()),
+            datasets: datasets.iter().map(|p| p.display().to_string()).collect(),
+            steps: Some(steps),
+            sets: sets.iter().map(|s| s.to_string()).collect(),
+            ..ConfigRequest::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_learning_rate_warms_up_then_decays_to_its_floor() {
+        let c = SeqConfig {
+            learning_rate: 1e-3,
+            warmup_steps: 10,
+            final_lr_fraction: 0.1,
+            ..SeqConfig::default()
+        };
+        assert!((learning_rate(&c, 0, 100) - 1e-4).abs() < 1e-12);
+        assert!((learning_rate(&c, 9, 100) - 1e-3).abs() < 1e-12);
+        assert!((learning_rate(&c, 10, 100) - 1e-3).abs() < 1e-12);
+        assert!((learning_rate(&c, 55, 100) - 0.55e-3).abs() < 1e-9);
+        assert!((learning_rate(&c, 100, 100) - 1e-4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn actions_bin_and_unbin() {
+        assert_eq!(action_bin(-2.0, -2.0, 2.0), 0);
+        assert_eq!(action_bin(2.0, -2.0, 2.0), 255);
+        assert_eq!(action_bin(9.0, -2.0, 2.0), 255);
+        for bin in [0, 17, 128, 255] {
+            assert_eq!(action_bin(bin_value(bin, -2.0, 2.0), -2.0, 2.0), bin);
+        }
+    }
+
+    #[test]
+    fn sequences_hold_the_data_and_mask_the_padding() {
+        let dir = temp_dir("batch");
+        let path = dark_room_data(&dir, 5, (3, 2), 3, 0.5, 1);
+        let data = load_data(&[path.display().to_string()]).unwrap();
+        let task = &data.set.tasks[0];
+        assert_eq!(task.episodes, 3);
+        assert_eq!(task.steps, 75);
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(0);
+        let b = sample_batch(&data, 0, 8, 30, 1000, &mut rng);
+        for s in 0..8 {
+            let valid: Vec<f32> = b.mask[s * 30..(s + 1) * 30].to_vec();
+            // Valid steps first, then padding; at most the 25 steps of an episode.
+            let n = valid.iter().filter(|&&m| m == 1.0).count();
+            assert!((1..=25).contains(&n));
+            assert!(valid[..n].iter().all(|&m| m == 1.0));
+            // Returns-to-go fall by each step's reward.
+            for j in 0..n - 1 {
+                let r = s * 30 + j;
+                let diff = b.rtg[r] - b.rtg[r + 1];
+                assert!((diff - b.rewards[r]).abs() < 1e-6);
+            }
+            let t0 = b.timesteps[s * 30] as usize;
+            assert_eq!(t0 + n, 25, "a sequence runs to its episode's end or fills");
+        }
+    }
+
+    /// The Decision Transformer learns the same task (fewer updates: it reads the
+    /// actions too).
+    #[test]
+    fn dt_learns_a_dark_room_task_and_resumes() {
+        let dir = temp_dir("dt-learns");
+        let path = dark_room_data(&dir, 6, (2, 4), 60, 0.3, 9);
+        let sets = [
+            "dt.d_model=32",
+            "dt.context=10",
+            "dt.batch_size=16",
+            "dt.warmup_steps=30",
+            "dt.eval_interval=100",
+            "dt.eval_episodes=2",
+            "dt.log_interval=25",
+            "run.checkpoint_interval=100",
+        ];
+        let run = dir.join("run");
+        // Stopped after 150 updates, then resumed to 300: the checkpoint at 100 holds.
+        struct StopAt(u64);
+        impl Observer for StopAt {
+            fn update(&mut self, state: &RunState, _: &[String], _: &[f64]) -> Control {
+                if state.env_steps >= self.0 {
+                    Control::Stop
+                } else {
+                    Control::Continue
+                }
+            }
+        }
+        let first = train(
+            Start::New {
+                config: Box::new(config("dt", &[&path], 300, &sets)),
+                out: Some(run.clone()),
+            },
+            &mut StopAt(150),
+        )
+        .unwrap();
+        assert!(first.stopped);
+        let resumed = train(
+            Start::Resume {
+                dir: run.clone(),
+                steps: None,
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        assert_eq!(resumed.state.env_steps, 300);
+        let text = fs::read_to_string(run.join("metrics.csv")).unwrap();
+        let steps: Vec<u64> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap().parse().unwrap())
+            .collect();
+        let expected: Vec<u64> = (1..=12).map(|i| i * 25).collect();
+        assert_eq!(steps, expected, "no row lost or repeated across the resume");
+        let header = text.lines().next().unwrap();
+        assert!(header.contains("losses/action_loss") && header.contains("eval/task0/normalised"));
+        let policy = load_run(&run).unwrap();
+        assert!(policy.config.actions_in_context);
+        let scores = evaluate_policy(&policy, 5, 3, 1000).unwrap();
+        let n = scores[0].normalised.unwrap();
+        assert!(n >= 0.9, "normalised score {n} ({scores:?})");
+        let summary: OfflineSummary =
+            serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary.updates, 300);
+        assert_eq!(summary.eval.len(), 1);
+    }
+
+    /// The learning check the issue asks for: LRAM trained on one Dark-Room task's
+    /// noisy-expert data reaches ≥ 0.9 normalised score with a greedy rollout.
+    #[test]
+    fn lram_learns_a_dark_room_task_from_noisy_expert_data() {
+        let dir = temp_dir("lram-learns");
+        let path = dark_room_data(&dir, 6, (4, 3), 60, 0.3, 7);
+        let cfg = config(
+            "lram",
+            &[&path],
+            300,
+            &[
+                "lram.d_model=32",
+                "lram.context=10",
+                "lram.batch_size=16",
+                "lram.warmup_steps=30",
+                "lram.eval_interval=0",
+                "lram.eval_episodes=5",
+                "run.checkpoint_interval=0",
+            ],
+        );
+        let run = dir.join("run");
+        train(
+            Start::New {
+                config: Box::new(cfg),
+                out: Some(run.clone()),
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        let policy = load_run(&run).unwrap();
+        let scores = evaluate_policy(&policy, 5, 3, 1000).unwrap();
+        let n = scores[0].normalised.unwrap();
+        assert!(n >= 0.9, "normalised score {n} ({scores:?})");
+    }
+}
