@@ -1233,7 +1233,8 @@ pub fn evaluate_policy(
 
 /// The columns of an offline run's metrics.csv.
 fn metric_names(set: &TaskSet) -> Vec<String> {
-    let mut names: Vec<String> = crate::runner::LEADING_COLUMNS
+    // The five leading columns every run has (no policy lag: there are no actors).
+    let mut names: Vec<String> = crate::runner::LEADING_COLUMNS[..5]
         .iter()
         .chain(METRICS)
         .map(|s| s.to_string())
@@ -1729,6 +1730,19 @@ pub(crate) mod tests {
         assert_eq!(steps, expected, "no row lost or repeated across the resume");
         let header = text.lines().next().unwrap();
         assert!(header.contains("losses/action_loss") && header.contains("eval/task0/normalised"));
+        let columns = header.split(',').count();
+        for line in text.lines() {
+            assert_eq!(line.split(',').count(), columns, "{line}");
+        }
+        // Rows at an evaluation carry its figures.
+        let names: Vec<&str> = header.split(',').collect();
+        let at = |name: &str| names.iter().position(|&n| n == name).unwrap();
+        let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split(',').collect()).collect();
+        let eval_row = &rows[3]; // update 100
+        assert_eq!(eval_row[0], "100");
+        assert!(!eval_row[at("eval/task0/return")].is_empty());
+        assert!(rows[0][at("eval/task0/return")].is_empty());
+        assert!(!rows[0][at("losses/action_loss")].is_empty());
         let policy = load_run(&run).unwrap();
         assert!(policy.config.actions_in_context);
         let scores = evaluate_policy(&policy, 5, 3, 1000).unwrap();
