@@ -95,6 +95,32 @@ pub enum BenchCommand {
     Replay(BenchReplayArgs),
     /// Plasticity loss on non-stationary supervised task streams, with each remedy.
     Plasticity(BenchPlasticityArgs),
+    /// Per-token inference latency and state size of the xLSTM (LRAM) and the
+    /// Transformer with a KV cache (DT) as the context grows.
+    Sequence(BenchSequenceArgs),
+}
+
+/// Arguments of `agent bench sequence`.
+#[derive(Debug, Args)]
+pub struct BenchSequenceArgs {
+    /// Model width (both models).
+    #[arg(long, default_value_t = 128)]
+    pub d_model: usize,
+    /// Blocks / layers (both models; the xLSTM's block 1 is an sLSTM).
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    /// Heads.
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    /// Context lengths in tokens: what the xLSTM has read / the DT's cache holds.
+    #[arg(long, default_value = "50,200,1000,4000", value_delimiter = ',')]
+    pub contexts: Vec<usize>,
+    /// Batch sizes (sequences stepped together).
+    #[arg(long, default_value = "1,16", value_delimiter = ',')]
+    pub batches: Vec<usize>,
+    /// Timed steps per measurement.
+    #[arg(long, default_value_t = 200)]
+    pub steps: usize,
 }
 
 /// Arguments of `agent bench envs`.
@@ -421,6 +447,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Cli
         Command::Bench {
             what: BenchCommand::Plasticity(args),
         } => bench_plasticity(&args, out, err),
+        Command::Bench {
+            what: BenchCommand::Sequence(args),
+        } => bench_sequence(&args, out),
         Command::Experiment {
             what: ExperimentCommand::Macros(args),
         } => experiment_macros(args, out, err),
@@ -763,6 +792,91 @@ fn bench_cnn_inference(actions: usize, calls: u64, out: &mut dyn Write) -> Resul
     Ok(())
 }
 
+/// `agent bench sequence`: for each batch and context, fill the xLSTM's state with
+/// `context` tokens and the Transformer's cache to `context` tokens, then time `steps`
+/// more single-token steps (each attending to the whole cache for the Transformer).
+fn bench_sequence(args: &BenchSequenceArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    use agentry_models::burn::tensor::{Distribution, Tensor};
+    use agentry_models::{GptConfig, XLstmConfig};
+    if args.steps == 0
+        || args.contexts.contains(&0)
+        || args.batches.contains(&0)
+        || args.contexts.is_empty()
+        || args.batches.is_empty()
+    {
+        return Err(CliError::Usage(
+            "--steps, every --contexts and every --batches value must be at least 1".into(),
+        ));
+    }
+    let device = agentry_models::cpu();
+    let (d, layers, heads) = (args.d_model, args.layers, args.heads);
+    let slstm = if layers > 1 { vec![1] } else { vec![] };
+    let xlstm = XLstmConfig::new(d, layers, heads)
+        .with_slstm_at(slstm)
+        .try_init_seeded(&device, 1)
+        .map_err(|e| CliError::Usage(format!("xLSTM: {e}")))?;
+    writeln!(
+        out,
+        "d_model {d}, {layers} layers, {heads} heads; {} timed steps; burn flex CPU",
+        args.steps
+    )
+    .map_err(io_err)?;
+    writeln!(
+        out,
+        "{:>6} {:>7} {:>14} {:>14} {:>14} {:>14} {:>8}",
+        "batch",
+        "context",
+        "xlstm us/step",
+        "xlstm state B",
+        "dt us/step",
+        "dt cache B",
+        "dt/xlstm"
+    )
+    .map_err(io_err)?;
+    for &b in &args.batches {
+        for &c in &args.contexts {
+            let token = || Tensor::<2>::random([b, d], Distribution::Normal(0.0, 1.0), &device);
+            let mut state = xlstm.init_state(b, &device);
+            for _ in 0..c {
+                let _ = xlstm.step(token(), &mut state);
+            }
+            let x = token();
+            let start = Instant::now();
+            for _ in 0..args.steps {
+                let y = xlstm.step(x.clone(), &mut state);
+                std::hint::black_box(y.into_data());
+            }
+            let xl_us = start.elapsed().as_secs_f64() / args.steps as f64 * 1e6;
+            let gpt = GptConfig::new(d, layers, heads, c)
+                .init_seeded(&device, 1)
+                .map_err(|e| CliError::Usage(format!("Transformer: {e}")))?;
+            let mut cache = gpt.init_cache(b, &device);
+            let mut filled = 0;
+            while filled < c {
+                let n = (c - filled).min(256);
+                let block = Tensor::<3>::random([b, n, d], Distribution::Normal(0.0, 1.0), &device);
+                let _ = gpt.step_many(block, &mut cache);
+                filled += n;
+            }
+            let start = Instant::now();
+            for _ in 0..args.steps {
+                let y = gpt.step(x.clone(), &mut cache);
+                std::hint::black_box(y.into_data());
+            }
+            let dt_us = start.elapsed().as_secs_f64() / args.steps as f64 * 1e6;
+            writeln!(
+                out,
+                "{b:>6} {c:>7} {xl_us:>14.0} {:>14} {dt_us:>14.0} {:>14} {:>8.2}",
+                state.num_values() * 4,
+                cache.num_values() * 4,
+                dt_us / xl_us
+            )
+            .map_err(io_err)?;
+        }
+    }
+    Ok(())
+}
+
 fn bench_replay(args: &BenchReplayArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if args.capacity == 0 || args.obs_dim == 0 || args.batch.contains(&0) {
         return Err(CliError::Usage(
@@ -868,6 +982,20 @@ fn train(args: TrainArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()
     let outcome = train::train(start, &mut progress)?;
     progress.finish();
     let s = &outcome.state;
+    if agentry_agents::config::is_offline(&outcome.config.run.algo) {
+        writeln!(
+            out,
+            "{}: {} updates, {:.1} s{}",
+            outcome.dir.display(),
+            s.env_steps,
+            s.wall_time_s,
+            s.best_return_mean
+                .map(|n| format!(", best mean normalised score {n:.3}"))
+                .unwrap_or_default()
+        )
+        .map_err(io_err)?;
+        return Ok(());
+    }
     writeln!(
         out,
         "{}: {} env steps, {} episodes, episode_return_mean {}, {:.1} s",

@@ -486,3 +486,110 @@ fn bench_inference_times_the_mlp_and_the_cnn() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("`rnn`"));
 }
+
+/// `agent collect`, then LRAM and the DT trained offline on the dataset, evaluated, and
+/// the offline flags' misuse and a damaged dataset refused with code 2.
+#[test]
+fn collect_then_offline_training_end_to_end() {
+    let dir = temp_dir("offline");
+    let d = |p: &str| dir.join(p).display().to_string();
+    let out = agent(&[
+        "train",
+        "--env",
+        "cartpole",
+        "--steps",
+        "4096",
+        "-q",
+        "--out",
+        &d("expert"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = agent(&[
+        "collect",
+        "--run",
+        &d("expert"),
+        "--episodes",
+        "3",
+        "--random-episodes",
+        "3",
+        "--out",
+        &d("data/cartpole.agds"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for algo in ["lram", "dt"] {
+        let run = d(algo);
+        let small = [
+            format!("{algo}.d_model=16"),
+            format!("{algo}.context=5"),
+            format!("{algo}.eval_episodes=1"),
+            format!("{algo}.log_interval=5"),
+        ];
+        let data = d("data");
+        let mut args = vec![
+            "train",
+            "--algo",
+            algo,
+            "--dataset",
+            &data,
+            "--steps",
+            "10",
+            "--out",
+            &run,
+            "-q",
+        ];
+        for s in &small {
+            args.extend(["--set", s]);
+        }
+        let out = agent(&args);
+        assert!(out.status.success(), "{algo}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("10 updates"),
+            "{}",
+            text(&out.stdout)
+        );
+        let out = agent(&["eval", "--run", &run, "--episodes", "1"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains("cartpole: return") && stdout.contains("normalised"),
+            "{stdout}"
+        );
+        let summary = std::fs::read_to_string(dir.join(algo).join("summary.json")).unwrap();
+        assert!(summary.contains("\"normalised_mean\""), "{summary}");
+    }
+    // Offline algorithms take datasets, online ones environments.
+    let out = agent(&["train", "--algo", "lram", "--env", "cartpole"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--dataset"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = agent(&["train", "--algo", "ppo", "--dataset", &d("data")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--algo lram"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A damaged dataset is named, with code 2, before anything trains.
+    let bytes = std::fs::read(dir.join("data/cartpole.agds")).unwrap();
+    std::fs::create_dir_all(dir.join("bad")).unwrap();
+    std::fs::write(dir.join("bad/cut.agds"), &bytes[..bytes.len() / 2]).unwrap();
+    let out = agent(&[
+        "train",
+        "--algo",
+        "dt",
+        "--dataset",
+        &d("bad"),
+        "--out",
+        &d("x"),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cut.agds"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -115,15 +115,15 @@ pub struct DatasetInfo {
 
 /// Open `path` and read its metadata.
 pub fn dataset_info(path: &Path) -> Result<DatasetInfo, AgentError> {
-    let r = DatasetReader::open(path).map_err(|e| AgentError::Invalid(e.to_string()))?;
+    let r = DatasetReader::open(path).map_err(|e| AgentError::Usage(e.to_string()))?;
     let meta: DatasetMeta = serde_json::from_str(&r.header().meta).map_err(|e| {
-        AgentError::Invalid(format!(
+        AgentError::Usage(format!(
             "{}: its metadata is not an agentry dataset description: {e}",
             path.display()
         ))
     })?;
     if meta.format != META_FORMAT {
-        return Err(AgentError::Invalid(format!(
+        return Err(AgentError::Usage(format!(
             "{}: metadata format `{}`, expected `{META_FORMAT}`",
             path.display(),
             meta.format

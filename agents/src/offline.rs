@@ -201,7 +201,7 @@ pub fn load_data(paths: &[String]) -> Result<Data, AgentError> {
             action: meta.action.clone(),
         };
         if family.obs_dim() != info.header.obs_dim {
-            return Err(AgentError::Invalid(format!(
+            return Err(AgentError::Usage(format!(
                 "{}: observation shape {:?} does not match the header's width {}",
                 file.display(),
                 meta.obs_shape,
@@ -245,12 +245,12 @@ pub fn load_data(paths: &[String]) -> Result<Data, AgentError> {
                 set.tasks.len() - 1
             }
         };
-        let mut reader =
-            DatasetReader::open(file).map_err(|e| AgentError::Invalid(e.to_string()))?;
+        // A damaged file is the user's input: a usage error (exit 2) naming it.
+        let mut reader = DatasetReader::open(file).map_err(|e| AgentError::Usage(e.to_string()))?;
         let mut n = 0u64;
         while let Some(e) = reader
             .next_episode()
-            .map_err(|e| AgentError::Invalid(e.to_string()))?
+            .map_err(|e| AgentError::Usage(e.to_string()))?
         {
             n += 1;
             episodes[t].push(e);
@@ -1737,7 +1737,11 @@ pub(crate) mod tests {
         // Rows at an evaluation carry its figures.
         let names: Vec<&str> = header.split(',').collect();
         let at = |name: &str| names.iter().position(|&n| n == name).unwrap();
-        let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split(',').collect()).collect();
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').collect())
+            .collect();
         let eval_row = &rows[3]; // update 100
         assert_eq!(eval_row[0], "100");
         assert!(!eval_row[at("eval/task0/return")].is_empty());

@@ -729,6 +729,15 @@ impl KvCache {
         self.context
     }
 
+    /// Values the cache holds (× 4 bytes in f32): keys and values of every layer for
+    /// `capacity` tokens, allocated up front.
+    pub fn num_values(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| l.keys.shape().num_elements() + l.values.shape().num_elements())
+            .sum()
+    }
+
     /// The device the cache lives on.
     pub fn device(&self) -> &Device {
         &self.device

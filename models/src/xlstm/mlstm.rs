@@ -412,6 +412,15 @@ pub struct MLstmBlockState {
 }
 
 impl MLstmBlockState {
+    /// Values the state holds (the cell's C, n, m and the convolution's window).
+    pub fn num_values(&self) -> usize {
+        let c = &self.cell;
+        c.c.shape().num_elements()
+            + c.n.shape().num_elements()
+            + c.m.shape().num_elements()
+            + self.conv.as_ref().map_or(0, |t| t.shape().num_elements())
+    }
+
     /// Forget everything in the rows where `reset` (`[batch]`) is true.
     pub fn reset_rows(&mut self, reset: &Tensor<1, Bool>) {
         self.cell.reset_rows(reset);

@@ -487,6 +487,20 @@ pub struct XLstmState {
 }
 
 impl XLstmState {
+    /// Values the state holds over all blocks (× 4 bytes in f32): fixed, whatever the
+    /// number of tokens seen.
+    pub fn num_values(&self) -> usize {
+        self.blocks
+            .as_ref()
+            .unwrap_or(&self.empty)
+            .iter()
+            .map(|b| match b {
+                BlockState::MLstm(s) => s.num_values(),
+                BlockState::SLstm(s) => s.num_values(),
+            })
+            .sum()
+    }
+
     fn blocks_mut(&mut self) -> &mut Vec<BlockState> {
         self.blocks.get_or_insert_with(|| self.empty.clone())
     }

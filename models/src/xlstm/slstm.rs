@@ -276,6 +276,16 @@ pub struct SLstmBlockState {
 }
 
 impl SLstmBlockState {
+    /// Values the state holds (the cell's h, c, n, m and the convolution's window).
+    pub fn num_values(&self) -> usize {
+        let c = &self.cell;
+        [&c.h, &c.c, &c.n, &c.m]
+            .iter()
+            .map(|t| t.shape().num_elements())
+            .sum::<usize>()
+            + self.conv.as_ref().map_or(0, |t| t.shape().num_elements())
+    }
+
     /// Forget everything in the rows where `reset` (`[batch]`) is true.
     pub fn reset_rows(&mut self, reset: &Tensor<1, Bool>) {
         self.cell.reset_rows(reset);
