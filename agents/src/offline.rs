@@ -1622,6 +1622,143 @@ pub(crate) mod tests {
         .unwrap()
     }
 
+    /// Pendulum episodes of uniformly random torques, as a dataset in `dir`.
+    fn pendulum_data(dir: &Path, episodes: usize) -> PathBuf {
+        let params = Params::new();
+        let mut env = registry::make("pendulum", &params).unwrap();
+        let space = env.action_space().clone();
+        let Space::Box(bounds) = &space else {
+            panic!("pendulum has a Box action space")
+        };
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(5);
+        let mut recorded = Vec::new();
+        for _ in 0..episodes {
+            let mut obs = vec![0f32; 3];
+            let (mut mask, mut extras) = (vec![], vec![]);
+            env.reset_into(
+                Some(rng.random()),
+                Out {
+                    obs: ObsMut::F32(&mut obs),
+                    action_mask: &mut mask,
+                    extras: &mut extras,
+                },
+            )
+            .unwrap();
+            let mut e = crate::dataset::EpisodeBuilder::new(0, false);
+            loop {
+                let mut a = [0f32];
+                agentry_envs::space::sample_box(bounds, &mut rng, &mut a);
+                e.act_f32(&obs, &a);
+                let step = env
+                    .step_into(
+                        Action::Continuous(&a),
+                        Out {
+                            obs: ObsMut::F32(&mut obs),
+                            action_mask: &mut mask,
+                            extras: &mut extras,
+                        },
+                    )
+                    .unwrap();
+                e.outcome(step.reward as f32, step.terminated, step.truncated);
+                if step.done() {
+                    recorded.push(e.take());
+                    break;
+                }
+            }
+        }
+        let meta = DatasetMeta {
+            format: META_FORMAT.into(),
+            env: EnvConfig {
+                name: "pendulum".into(),
+                params,
+            },
+            task: 0,
+            source: Source::Policy {
+                path: "random".into(),
+                algo: "random".into(),
+                env_steps: 0,
+                epsilon: 1.0,
+                deterministic: false,
+                seed: 5,
+            },
+            obs_shape: vec![3],
+            action: ActionKind::of(&space, 0).unwrap(),
+            expert_return: None,
+            random_return: None,
+        };
+        let path = dir.join("pendulum.agds");
+        write_dataset(&path, env.observation_space(), &meta, &recorded).unwrap();
+        path
+    }
+
+    /// Continuous actions are learned as 256 bins per dimension next to a discrete
+    /// task of another observation width, and acted as bin centres inside the bounds.
+    #[test]
+    fn continuous_and_discrete_tasks_train_together() {
+        let dir = temp_dir("mixed");
+        let pendulum = pendulum_data(&dir, 2);
+        let room = dark_room_data(&dir, 4, (2, 2), 2, 0.5, 3);
+        let data =
+            load_data(&[pendulum.display().to_string(), room.display().to_string()]).unwrap();
+        assert_eq!(data.set.families.len(), 2);
+        assert_eq!(data.set.families[0].head_outputs(), 256);
+        assert_eq!(data.set.families[1].head_outputs(), 5);
+        // Without reference returns the target is the best episode's return.
+        assert_eq!(data.set.tasks[0].expert_return, None);
+        let best = data.episodes[0]
+            .iter()
+            .map(|e| e.ret())
+            .fold(f64::MIN, f64::max);
+        assert_eq!(data.set.tasks[0].target(1.0), best);
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
+        let b = sample_batch(&data, 0, 4, 8, 1000, &mut rng);
+        for r in 0..b.rows() {
+            if b.mask[r] == 1.0 {
+                let v = b.action_values[r];
+                assert!((-1.0..=1.0).contains(&v));
+                // The scaled value and the bin agree: bin of the action in [-2, 2].
+                assert_eq!(
+                    b.targets[r] as usize,
+                    action_bin(2.0 * v, -2.0, 2.0).min(255)
+                );
+            }
+        }
+        for algo in ["lram", "dt"] {
+            let cfg = config(
+                algo,
+                &[&pendulum, &room],
+                3,
+                &[
+                    &format!("{algo}.d_model=16"),
+                    &format!("{algo}.context=4"),
+                    &format!("{algo}.eval_episodes=1"),
+                    "run.checkpoint_interval=0",
+                ],
+            );
+            let run = dir.join(algo);
+            train(
+                Start::New {
+                    config: Box::new(cfg),
+                    out: Some(run.clone()),
+                },
+                &mut Silent,
+            )
+            .unwrap();
+            let policy = load_run(&run).unwrap();
+            let mut actor = SeqActor::new(&policy, 0, -100.0);
+            let mut out = Vec::new();
+            for _ in 0..5 {
+                actor.act(&[1.0, 0.0, 0.5], None, false, &mut rng, &mut out);
+                assert_eq!(out.len(), 1);
+                assert!((-2.0..=2.0).contains(&out[0]), "{out:?}");
+                actor.observe(&out, -1.0);
+            }
+            let scores = evaluate_policy(&policy, 1, 0, 1000).unwrap();
+            assert_eq!(scores.len(), 2);
+            assert!(scores[0].normalised.is_none() && scores[1].normalised.is_some());
+        }
+    }
+
     #[test]
     fn the_learning_rate_warms_up_then_decays_to_its_floor() {
         let c = SeqConfig {
