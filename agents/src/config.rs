@@ -660,6 +660,9 @@ impl Config {
                 table.remove(*section);
             }
         }
+        if is_offline(&self.run.algo) {
+            table.remove("plasticity");
+        }
         toml::to_string(&table).expect("a Config always serialises")
     }
 
@@ -714,6 +717,18 @@ impl Config {
             }
             if let Err((key, message)) = self.seq().check(&r.algo) {
                 return err(&key, message);
+            }
+            // The plasticity tools are wired into the online learners only: a setting
+            // here would be silently ignored.
+            if self.plasticity != PlasticityConfig::default() {
+                return err(
+                    "plasticity",
+                    format!(
+                        "the plasticity tools are not available to --algo {} yet (PPO, DQN \
+                         and Rainbow only); remove the [plasticity] settings",
+                        r.algo
+                    ),
+                );
             }
             return Ok(());
         }
@@ -1478,7 +1493,16 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(e.key, "lram.heads");
+        let e = resolve(&ConfigRequest {
+            algo: Some("lram".into()),
+            datasets: vec!["x.agds".into()],
+            sets: vec!["plasticity.soft_reset=true".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.key, "plasticity");
         let c = with("lram", None, &["x.agds"]).unwrap();
+        assert!(!c.to_toml().contains("[plasticity]"));
         assert_eq!(c.seq().slstm_at, [1]);
         assert!(!c.seq().actions_in_context);
         let c = with("dt", None, &["x.agds"]).unwrap();
