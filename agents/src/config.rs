@@ -548,6 +548,21 @@ pub struct SeqConfig {
     pub target_return: f64,
     /// Greedy actions in evaluation (else sampled).
     pub deterministic: bool,
+    /// How evaluation steps the model: `cache` (the xLSTM's recurrent state, the
+    /// Transformer's sliding KV cache: constant or linear cost per token) or `window`
+    /// (run the model over the last `context` steps' tokens for every action, as the
+    /// original DT does: what training saw, at `context` times the cost).
+    pub inference: Inference,
+}
+
+/// How an offline sequence model is stepped when it acts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Inference {
+    /// One token at a time through the recurrent state or the KV cache.
+    Cache,
+    /// The whole window of the last `context` steps for each action.
+    Window,
 }
 
 impl Default for SeqConfig {
@@ -574,6 +589,7 @@ impl Default for SeqConfig {
             eval_episodes: 5,
             target_return: 1.0,
             deterministic: true,
+            inference: Inference::Cache,
         }
     }
 }

@@ -43,11 +43,18 @@
 //! warm-up, cosine decay and a global gradient-norm clip. `run.steps` counts these
 //! updates.
 //!
-//! Evaluation plays `eval_episodes` episodes of each task, stepping the backbone one
-//! token at a time (the xLSTM's recurrent form; the Transformer with its KV cache over
-//! the last `context` steps' tokens) from a return-to-go of `target_return` × the
-//! task's expert return, and reports each task's mean return and its normalised score
-//! `(return − random) / (expert − random)` from the datasets' reference returns.
+//! Evaluation plays `eval_episodes` episodes of each task from a return-to-go of
+//! `target_return` × the task's expert return, and reports each task's mean return and
+//! its normalised score `(return − random) / (expert − random)` from the datasets'
+//! reference returns. `inference = "cache"` steps the backbone one token at a time
+//! (the xLSTM's recurrent form, constant cost per token; the Transformer with its KV
+//! cache over the last `context` steps' tokens); `inference = "window"` runs the
+//! backbone over the last `context` steps for every action, as the original DT does.
+//! For the Transformer the two differ once an episode outgrows the window: a cached key
+//! of a deeper layer was computed from tokens that have left the window, which training
+//! (windows starting from nothing) never showed it. The DT preset therefore acts with
+//! the window; LRAM keeps its recurrent state over the whole episode (its training
+//! windows also start from an empty state, and the measured scores show no loss).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -67,7 +74,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Sections;
-use crate::config::{Config, ConfigError, EnvConfig, SeqConfig};
+use crate::config::{Config, ConfigError, EnvConfig, Inference, SeqConfig};
 use crate::dataset::{DatasetMeta, dataset_files, dataset_info};
 use crate::error::AgentError;
 use crate::grads::clip_grad_norm;
@@ -984,6 +991,8 @@ pub struct SeqActor<'a> {
     task: usize,
     device: Device,
     state: BackboneState,
+    /// With `inference = "window"`: the normalised tokens of the window, oldest first.
+    window: std::collections::VecDeque<Tensor<2>>,
     rtg: f64,
     t: usize,
 }
@@ -994,6 +1003,7 @@ impl<'a> SeqActor<'a> {
         let device = agentry_models::cpu();
         SeqActor {
             state: policy.model.backbone.init_state(1, &device),
+            window: std::collections::VecDeque::new(),
             policy,
             task,
             device,
@@ -1002,11 +1012,33 @@ impl<'a> SeqActor<'a> {
         }
     }
 
-    fn feed(&mut self, token: Tensor<2>) -> Tensor<2> {
+    /// Feed one token; its output (in window mode, only computed when `output`).
+    fn feed(&mut self, token: Tensor<2>, output: bool) -> Option<Tensor<2>> {
         let m = &self.policy.model;
-        let d = self.policy.config.d_model;
+        let config = &self.policy.config;
+        let d = config.d_model;
         let x = m.norm.forward(token.reshape([1, 1, d])).reshape([1, d]);
-        m.backbone.step(x, &mut self.state)
+        match config.inference {
+            Inference::Cache => Some(m.backbone.step(x, &mut self.state)),
+            Inference::Window => {
+                self.window.push_back(x);
+                // The window training saw: `context` steps, the last one up to its
+                // return-to-go token (the tokens after it are not read by it anyway).
+                let keep = (config.context - 1) * tokens_per_step(config) + 2;
+                while self.window.len() > keep {
+                    self.window.pop_front();
+                }
+                output.then(|| {
+                    let n = self.window.len();
+                    let seq =
+                        Tensor::cat(self.window.iter().cloned().collect(), 0).reshape([1, n, d]);
+                    m.backbone
+                        .forward(seq)
+                        .slice([0..1, n - 1..n, 0..d])
+                        .reshape([1, d])
+                })
+            }
+        }
     }
 
     fn time(&self, x: Tensor<2>) -> Tensor<2> {
@@ -1036,12 +1068,12 @@ impl<'a> SeqActor<'a> {
         let s = m.encode_states(task.family, o, &family.obs_shape);
         let s = SeqModel::add_embedding(s, &m.task, &[self.task as i64], &self.device);
         let s = self.time(s);
-        self.feed(s);
+        self.feed(s, false);
         let r = self.time(
             m.rtg
                 .forward(self.scalar((self.rtg / task.scale as f64) as f32)),
         );
-        let h = self.feed(r);
+        let h = self.feed(r, true).expect("an output is asked for");
         let logits = m.heads[task.family].forward(h);
         let values = logits
             .into_data()
@@ -1097,10 +1129,10 @@ impl<'a> SeqActor<'a> {
                 }
             };
             let a = self.time(a);
-            self.feed(a);
+            self.feed(a, false);
         }
         let r = self.time(m.reward.forward(self.scalar(reward as f32 / task.scale)));
-        self.feed(r);
+        self.feed(r, false);
         self.rtg -= reward;
         self.t += 1;
     }
