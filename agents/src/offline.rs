@@ -1050,16 +1050,9 @@ impl<'a> SeqActor<'a> {
         Tensor::from_data(TensorData::new(vec![v], [1, 1]), &self.device)
     }
 
-    /// The action for observation `obs` (`mask[a]`: legal), greedy or sampled; its
-    /// values are written to `out` (a discrete action's index as one value).
-    pub fn act(
-        &mut self,
-        obs: &[f32],
-        mask: Option<&[bool]>,
-        deterministic: bool,
-        rng: &mut rand_pcg::Pcg64Mcg,
-        out: &mut Vec<f32>,
-    ) {
+    /// The head's outputs for observation `obs`: action logits (256 per dimension for
+    /// continuous actions). Feeds the state and return-to-go tokens.
+    pub fn logits(&mut self, obs: &[f32]) -> Vec<f32> {
         let p = self.policy;
         let task = &p.set.tasks[self.task];
         let family = &p.set.families[task.family];
@@ -1074,12 +1067,27 @@ impl<'a> SeqActor<'a> {
                 .forward(self.scalar((self.rtg / task.scale as f64) as f32)),
         );
         let h = self.feed(r, true).expect("an output is asked for");
-        let logits = m.heads[task.family].forward(h);
-        let values = logits
+        m.heads[task.family]
+            .forward(h)
             .into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
-            .expect("f32 logits");
+            .expect("f32 logits")
+    }
+
+    /// The action for observation `obs` (`mask[a]`: legal), greedy or sampled; its
+    /// values are written to `out` (a discrete action's index as one value).
+    pub fn act(
+        &mut self,
+        obs: &[f32],
+        mask: Option<&[bool]>,
+        deterministic: bool,
+        rng: &mut rand_pcg::Pcg64Mcg,
+        out: &mut Vec<f32>,
+    ) {
+        let values = self.logits(obs);
+        let p = self.policy;
+        let family = &p.set.families[p.set.tasks[self.task].family];
         out.clear();
         match &family.action {
             ActionKind::Discrete { .. } => {
@@ -1788,6 +1796,65 @@ pub(crate) mod tests {
             let scores = evaluate_policy(&policy, 1, 0, 1000).unwrap();
             assert_eq!(scores.len(), 2);
             assert!(scores[0].normalised.is_none() && scores[1].normalised.is_some());
+        }
+    }
+
+    /// Acting token by token (cache), re-running the window, and the training forward
+    /// pass give the same logits while an episode fits in the context, for both
+    /// backbones: the three paths read the same tokens.
+    #[test]
+    fn acting_paths_agree_with_the_training_forward_within_the_context() {
+        let dir = temp_dir("paths");
+        let path = dark_room_data(&dir, 5, (3, 1), 2, 0.5, 4);
+        let data = load_data(&[path.display().to_string()]).unwrap();
+        let device = agentry_models::cpu();
+        let e = &data.episodes[0][0];
+        let k = 6;
+        for algo in ["lram", "dt"] {
+            let mut config = config(algo, &[&path], 10, &[]).seq().clone();
+            config.context = k;
+            config.d_model = 32;
+            let model = SeqModel::new(algo, &config, &data.set, &device, 3).unwrap();
+            // The training path: one sequence of the episode's first k steps.
+            let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(0);
+            let mut batch = sample_batch(&data, 0, 1, k, 1000, &mut rng);
+            let rtg = e.returns_to_go();
+            for t in 0..k {
+                batch.obs[t * 2..t * 2 + 2].copy_from_slice(&e.obs_f32()[t * 2..t * 2 + 2]);
+                batch.rtg[t] = rtg[t] / data.set.tasks[0].scale;
+                batch.rewards[t] = e.rewards[t] / data.set.tasks[0].scale;
+                batch.timesteps[t] = t as i64;
+                batch.action_index[t] = e.actions[t] as i64;
+                batch.mask[t] = 1.0;
+            }
+            let trained = model
+                .logits(&config, &data.set, &batch, &device)
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap();
+            for inference in [Inference::Cache, Inference::Window] {
+                let policy = SeqPolicy {
+                    algo: algo.into(),
+                    config: SeqConfig {
+                        inference,
+                        ..config.clone()
+                    },
+                    set: data.set.clone(),
+                    model: model.clone(),
+                };
+                let mut actor = SeqActor::new(&policy, 0, rtg[0] as f64);
+                for t in 0..k {
+                    let got = actor.logits(&e.obs_f32()[t * 2..t * 2 + 2]);
+                    for (a, b) in got.iter().zip(&trained[t * 5..(t + 1) * 5]) {
+                        assert!(
+                            (a - b).abs() < 1e-4,
+                            "{algo} {inference:?} step {t}: {a} vs {b}"
+                        );
+                    }
+                    actor.observe(&[e.actions[t]], e.rewards[t] as f64);
+                }
+            }
         }
     }
 

@@ -173,6 +173,14 @@ impl EpisodeRecord {
         self.rewards.is_empty()
     }
 
+    /// The observations as floats, when they are stored as floats (empty otherwise).
+    pub fn obs_f32(&self) -> &[f32] {
+        match &self.obs {
+            Observations::F32(v) => v,
+            Observations::U8(_) => &[],
+        }
+    }
+
     /// The undiscounted return.
     pub fn ret(&self) -> f64 {
         self.rewards.iter().map(|&r| r as f64).sum()
