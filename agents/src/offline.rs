@@ -1819,6 +1819,7 @@ pub(crate) mod tests {
             let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(0);
             let mut batch = sample_batch(&data, 0, 1, k, 1000, &mut rng);
             let rtg = e.returns_to_go();
+            #[allow(clippy::needless_range_loop)] // t indexes six arrays
             for t in 0..k {
                 batch.obs[t * 2..t * 2 + 2].copy_from_slice(&e.obs_f32()[t * 2..t * 2 + 2]);
                 batch.rtg[t] = rtg[t] / data.set.tasks[0].scale;
