@@ -312,6 +312,10 @@ pub struct CollectArgs {
     /// (the 0 of normalised scores).
     #[arg(long, default_value_t = 100)]
     pub random_episodes: usize,
+    /// Episodes the policy plays for the dataset's `expert_return` (the 1 of normalised
+    /// scores): the recorded ones, and more when this is larger.
+    #[arg(long, default_value_t = 100)]
+    pub reference_episodes: usize,
     /// Cut an episode after this many steps.
     #[arg(long, default_value_t = 100_000)]
     pub max_steps: u64,
@@ -1269,6 +1273,7 @@ fn collect(args: CollectArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
         task: args.task,
         max_steps: args.max_steps,
         random_episodes: args.random_episodes,
+        reference_episodes: args.reference_episodes,
     };
     let report = agentry_agents::dataset::collect(&loaded, Some(&env), &opts, &args.out)?;
     writeln!(

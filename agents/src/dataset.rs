@@ -520,6 +520,9 @@ pub struct CollectOptions {
     pub max_steps: u64,
     /// Episodes of a uniformly random policy played for `random_return` (0: none).
     pub random_episodes: usize,
+    /// Episodes the policy plays for `expert_return`: the recorded ones and, when this
+    /// is larger, more (a reference from a few episodes of a stochastic game is noisy).
+    pub reference_episodes: usize,
 }
 
 /// What `agent collect` recorded.
@@ -531,7 +534,7 @@ pub struct CollectReport {
     pub episodes: usize,
     /// Steps recorded.
     pub steps: usize,
-    /// Mean return of the recorded episodes.
+    /// Mean return of the policy over `max(episodes, reference_episodes)` episodes.
     pub return_mean: f64,
     /// Mean return of a random policy.
     pub random_return: Option<f64>,
@@ -561,7 +564,7 @@ pub fn collect(
     let action = ActionKind::of(probe.action_space(), probe.action_mask_len())?;
     let u8_obs = obs_space.dtype() == agentry_envs::Dtype::U8;
     let eval = crate::train::EvalOptions {
-        episodes: opts.episodes,
+        episodes: opts.episodes.max(opts.reference_episodes),
         deterministic: opts.deterministic,
         seed: opts.seed,
         max_steps: opts.max_steps,
@@ -615,6 +618,8 @@ pub fn collect(
         expert_return: Some(report.return_mean),
         random_return,
     };
+    // The first `episodes` are recorded; the rest only refine the reference.
+    tap.episodes.truncate(opts.episodes);
     write_dataset(out, &obs_space, &meta, &tap.episodes)?;
     Ok(CollectReport {
         path: out.to_path_buf(),
@@ -771,6 +776,7 @@ mod tests {
             task: 2,
             max_steps: 200,
             random_episodes: 10,
+            reference_episodes: 0,
         };
         let report = collect(&loaded, None, &opts, &out).unwrap();
         let info = dataset_info(&out).unwrap();
@@ -837,6 +843,7 @@ mod tests {
             task: 0,
             max_steps: 100,
             random_episodes: 0,
+            reference_episodes: 40,
         };
         // An illegal move would end collection with the environment's error.
         let report = collect(&loaded, None, &opts, &out).unwrap();
