@@ -33,7 +33,8 @@ expert() { # name, then train arguments
   fi
   local data="$OUT/data/$name.agds"
   if [ ! -f "$data" ]; then
-    "$AGENT" collect --run "$dir" --episodes "$EPISODES" --seed 11 --out "$data"
+    "$AGENT" collect --run "$dir" --episodes "$EPISODES" --reference-episodes 1000 --seed 11 \
+      --out "$data"
   fi
 }
 
