@@ -1280,4 +1280,114 @@ mod tests {
         eprintln!("copy {LAG} back: accuracy {accuracy}");
         assert!(accuracy > 0.95, "accuracy {accuracy}");
     }
+
+    /// Every float parameter's path in the record, shape and a weighted sum of its values.
+    struct Layout {
+        path: Vec<String>,
+        out: Vec<(String, Vec<usize>, f64)>,
+    }
+
+    impl ModuleVisitor for Layout {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let t = param.val();
+            let values = t
+                .clone()
+                .into_data()
+                .convert::<f64>()
+                .try_to_vec::<f64>()
+                .unwrap();
+            let sum = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * ((i % 7) as f64 + 1.0))
+                .sum();
+            self.out.push((self.path.join("."), t.dims().to_vec(), sum));
+        }
+    }
+
+    fn layout(gpt: &Gpt) -> Vec<(String, Vec<usize>, f64)> {
+        let mut visitor = Layout {
+            path: Vec::new(),
+            out: Vec::new(),
+        };
+        gpt.visit(&mut visitor);
+        visitor.out
+    }
+
+    #[test]
+    fn a_model_without_cross_attention_is_as_before() {
+        // Golden values printed by this code (commit 338b66b), to pin the parameters,
+        // record layout and outputs of a seeded model before cross-attention is added.
+        let device = crate::cpu();
+        let gpt = GptConfig::new(16, 2, 2, 8).init_seeded(&device, 3).unwrap();
+        assert_eq!(gpt.num_params(), 6592);
+        // (path, shape, Σ value·(i mod 7 + 1)); biases and LayerNorm shifts start at 0.
+        let block = |i: usize, sums: [f64; 4]| {
+            let p = |name: &str| format!("blocks.{i}.{name}");
+            vec![
+                (p("ln_attn.gamma"), vec![16], 59.0),
+                (p("ln_attn.beta"), vec![16], 0.0),
+                (p("attn.qkv.weight"), vec![16, 48], sums[0]),
+                (p("attn.qkv.bias"), vec![48], 0.0),
+                (p("attn.out.weight"), vec![16, 16], sums[1]),
+                (p("attn.out.bias"), vec![16], 0.0),
+                (p("ln_mlp.gamma"), vec![16], 59.0),
+                (p("ln_mlp.beta"), vec![16], 0.0),
+                (p("mlp_in.weight"), vec![16, 64], sums[2]),
+                (p("mlp_in.bias"), vec![64], 0.0),
+                (p("mlp_out.weight"), vec![64, 16], sums[3]),
+                (p("mlp_out.bias"), vec![16], 0.0),
+            ]
+        };
+        let mut want = block(
+            0,
+            [
+                -3.119295586e-1,
+                1.200159752e0,
+                -1.148861311e0,
+                2.613882267e0,
+            ],
+        );
+        want.extend(block(
+            1,
+            [
+                -4.347022001e0,
+                5.946288037e-1,
+                9.230512498e-1,
+                2.525765046e0,
+            ],
+        ));
+        want.push(("ln_final.gamma".into(), vec![16], 59.0));
+        want.push(("ln_final.beta".into(), vec![16], 0.0));
+        let got = layout(&gpt);
+        assert_eq!(got.len(), want.len());
+        for ((path, shape, sum), (want_path, want_shape, want_sum)) in got.iter().zip(&want) {
+            assert_eq!((path, shape), (want_path, want_shape));
+            assert!(
+                (sum - want_sum).abs() <= 1e-6,
+                "{path}: {sum} vs {want_sum}"
+            );
+        }
+
+        let x = tokens(4, [2, 6, 16], &device);
+        let y: Vec<f32> = gpt.forward(x).into_data().try_to_vec().unwrap();
+        let sum: f64 = y
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v as f64 * ((i % 5) as f64 - 2.0))
+            .sum();
+        assert!((sum - 1.734581264e1).abs() <= 1e-4, "{sum}");
+        let first = [-1.1189086f32, 1.160859, 0.90386796, -0.5211154];
+        for (a, b) in y.iter().zip(first) {
+            assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+        }
+    }
 }
