@@ -36,7 +36,7 @@ pub mod xlstm;
 
 pub use burn;
 pub use cnn::{CnnWeights, NatureCnn, NatureCnnConfig};
-pub use gpt::{Gpt, GptActivation, GptConfig, GptConfigError, KvCache};
+pub use gpt::{Gpt, GptActivation, GptConfig, GptConfigError, KvCache, Memory};
 pub use heads::{GaussianHead, categorical_entropy, categorical_log_prob, masked_log_softmax};
 pub use inference::MlpWeights;
 pub use mlp::{Activation, Init, Mlp, MlpConfig};
