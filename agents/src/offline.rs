@@ -664,7 +664,7 @@ pub struct SeqBatch {
 }
 
 impl SeqBatch {
-    fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.sequences * self.steps
     }
 }
@@ -682,46 +682,94 @@ pub fn bin_value(bin: usize, low: f32, high: f32) -> f32 {
     low + (bin as f32 + 0.5) / ACTION_BINS as f32 * (high - low)
 }
 
+impl SeqBatch {
+    /// `n` empty (fully padded) sequences of `k` steps of task `task` of `family`.
+    pub(crate) fn empty(task: usize, n: usize, k: usize, family: &Family) -> SeqBatch {
+        let rows = n * k;
+        let adim = crate::dataset::action_dim(&family.action);
+        let per_row = match family.action {
+            ActionKind::Discrete { .. } => 1,
+            ActionKind::Continuous { .. } => adim,
+        };
+        SeqBatch {
+            task,
+            sequences: n,
+            steps: k,
+            obs: vec![0.0; rows * family.obs_dim()],
+            rtg: vec![0.0; rows],
+            rewards: vec![0.0; rows],
+            timesteps: vec![0; rows],
+            action_index: vec![0; rows],
+            action_values: vec![0.0; rows * adim],
+            targets: vec![0; rows * per_row],
+            mask: vec![0.0; rows],
+        }
+    }
+
+    /// Fill sequence `s` with up to `steps` steps of `e` from step `start` (the rest
+    /// stays padding); returns-to-go and rewards are divided by `scale`.
+    pub(crate) fn fill(
+        &mut self,
+        s: usize,
+        e: &EpisodeRecord,
+        start: usize,
+        family: &Family,
+        scale: f32,
+        max_timestep: usize,
+    ) {
+        let (k, dim) = (self.steps, family.obs_dim());
+        let adim = crate::dataset::action_dim(&family.action);
+        let rtg = e.returns_to_go();
+        let mut row_buf = Vec::with_capacity(dim);
+        for j in 0..k.min(e.len().saturating_sub(start)) {
+            let (u, r) = (start + j, s * k + j);
+            row_buf.clear();
+            e.obs.row_into(u, dim, &mut row_buf);
+            self.obs[r * dim..(r + 1) * dim].copy_from_slice(&row_buf);
+            self.rtg[r] = rtg[u] / scale;
+            self.rewards[r] = e.rewards[u] / scale;
+            self.timesteps[r] = u.min(max_timestep - 1) as i64;
+            self.mask[r] = 1.0;
+            let a = &e.actions[u * adim..(u + 1) * adim];
+            match &family.action {
+                ActionKind::Discrete { n, .. } => {
+                    let i = (a[0].max(0.0) as usize).min(n - 1) as i64;
+                    self.action_index[r] = i;
+                    self.targets[r] = i;
+                }
+                ActionKind::Continuous { low, high } => {
+                    for (j, &v) in a.iter().enumerate() {
+                        self.targets[r * adim + j] = action_bin(v, low[j], high[j]) as i64;
+                        let span = (high[j] - low[j]).max(f32::MIN_POSITIVE);
+                        self.action_values[r * adim + j] = 2.0 * (v - low[j]) / span - 1.0;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Draw `n` sequences of `k` steps of task `t`: each starts at a uniformly drawn step of
 /// the task's data (so episodes are drawn in proportion to their length) and is padded
-/// past its episode's end.
-fn sample_batch(
+/// past its episode's end. Also returns each sequence's (episode index, start).
+pub(crate) fn sample_sequences(
     data: &Data,
     t: usize,
     n: usize,
     k: usize,
     max_timestep: usize,
     rng: &mut rand_pcg::Pcg64Mcg,
-) -> SeqBatch {
+) -> (SeqBatch, Vec<(usize, usize)>) {
     let task = &data.set.tasks[t];
     let family = &data.set.families[task.family];
-    let dim = family.obs_dim();
     let episodes = &data.episodes[t];
-    let rows = n * k;
-    let adim = crate::dataset::action_dim(&family.action);
-    let per_row = match family.action {
-        ActionKind::Discrete { .. } => 1,
-        ActionKind::Continuous { .. } => adim,
-    };
-    let mut b = SeqBatch {
-        task: t,
-        sequences: n,
-        steps: k,
-        obs: vec![0.0; rows * dim],
-        rtg: vec![0.0; rows],
-        rewards: vec![0.0; rows],
-        timesteps: vec![0; rows],
-        action_index: vec![0; rows],
-        action_values: vec![0.0; rows * adim],
-        targets: vec![0; rows * per_row],
-        mask: vec![0.0; rows],
-    };
-    let mut row_buf = Vec::with_capacity(dim);
+    let mut b = SeqBatch::empty(t, n, k, family);
+    let mut picked = Vec::with_capacity(n);
     for s in 0..n {
         let mut step = rng.random_range(0..task.steps);
-        let e = episodes
+        let i = episodes
             .iter()
-            .find(|e| {
+            .position(|e| {
                 if step < e.len() as u64 {
                     true
                 } else {
@@ -730,35 +778,29 @@ fn sample_batch(
                 }
             })
             .expect("the step is inside the data");
-        let start = step as usize;
-        let rtg = e.returns_to_go();
-        for j in 0..k.min(e.len() - start) {
-            let (u, r) = (start + j, s * k + j);
-            row_buf.clear();
-            e.obs.row_into(u, dim, &mut row_buf);
-            b.obs[r * dim..(r + 1) * dim].copy_from_slice(&row_buf);
-            b.rtg[r] = rtg[u] / task.scale;
-            b.rewards[r] = e.rewards[u] / task.scale;
-            b.timesteps[r] = u.min(max_timestep - 1) as i64;
-            b.mask[r] = 1.0;
-            let a = &e.actions[u * adim..(u + 1) * adim];
-            match &family.action {
-                ActionKind::Discrete { n, .. } => {
-                    let i = (a[0].max(0.0) as usize).min(n - 1) as i64;
-                    b.action_index[r] = i;
-                    b.targets[r] = i;
-                }
-                ActionKind::Continuous { low, high } => {
-                    for (j, &v) in a.iter().enumerate() {
-                        b.targets[r * adim + j] = action_bin(v, low[j], high[j]) as i64;
-                        let span = (high[j] - low[j]).max(f32::MIN_POSITIVE);
-                        b.action_values[r * adim + j] = 2.0 * (v - low[j]) / span - 1.0;
-                    }
-                }
-            }
-        }
+        b.fill(
+            s,
+            &episodes[i],
+            step as usize,
+            family,
+            task.scale,
+            max_timestep,
+        );
+        picked.push((i, step as usize));
     }
-    b
+    (b, picked)
+}
+
+/// [`sample_sequences`] without the positions.
+fn sample_batch(
+    data: &Data,
+    t: usize,
+    n: usize,
+    k: usize,
+    max_timestep: usize,
+    rng: &mut rand_pcg::Pcg64Mcg,
+) -> SeqBatch {
+    sample_sequences(data, t, n, k, max_timestep, rng).0
 }
 
 /// The learning rate after `update` updates: linear warm-up, then cosine decay to
