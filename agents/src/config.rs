@@ -38,6 +38,11 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         include_str!("../../configs/dt-offline.toml"),
     ),
     (
+        "radt",
+        "offline",
+        include_str!("../../configs/radt-offline.toml"),
+    ),
+    (
         "ppo",
         "cartpole",
         include_str!("../../configs/ppo-cartpole.toml"),
@@ -91,11 +96,11 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
 ];
 
 /// The algorithms `--algo` accepts (those implemented so far).
-pub const ALGOS: &[&str] = &["ppo", "dqn", "rainbow", "lram", "dt"];
+pub const ALGOS: &[&str] = &["ppo", "dqn", "rainbow", "lram", "dt", "radt"];
 
 /// The algorithms that learn offline from datasets (`--dataset`), not from an
 /// environment (`--env`).
-pub const OFFLINE_ALGOS: &[&str] = &["lram", "dt"];
+pub const OFFLINE_ALGOS: &[&str] = &["lram", "dt", "radt"];
 
 /// Whether `algo` learns offline from datasets.
 pub fn is_offline(algo: &str) -> bool {
@@ -109,6 +114,7 @@ const ALGO_SECTIONS: &[(&str, &[&str])] = &[
     ("rainbow", &["rainbow"]),
     ("lram", &["lram"]),
     ("dt", &["dt"]),
+    ("radt", &["radt"]),
 ];
 
 /// A configuration problem: which key, from where, and what is allowed.
@@ -494,6 +500,8 @@ pub struct Config {
     pub lram: SeqConfig,
     /// `[dt]` (`--algo dt`).
     pub dt: SeqConfig,
+    /// `[radt]` (`--algo radt`), with `[radt.retrieval]`.
+    pub radt: SeqConfig,
 }
 
 /// `[lram]` and `[dt]`: a sequence model trained offline on datasets (the backbone is
@@ -553,6 +561,56 @@ pub struct SeqConfig {
     /// (run the model over the last `context` steps' tokens for every action, as the
     /// original DT does: what training saw, at `context` times the cost).
     pub inference: Inference,
+    /// RA-DT's retrieval (`[radt.retrieval]`; only `--algo radt` reads it).
+    #[serde(skip_serializing_if = "RetrievalSettings::is_default")]
+    pub retrieval: RetrievalSettings,
+}
+
+/// `[radt.retrieval]`: RA-DT's external memory of sub-trajectories.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrievalSettings {
+    /// Steps per chunk; a chunk's value is it and the `chunk_len` steps after it.
+    pub chunk_len: usize,
+    /// Candidates taken by similarity before rescoring (the paper's top-l).
+    pub top_l: usize,
+    /// Sub-trajectories the model reads per query.
+    pub retrieved: usize,
+    /// Candidates this similar to one kept are dropped.
+    pub dedup: f64,
+    /// Weight of the trajectory's return (utility) in the rescoring when acting.
+    pub w_ret: f64,
+    /// Weight of "same task" in the rescoring when training.
+    pub w_task: f64,
+    /// The fraction of `run.steps` trained as a plain DT before the embedding model is
+    /// frozen (a copy of the model at that point) and retrieval starts.
+    pub pretrain_fraction: f64,
+    /// Steps between retrievals when acting.
+    pub retrieve_every: usize,
+    /// Consecutive episodes of each held-out task in the in-context evaluation.
+    pub in_context_episodes: usize,
+}
+
+impl Default for RetrievalSettings {
+    fn default() -> Self {
+        RetrievalSettings {
+            chunk_len: 25,
+            top_l: 50,
+            retrieved: 1,
+            dedup: 0.98,
+            w_ret: 1.0,
+            w_task: 1.0,
+            pretrain_fraction: 0.3,
+            retrieve_every: 5,
+            in_context_episodes: 40,
+        }
+    }
+}
+
+impl RetrievalSettings {
+    fn is_default(&self) -> bool {
+        *self == RetrievalSettings::default()
+    }
 }
 
 /// How an offline sequence model is stepped when it acts.
@@ -590,6 +648,7 @@ impl Default for SeqConfig {
             target_return: 1.0,
             deterministic: true,
             inference: Inference::Cache,
+            retrieval: RetrievalSettings::default(),
         }
     }
 }
@@ -653,6 +712,45 @@ impl SeqConfig {
         if self.log_interval == 0 {
             return Err((key("log_interval"), "must be at least 1".into()));
         }
+        let r = &self.retrieval;
+        if algo != "radt" {
+            if !r.is_default() {
+                return Err((
+                    key("retrieval"),
+                    "retrieval is RA-DT's (--algo radt)".into(),
+                ));
+            }
+            return Ok(());
+        }
+        if self.task_embedding {
+            return Err((
+                key("task_embedding"),
+                "RA-DT is evaluated on tasks it was not trained on, which have no \
+                 embedding: set radt.task_embedding = false"
+                    .into(),
+            ));
+        }
+        for (k, v, lo, hi) in [
+            ("retrieval.chunk_len", r.chunk_len, 1, 100_000),
+            ("retrieval.top_l", r.top_l, 1, 100_000),
+            ("retrieval.retrieved", r.retrieved, 1, 64),
+            ("retrieval.retrieve_every", r.retrieve_every, 1, 1_000_000),
+            ("retrieval.in_context_episodes", r.in_context_episodes, 1, 100_000),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err((key(k), format!("{v} is not in {lo}..={hi}")));
+            }
+        }
+        for (k, v, lo, hi) in [
+            ("retrieval.dedup", r.dedup, 0.0, 1.0),
+            ("retrieval.w_ret", r.w_ret, 0.0, 1e3),
+            ("retrieval.w_task", r.w_task, 0.0, 1e3),
+            ("retrieval.pretrain_fraction", r.pretrain_fraction, 0.0, 1.0),
+        ] {
+            if !(v.is_finite() && (lo..=hi).contains(&v)) {
+                return Err((key(k), format!("{v} is not in [{lo}, {hi}]")));
+            }
+        }
         Ok(())
     }
 }
@@ -660,10 +758,10 @@ impl SeqConfig {
 impl Config {
     /// The `[lram]` or `[dt]` section of an offline run.
     pub fn seq(&self) -> &SeqConfig {
-        if self.run.algo == "dt" {
-            &self.dt
-        } else {
-            &self.lram
+        match self.run.algo.as_str() {
+            "dt" => &self.dt,
+            "radt" => &self.radt,
+            _ => &self.lram,
         }
     }
 

@@ -62,14 +62,14 @@ use std::time::Instant;
 
 use agentry_envs::{Action, Dtype, EpisodeEnd, ObsMut, Out, Space, derive_seed, registry};
 use agentry_memory::dataset::{DatasetReader, EpisodeRecord};
-use agentry_models::gpt::{Gpt, GptConfig, KvCache};
+use agentry_models::gpt::{Gpt, GptConfig, KvCache, Memory};
 use agentry_models::xlstm::{XLstm, XLstmConfig, XLstmState};
 use agentry_models::{Mlp, MlpConfig, NatureCnn, NatureCnnConfig};
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device, Int, Tensor, TensorData, activation};
+use burn::tensor::{Bool, Bytes, Device, Int, Tensor, TensorData, activation};
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -337,6 +337,7 @@ impl Backbone {
                     config.heads,
                     config.context * tokens_per_step(config),
                 )
+                .with_cross_attention(algo == "radt")
                 .init_seeded(device, seed)
                 .map_err(|e| bad(e.to_string()))?,
             ),
@@ -345,9 +346,18 @@ impl Backbone {
 
     /// `[batch, tokens, d]` → `[batch, tokens, d]`, causal.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        match self {
-            Backbone::XLstm(m) => m.forward(x),
-            Backbone::Gpt(m) => m.forward(x),
+        self.forward_with_memory(x, None)
+    }
+
+    /// [`forward`](Self::forward) reading `memory` through cross-attention (RA-DT's
+    /// Transformer; `None` for the others).
+    pub fn forward_with_memory(&self, x: Tensor<3>, memory: Option<Memory>) -> Tensor<3> {
+        match (self, memory) {
+            (Backbone::XLstm(m), _) => m.forward(x),
+            (Backbone::Gpt(m), memory) if m.has_cross_attention() => {
+                m.forward_with_memory(x, memory)
+            }
+            (Backbone::Gpt(m), _) => m.forward(x),
         }
     }
 
@@ -534,6 +544,53 @@ impl SeqModel {
         }
     }
 
+    /// RA-DT's key of each sequence of `batch`: the mean of the backbone's last hidden
+    /// states at the state tokens of its valid steps, L2-normalised; `[sequences × d]`.
+    pub(crate) fn embed(
+        &self,
+        config: &SeqConfig,
+        set: &TaskSet,
+        batch: &SeqBatch,
+        device: &Device,
+    ) -> Vec<f32> {
+        let per = tokens_per_step(config);
+        let (n, k, d) = (batch.sequences, batch.steps, config.d_model);
+        let x = self.tokens(config, set, batch, device);
+        let h = self.backbone.forward(x).reshape([n, k, per, d]);
+        let states = h.slice([0..n, 0..k, 0..1, 0..d]).reshape([n, k, d]);
+        let mask = Tensor::<3>::from_data(TensorData::new(batch.mask.clone(), [n, k, 1]), device);
+        let summed = (states * mask.clone()).sum_dim(1).reshape([n, d]);
+        let count = mask.sum_dim(1).reshape([n, 1]).clamp_min(1.0);
+        let mean = summed / count;
+        let norm = mean.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-8);
+        (mean / norm)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 keys")
+    }
+
+    /// The memory tokens of retrieved sub-trajectories (`batch`: one sequence per
+    /// query, its padding marked), for the cross-attention.
+    pub(crate) fn memory(
+        &self,
+        config: &SeqConfig,
+        set: &TaskSet,
+        batch: &SeqBatch,
+        device: &Device,
+    ) -> Memory {
+        let per = tokens_per_step(config);
+        let (n, k) = (batch.sequences, batch.steps);
+        let tokens = self.tokens(config, set, batch, device);
+        let padding: Vec<bool> = batch
+            .mask
+            .iter()
+            .flat_map(|&m| std::iter::repeat_n(m == 0.0, per))
+            .collect();
+        let padding = Tensor::<2, Bool>::from_data(TensorData::new(padding, [n, k * per]), device);
+        Memory::new(tokens).with_padding(padding)
+    }
+
     /// The tokens of a batch, `[batch, steps × tokens_per_step, d]`, normalised.
     fn tokens(
         &self,
@@ -588,23 +645,39 @@ impl SeqModel {
         batch: &SeqBatch,
         device: &Device,
     ) -> Tensor<2> {
+        self.logits_with_memory(config, set, batch, None, device)
+    }
+
+    /// [`logits`](Self::logits) with a memory for the cross-attention (RA-DT).
+    pub(crate) fn logits_with_memory(
+        &self,
+        config: &SeqConfig,
+        set: &TaskSet,
+        batch: &SeqBatch,
+        memory: Option<Memory>,
+        device: &Device,
+    ) -> Tensor<2> {
         let x = self.tokens(config, set, batch, device);
         let per = tokens_per_step(config);
         let (n, k, d) = (batch.sequences, batch.steps, config.d_model);
-        let h = self.backbone.forward(x).reshape([n, k, per, d]);
+        let h = self
+            .backbone
+            .forward_with_memory(x, memory)
+            .reshape([n, k, per, d]);
         let at_rtg = h.slice([0..n, 0..k, 1..2, 0..d]).reshape([n * k, d]);
         self.heads[set.tasks[batch.task].family].forward(at_rtg)
     }
 
     /// The masked cross-entropy of the batch's actions, and its accuracy.
-    fn loss(
+    pub(crate) fn loss(
         &self,
         config: &SeqConfig,
         set: &TaskSet,
         batch: &SeqBatch,
+        memory: Option<Memory>,
         device: &Device,
     ) -> (Tensor<1>, f64) {
-        let logits = self.logits(config, set, batch, device);
+        let logits = self.logits_with_memory(config, set, batch, memory, device);
         let rows = batch.rows();
         let family = &set.families[set.tasks[batch.task].family];
         let (classes, per_row) = match &family.action {
@@ -889,7 +962,7 @@ impl SeqLearner {
                 self.config.max_timestep,
                 &mut self.rng,
             );
-            let (loss, acc) = model.loss(&self.config, &self.data.set, &batch, &self.device);
+            let (loss, acc) = model.loss(&self.config, &self.data.set, &batch, None, &self.device);
             accuracy += acc / tasks as f64;
             total_loss = Some(match total_loss {
                 Some(l) => l + loss,
