@@ -1,0 +1,1 @@
+//! Retrieval benchmark, for `agent bench retrieval`.
