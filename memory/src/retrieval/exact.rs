@@ -23,11 +23,11 @@ const BATCH_KEYS: usize = 128;
 ///
 /// Keys are stored contiguously as [`KeyType::F32`], [`KeyType::F16`] or
 /// [`KeyType::I8`]; ids are insertion positions `0, 1, 2, …` (as in faiss' flat
-/// index). A search scans the keys [`BLOCK`](super::kernels) at a time into a bounded
-/// heap; on an index of at least [`PARALLEL_MIN_VALUES`] values it splits the keys into
-/// contiguous ranges over the threads of the current rayon pool (run it inside
-/// `ThreadPool::install` to choose the pool), one heap per range, merged at the end.
-/// Results are identical for any number of threads.
+/// index). A search scans the keys in order into a bounded heap; on an index of at
+/// least [`PARALLEL_MIN_VALUES`] values it splits the keys into contiguous ranges over
+/// the threads of the current rayon pool (run it inside `ThreadPool::install` to choose
+/// the pool), one heap per range, merged at the end. Results are identical for any
+/// number of threads.
 ///
 /// ```
 /// use agentry_memory::retrieval::{ExactIndex, KeyType, VectorIndex};

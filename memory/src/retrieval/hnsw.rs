@@ -14,6 +14,8 @@ use super::topk::Hit;
 use super::{BatchFilter, Filter, VectorIndex};
 use crate::error::{MemoryError, Result};
 
+/// The largest `m` a configuration may have.
+const MAX_M: usize = 1024;
 /// Levels above this are never drawn (with M ≥ 2 a level of 31 has probability 2⁻³¹).
 pub(crate) const MAX_LEVEL: u8 = 31;
 
@@ -50,7 +52,7 @@ impl Default for HnswConfig {
 
 impl HnswConfig {
     pub(crate) fn check(&self) -> Result<()> {
-        if !(2..=1024).contains(&self.m) || self.ef_construction == 0 || self.ef_search == 0 {
+        if !(2..=MAX_M).contains(&self.m) || self.ef_construction == 0 || self.ef_search == 0 {
             return Err(MemoryError::InvalidConfig(format!(
                 "HNSW needs 2 ≤ m ≤ 1024 and ef_construction, ef_search ≥ 1; got m {}, \
                  ef_construction {}, ef_search {}",
@@ -82,10 +84,11 @@ pub(crate) fn level_of(seed: u64, id: u32, m: usize) -> u8 {
 /// [module docs](super)).
 ///
 /// Nodes are the keys, with ids `0, 1, 2, …` in insertion order. Each node has a level
-/// drawn from the seed; on each layer up to its level it links to up to `m` others
-/// (`2m` on layer 0), chosen by the neighbour-selection heuristic of Malkov and
-/// Yashunin (a candidate is skipped when it is more similar to a neighbour already
-/// chosen than to the new node), as hnswlib does. A search descends greedily from the
+/// drawn from the seed; on each layer up to its level a new node links to up to `m`
+/// others, chosen by the neighbour-selection heuristic of Malkov and Yashunin (a
+/// candidate is skipped when it is more similar to a neighbour already chosen than to
+/// the new node), and lists grow through back-links to `m` (`2m` on layer 0), as in
+/// hnswlib. A search descends greedily from the
 /// top layer and explores layer 0 with `max(ef_search, k)` candidates; a filter
 /// decides which nodes may be returned, not which are traversed.
 ///
@@ -322,6 +325,7 @@ impl HnswIndex {
         let mut candidates: BinaryHeap<Near> = BinaryHeap::with_capacity(ef * 4);
         let mut results: BinaryHeap<Far> = BinaryHeap::with_capacity(ef + 1);
         let kept = |id: u32| keep.is_none_or(|f| f(id));
+        let mut fresh: Vec<u32> = Vec::with_capacity(self.config.cap(0));
         for &e in entries {
             if !visited.insert(e.id) {
                 continue;
@@ -341,10 +345,15 @@ impl HnswIndex {
             {
                 break;
             }
+            // The neighbours not seen yet, prefetched together before any is scored.
+            fresh.clear();
             for &nb in self.links(c.id, layer) {
-                if !visited.insert(nb) {
-                    continue;
+                if visited.insert(nb) {
+                    self.store.prefetch(nb as usize);
+                    fresh.push(nb);
                 }
+            }
+            for &nb in &fresh {
                 let h = self.hit(q, nb);
                 let enters = results.len() < ef
                     || results
@@ -423,7 +432,7 @@ impl HnswIndex {
                     .filter(|h| self.levels[h.id as usize] as usize >= layer),
             );
             candidates.sort_by(Hit::rank);
-            plan[layer] = self.select(&candidates, self.config.cap(layer), &mut scratch);
+            plan[layer] = self.select(&candidates, self.config.m, &mut scratch);
         }
         plan
     }
@@ -444,6 +453,7 @@ impl HnswIndex {
         let mut scratch = Vec::new();
         let mut q = vec![0f32; self.store.dim()];
         self.store.reconstruct(target as usize, &mut q);
+        links.iter().for_each(|&y| self.store.prefetch(y as usize));
         let mut candidates: Vec<Hit> = links.iter().map(|&y| self.hit(&q, y)).collect();
         candidates.sort_by(Hit::rank);
         self.select(&candidates, cap, &mut scratch)

@@ -553,15 +553,13 @@ impl RetrievalMemory {
         let mut kept: Vec<Hit> = Vec::with_capacity(hits.len());
         let mut kept_keys: Vec<f32> = Vec::with_capacity(hits.len() * dim);
         let mut key = vec![0f32; dim];
-        let mut s = [0f32; 1];
         for h in hits {
             if index.reconstruct(h.id, &mut key).is_err() {
                 continue; // ids come from the index itself
             }
-            let duplicate = kept_keys.chunks_exact(dim).any(|other| {
-                kernels::dot_f32::<1>(&key, other, &mut s);
-                s[0] >= threshold
-            });
+            let duplicate = kept_keys
+                .chunks_exact(dim)
+                .any(|other| kernels::dot_f32(&key, other) >= threshold);
             if !duplicate {
                 kept.push(*h);
                 kept_keys.extend_from_slice(&key);
