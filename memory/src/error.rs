@@ -52,6 +52,18 @@ pub enum MemoryError {
     /// another format version. The message names the file.
     #[error("dataset {0}")]
     Dataset(String),
+    /// A key or query vector of a retrieval index that cannot be used: a value that is
+    /// not finite (or not representable in the index's key type), or a zero vector
+    /// where a direction is needed.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    /// A trajectory id that a retrieval memory has no chunk of.
+    #[error("trajectory {0} has no chunk in the retrieval memory")]
+    UnknownTrajectory(u64),
+    /// A saved retrieval memory or index that is truncated, damaged, of another
+    /// version, or inconsistent. Nothing is built from it.
+    #[error("cannot load retrieval memory: {0}")]
+    RetrievalLoad(String),
 }
 
 /// Result alias for this crate.

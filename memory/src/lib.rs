@@ -187,6 +187,7 @@ pub mod error;
 mod frames;
 pub mod prioritized;
 pub mod replay;
+pub mod retrieval;
 mod storage;
 pub mod sum_tree;
 #[cfg(test)]
