@@ -1200,6 +1200,31 @@ fn eval_offline(
     if args.deterministic {
         policy.config.deterministic = true;
     }
+    if policy.algo == "radt" {
+        let _ = writeln!(
+            err,
+            "evaluating {} in context: {} consecutive episodes on each held-out task",
+            dir.display(),
+            policy.config.retrieval.in_context_episodes
+        );
+        let results = offline::radt_eval(&policy, args.seed, None)?;
+        agentry_agents::radt::write_curve(dir, &results)?;
+        let radt = agentry_agents::radt::curve(
+            &results.iter().map(|r| r.radt.clone()).collect::<Vec<_>>(),
+        );
+        let dt =
+            agentry_agents::radt::curve(&results.iter().map(|r| r.dt.clone()).collect::<Vec<_>>());
+        for (i, ((rm, rs), (dm, ds))) in radt.iter().zip(&dt).enumerate() {
+            writeln!(
+                out,
+                "episode {:>3}: RA-DT {rm:.2} ± {rs:.2}   DT (no retrieval) {dm:.2} ± {ds:.2}",
+                i + 1
+            )
+            .map_err(io_err)?;
+        }
+        writeln!(out, "wrote {}", dir.join("in_context.csv").display()).map_err(io_err)?;
+        return Ok(());
+    }
     let _ = writeln!(
         err,
         "evaluating {} ({}) on {} tasks for {} episodes each",

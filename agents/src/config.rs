@@ -735,7 +735,12 @@ impl SeqConfig {
             ("retrieval.top_l", r.top_l, 1, 100_000),
             ("retrieval.retrieved", r.retrieved, 1, 64),
             ("retrieval.retrieve_every", r.retrieve_every, 1, 1_000_000),
-            ("retrieval.in_context_episodes", r.in_context_episodes, 1, 100_000),
+            (
+                "retrieval.in_context_episodes",
+                r.in_context_episodes,
+                1,
+                100_000,
+            ),
         ] {
             if !(lo..=hi).contains(&v) {
                 return Err((key(k), format!("{v} is not in {lo}..={hi}")));

@@ -27,6 +27,7 @@ pub mod macros;
 pub mod offline;
 pub mod plot;
 pub mod ppo;
+pub mod radt;
 pub mod returns;
 pub mod runner;
 pub mod train;

@@ -112,7 +112,7 @@ impl Family {
     }
 
     /// The head's outputs: one logit per action, or 256 per continuous dimension.
-    fn head_outputs(&self) -> usize {
+    pub(crate) fn head_outputs(&self) -> usize {
         match &self.action {
             ActionKind::Discrete { n, .. } => *n,
             ActionKind::Continuous { low, .. } => low.len() * ACTION_BINS,
@@ -307,6 +307,8 @@ pub enum Backbone {
 /// The backbone's inference state: the xLSTM's recurrent state or the Transformer's
 /// KV cache.
 #[derive(Clone, Debug)]
+// One state per acting episode: boxing would only add an indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum BackboneState {
     /// xLSTM state.
     XLstm(XLstmState),
@@ -562,7 +564,12 @@ impl SeqModel {
         let summed = (states * mask.clone()).sum_dim(1).reshape([n, d]);
         let count = mask.sum_dim(1).reshape([n, 1]).clamp_min(1.0);
         let mean = summed / count;
-        let norm = mean.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-8);
+        let norm = mean
+            .clone()
+            .powf_scalar(2.0)
+            .sum_dim(1)
+            .sqrt()
+            .clamp_min(1e-8);
         (mean / norm)
             .into_data()
             .convert::<f32>()
@@ -570,24 +577,30 @@ impl SeqModel {
             .expect("f32 keys")
     }
 
-    /// The memory tokens of retrieved sub-trajectories (`batch`: one sequence per
-    /// query, its padding marked), for the cross-attention.
+    /// The memory tokens of retrieved sub-trajectories for the cross-attention:
+    /// `batch` holds `per_query` sequences for each query, one after the other, and each
+    /// query reads its own, padding marked.
     pub(crate) fn memory(
         &self,
         config: &SeqConfig,
         set: &TaskSet,
         batch: &SeqBatch,
+        per_query: usize,
         device: &Device,
     ) -> Memory {
         let per = tokens_per_step(config);
-        let (n, k) = (batch.sequences, batch.steps);
-        let tokens = self.tokens(config, set, batch, device);
+        let (n, k, d) = (batch.sequences, batch.steps, config.d_model);
+        let queries = n / per_query;
+        let m = per_query * k * per;
+        let tokens = self
+            .tokens(config, set, batch, device)
+            .reshape([queries, m, d]);
         let padding: Vec<bool> = batch
             .mask
             .iter()
-            .flat_map(|&m| std::iter::repeat_n(m == 0.0, per))
+            .flat_map(|&v| std::iter::repeat_n(v == 0.0, per))
             .collect();
-        let padding = Tensor::<2, Bool>::from_data(TensorData::new(padding, [n, k * per]), device);
+        let padding = Tensor::<2, Bool>::from_data(TensorData::new(padding, [queries, m]), device);
         Memory::new(tokens).with_padding(padding)
     }
 
@@ -638,6 +651,7 @@ impl SeqModel {
     }
 
     /// Action logits at every step of the batch: `[rows, head outputs]`.
+    #[cfg(test)]
     fn logits(
         &self,
         config: &SeqConfig,
@@ -756,6 +770,31 @@ pub fn bin_value(bin: usize, low: f32, high: f32) -> f32 {
 }
 
 impl SeqBatch {
+    /// The task the sequences belong to.
+    pub(crate) fn task(&self) -> usize {
+        self.task
+    }
+
+    /// Set step `r` (a row) of a discrete-action sequence by hand: what acting builds.
+    pub(crate) fn set_step(
+        &mut self,
+        r: usize,
+        obs: &[f32],
+        rtg: f32,
+        reward: f32,
+        action: f32,
+        timestep: usize,
+    ) {
+        let dim = obs.len();
+        self.obs[r * dim..(r + 1) * dim].copy_from_slice(obs);
+        self.rtg[r] = rtg;
+        self.rewards[r] = reward;
+        self.timesteps[r] = timestep as i64;
+        self.action_index[r] = action as i64;
+        self.targets[r] = action as i64;
+        self.mask[r] = 1.0;
+    }
+
     /// `n` empty (fully padded) sequences of `k` steps of task `task` of `family`.
     pub(crate) fn empty(task: usize, n: usize, k: usize, family: &Family) -> SeqBatch {
         let rows = n * k;
@@ -790,12 +829,28 @@ impl SeqBatch {
         scale: f32,
         max_timestep: usize,
     ) {
-        let (k, dim) = (self.steps, family.obs_dim());
+        self.fill_len(s, e, start, self.steps, family, scale, max_timestep);
+    }
+
+    /// [`fill`](Self::fill) with at most `len` steps.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fill_len(
+        &mut self,
+        s: usize,
+        e: &EpisodeRecord,
+        start: usize,
+        len: usize,
+        family: &Family,
+        scale: f32,
+        max_timestep: usize,
+    ) {
+        let (k, dim) = (self.steps.min(len), family.obs_dim());
+        let stride = self.steps;
         let adim = crate::dataset::action_dim(&family.action);
         let rtg = e.returns_to_go();
         let mut row_buf = Vec::with_capacity(dim);
         for j in 0..k.min(e.len().saturating_sub(start)) {
-            let (u, r) = (start + j, s * k + j);
+            let (u, r) = (start + j, s * stride + j);
             row_buf.clear();
             e.obs.row_into(u, dim, &mut row_buf);
             self.obs[r * dim..(r + 1) * dim].copy_from_slice(&row_buf);
@@ -865,6 +920,7 @@ pub(crate) fn sample_sequences(
 }
 
 /// [`sample_sequences`] without the positions.
+#[cfg(test)]
 fn sample_batch(
     data: &Data,
     t: usize,
@@ -898,6 +954,9 @@ pub struct SeqLearner {
     model: Option<SeqModel>,
     optim: ModuleOptimizer,
     rng: rand_pcg::Pcg64Mcg,
+    /// RA-DT's retrieval memory, once its embedding model is frozen.
+    retrieval: Option<crate::radt::Retrieval>,
+    seed: u64,
 }
 
 /// The metric columns after the leading ones (per-task columns follow these).
@@ -925,6 +984,8 @@ impl SeqLearner {
             data,
             device,
             model: Some(model),
+            retrieval: None,
+            seed: config.run.seed,
         })
     }
 
@@ -950,11 +1011,20 @@ impl SeqLearner {
     pub fn update(&mut self, update: u64, total: u64) -> Result<[f64; 4], AgentError> {
         let tasks = self.data.set.tasks.len();
         let per_task = self.config.batch_size.div_ceil(tasks).max(1);
+        // RA-DT: after the plain-DT phase, freeze the embedding model and index the data.
+        let pretrain = (self.config.retrieval.pretrain_fraction * total as f64) as u64;
+        if self.algo == "radt" && update >= pretrain && self.retrieval.is_none() {
+            self.retrieval = Some(crate::radt::Retrieval::build(
+                self.model().valid(),
+                &self.config,
+                &self.data,
+            )?);
+        }
         let model = self.model.take().expect("model present");
         let mut total_loss: Option<Tensor<1>> = None;
         let mut accuracy = 0.0;
         for t in 0..tasks {
-            let batch = sample_batch(
+            let (batch, picked) = sample_sequences(
                 &self.data,
                 t,
                 per_task,
@@ -962,7 +1032,22 @@ impl SeqLearner {
                 self.config.max_timestep,
                 &mut self.rng,
             );
-            let (loss, acc) = model.loss(&self.config, &self.data.set, &batch, None, &self.device);
+            let memory = match &self.retrieval {
+                Some(r) => {
+                    let read = match r.memory_batch(&self.config, &self.data, &batch, &picked) {
+                        Ok(read) => read,
+                        Err(e) => {
+                            self.model = Some(model);
+                            return Err(e);
+                        }
+                    };
+                    let n = self.config.retrieval.retrieved;
+                    Some(model.memory(&self.config, &self.data.set, &read, n, &self.device))
+                }
+                None => None,
+            };
+            let (loss, acc) =
+                model.loss(&self.config, &self.data.set, &batch, memory, &self.device);
             accuracy += acc / tasks as f64;
             total_loss = Some(match total_loss {
                 Some(l) => l + loss,
@@ -1001,11 +1086,15 @@ impl SeqLearner {
             config: self.config.clone(),
             set: self.data.set.clone(),
             model: self.model().valid(),
+            embedder: self.retrieval.as_ref().map(|r| r.embedder.clone()),
         }
     }
 
     fn save(&self, out: &mut Sections) -> Result<(), AgentError> {
         out.put("model", model_bytes(self.model())?);
+        if let Some(r) = &self.retrieval {
+            out.put("embedder", model_bytes(&r.embedder)?);
+        }
         let optim = self
             .optim
             .into_bytes()
@@ -1047,10 +1136,34 @@ impl SeqLearner {
             .map_err(|e| AgentError::checkpoint(path, format!("optimizer record: {e}")))?;
         self.rng = serde_json::from_slice(&s.take("rng", path)?)
             .map_err(|e| AgentError::checkpoint(path, format!("section `rng`: {e}")))?;
+        // RA-DT past its plain-DT phase: the frozen embedding model, and the index
+        // rebuilt from it (the keys are a function of the model and the data).
+        if s.get("embedder").is_some() {
+            let embedder =
+                load_embedder(&self.algo, &self.config, &self.data.set, self.seed, s, path)?;
+            self.retrieval = Some(crate::radt::Retrieval::build(
+                embedder,
+                &self.config,
+                &self.data,
+            )?);
+        }
         self.model = Some(model);
         self.optim = optim;
         Ok(())
     }
+}
+
+/// The `embedder` section of an RA-DT checkpoint, on the inference device.
+fn load_embedder(
+    algo: &str,
+    config: &SeqConfig,
+    set: &TaskSet,
+    seed: u64,
+    s: &mut Sections,
+    path: &Path,
+) -> Result<SeqModel, AgentError> {
+    let fresh = SeqModel::new(algo, config, set, &agentry_models::cpu(), seed)?;
+    load_model(fresh, s.take("embedder", path)?).map_err(|m| AgentError::checkpoint(path, m))
 }
 
 fn model_bytes(model: &SeqModel) -> Result<Vec<u8>, AgentError> {
@@ -1083,6 +1196,8 @@ pub struct SeqPolicy {
     pub set: TaskSet,
     /// The model.
     pub model: SeqModel,
+    /// RA-DT's frozen embedding model (the retrieval keys), once trained.
+    pub embedder: Option<SeqModel>,
 }
 
 /// One task's evaluation.
@@ -1416,6 +1531,9 @@ pub struct OfflineSummary {
     pub eval: Vec<TaskScore>,
     /// The mean normalised score of the last evaluation.
     pub normalised_mean: Option<f64>,
+    /// RA-DT's in-context evaluation on held-out tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_context: Vec<crate::radt::InContext>,
 }
 
 fn normalised_mean(scores: &[TaskScore]) -> Option<f64> {
@@ -1478,6 +1596,8 @@ pub(crate) fn drive(
         let done = state.env_steps == total;
         let eval_now =
             done || (seq.eval_interval > 0 && state.env_steps.is_multiple_of(seq.eval_interval));
+        // RA-DT is evaluated in context on held-out tasks, once, after training.
+        let eval_now = eval_now && config.run.algo != "radt";
         if eval_now && seq.eval_episodes > 0 {
             let policy = learner.policy();
             last_eval = evaluate_policy(
@@ -1552,6 +1672,14 @@ pub(crate) fn drive(
             save(&learner, &rd, &config, &state)?;
             observer.checkpoint(state.env_steps);
         }
+        let in_context = if config.run.algo == "radt" {
+            let policy = learner.policy();
+            let results = radt_eval(&policy, derive_seed(config.run.seed, 0x1C1), None)?;
+            crate::radt::write_curve(dir, &results)?;
+            results
+        } else {
+            Vec::new()
+        };
         let summary = OfflineSummary {
             algo: config.run.algo.clone(),
             updates: state.updates,
@@ -1559,6 +1687,7 @@ pub(crate) fn drive(
             tasks: learner.data.set.tasks.clone(),
             normalised_mean: normalised_mean(&last_eval),
             eval: last_eval,
+            in_context,
         };
         let mut text = serde_json::to_string_pretty(&summary).expect("a summary serialises");
         text.push('\n');
@@ -1585,6 +1714,31 @@ fn save(
     crate::train::write_checkpoint(rd, "learner", state.env_steps, &s)
 }
 
+/// RA-DT's in-context evaluation of `policy` on its held-out tasks (the first `goals`
+/// of them when given).
+pub fn radt_eval(
+    policy: &SeqPolicy,
+    seed: u64,
+    goals: Option<usize>,
+) -> Result<Vec<crate::radt::InContext>, AgentError> {
+    let embedder = policy.embedder.as_ref().ok_or_else(|| {
+        AgentError::Usage(
+            "this RA-DT run has not reached its retrieval phase yet (no embedding model): \
+             train it further"
+                .into(),
+        )
+    })?;
+    crate::radt::evaluate_in_context(
+        &policy.model,
+        embedder,
+        &policy.config,
+        &policy.set,
+        policy.config.retrieval.in_context_episodes,
+        seed,
+        goals,
+    )
+}
+
 /// The policy of an offline run's newest checkpoint (for `agent eval --run`).
 pub fn load_run(dir: &Path) -> Result<SeqPolicy, AgentError> {
     let rd = RunDir::new(dir);
@@ -1608,11 +1762,23 @@ pub fn load_run(dir: &Path) -> Result<SeqPolicy, AgentError> {
     )?;
     let model =
         load_model(fresh, s.take("model", &path)?).map_err(|m| AgentError::checkpoint(&path, m))?;
+    let embedder = match s.get("embedder") {
+        Some(_) => Some(load_embedder(
+            &config.run.algo,
+            config.seq(),
+            &set,
+            config.run.seed,
+            &mut s,
+            &path,
+        )?),
+        None => None,
+    };
     Ok(SeqPolicy {
         algo: config.run.algo.clone(),
         config: config.seq().clone(),
         set,
         model,
+        embedder,
     })
 }
 
@@ -1632,6 +1798,7 @@ pub fn record_eval(dir: &Path, scores: &[TaskScore]) -> Result<(), AgentError> {
                 tasks: policy.set.tasks,
                 eval: Vec::new(),
                 normalised_mean: None,
+                in_context: Vec::new(),
             }
         }
         Err(e) => return Err(AgentError::io(&path, e)),
@@ -1958,6 +2125,7 @@ pub(crate) mod tests {
                     },
                     set: data.set.clone(),
                     model: model.clone(),
+                    embedder: None,
                 };
                 let mut actor = SeqActor::new(&policy, 0, rtg[0] as f64);
                 for t in 0..k {
@@ -1972,6 +2140,114 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    /// RA-DT end to end on a small room: the plain-DT phase, the frozen embedding
+    /// model and the index at the switch, a resume after it (the embedder comes back
+    /// from the checkpoint), and the in-context evaluation on held-out goals, whose
+    /// memory is read (it changes the actions' logits).
+    #[test]
+    fn radt_trains_with_retrieval_resumes_and_evaluates_in_context() {
+        let dir = temp_dir("radt");
+        let data_dir = dir.join("data");
+        fs::create_dir_all(&data_dir).unwrap();
+        // "Learning histories": noisier and better walkers on four training goals.
+        for (i, goal) in [(1, 4), (4, 1), (3, 3), (0, 2)].into_iter().enumerate() {
+            dark_room_data(&data_dir, 5, goal, 6, 0.2 + 0.15 * i as f64, i as u64);
+        }
+        let sets = [
+            "radt.d_model=16",
+            "radt.context=8",
+            "radt.batch_size=8",
+            "radt.warmup_steps=5",
+            "radt.retrieval.chunk_len=5",
+            "radt.retrieval.pretrain_fraction=0.5",
+            "radt.retrieval.in_context_episodes=3",
+            "radt.retrieval.retrieve_every=2",
+            "radt.log_interval=4",
+            "run.checkpoint_interval=15",
+        ];
+        let run = dir.join("run");
+        struct StopAt(u64);
+        impl Observer for StopAt {
+            fn update(&mut self, state: &RunState, _: &[String], _: &[f64]) -> Control {
+                if state.env_steps >= self.0 {
+                    Control::Stop
+                } else {
+                    Control::Continue
+                }
+            }
+        }
+        let cfg = config("radt", &[&data_dir], 20, &sets);
+        let first = train(
+            Start::New {
+                config: Box::new(cfg),
+                out: Some(run.clone()),
+            },
+            &mut StopAt(16),
+        )
+        .unwrap();
+        assert!(first.stopped);
+        // The checkpoint at 15 is past the switch at 10: it holds the embedder.
+        let policy = load_run(&run).unwrap();
+        assert!(policy.embedder.is_some());
+        train(
+            Start::Resume {
+                dir: run.clone(),
+                steps: None,
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        let summary: OfflineSummary =
+            serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+        // The held-out goals of a 5×5 room: 5 of its 25 cells.
+        assert_eq!(summary.in_context.len(), 5);
+        for r in &summary.in_context {
+            assert_eq!((r.radt.len(), r.dt.len()), (3, 3));
+            assert!(r.radt.iter().chain(&r.dt).all(|x| (0.0..=25.0).contains(x)));
+        }
+        let csv = fs::read_to_string(run.join("in_context.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 4, "{csv}");
+        // The memory is read: the same window with and without a retrieved
+        // sub-trajectory gives different logits.
+        let policy = load_run(&run).unwrap();
+        let data = load_data(&[data_dir.display().to_string()]).unwrap();
+        let family = &data.set.families[0];
+        let device = agentry_models::cpu();
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(2);
+        let (window, _) = sample_sequences(&data, 0, 1, 8, 1000, &mut rng);
+        let mut read = SeqBatch::empty(0, 1, 10, family);
+        read.fill(
+            0,
+            &data.episodes[1][0],
+            0,
+            family,
+            data.set.tasks[1].scale,
+            1000,
+        );
+        let config = &policy.config;
+        let plain = policy
+            .model
+            .logits_with_memory(config, &data.set, &window, None, &device)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let memory = policy.model.memory(config, &data.set, &read, 1, &device);
+        let with = policy
+            .model
+            .logits_with_memory(config, &data.set, &window, Some(memory), &device)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let diff = plain
+            .iter()
+            .zip(&with)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(diff > 1e-4, "the memory changed nothing ({diff})");
     }
 
     #[test]

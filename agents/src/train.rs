@@ -359,11 +359,13 @@ pub fn train(start: Start, observer: &mut dyn Observer) -> Result<TrainOutcome, 
                 drive_dqn::<f32>(shape, &dir, config, resume, rewrite_steps, observer)
             }
         }
-        "lram" | "dt" => crate::offline::drive(&dir, config, resume, rewrite_steps, observer),
+        "lram" | "dt" | "radt" => {
+            crate::offline::drive(&dir, config, resume, rewrite_steps, observer)
+        }
         other => Err(ConfigError::new(
             "run.algo",
             "config.toml",
-            format!("`{other}` cannot be trained yet; valid: ppo, dqn, rainbow, lram, dt"),
+            format!("`{other}` cannot be trained yet; valid: ppo, dqn, rainbow, lram, dt, radt"),
         )
         .into()),
     }

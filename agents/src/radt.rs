@@ -1,0 +1,464 @@
+//! RA-DT (Schmied et al. 2024): a Decision Transformer that reads sub-trajectories
+//! retrieved from an external memory through cross-attention.
+//!
+//! The model is the offline learners' ([`crate::offline`]) with a Transformer whose
+//! blocks have a cross-attention sub-layer. Training (`agent train --algo radt`) runs
+//! in two phases:
+//!
+//! 1. For the first `retrieval.pretrain_fraction` of the updates it is a plain DT (no
+//!    memory).
+//! 2. Then a copy of the model is frozen as the **embedding model**, and every chunk of
+//!    `chunk_len` steps of the training data is indexed: its key is the embedding
+//!    model's mean last hidden state over the chunk's state tokens, L2-normalised
+//!    ([`SeqModel::embed`]); its value is the chunk and the `chunk_len` steps after it.
+//!    Each training sequence then retrieves, with its own embedding as the query, the
+//!    best `retrieved` values among the `top_l` most similar chunks — other
+//!    trajectories only, near-duplicates (similarity ≥ `dedup`) and the query's own
+//!    near-copies (≥ 0.98) dropped, rescored `minmax(similarity) + w_task·[same task]`
+//!    as the official code trains — and the model reads their tokens through the
+//!    cross-attention while it learns to predict the sequence's actions.
+//!
+//! **In-context evaluation** (`agent eval --run DIR`): on each Dark-Room goal held out
+//! of training (RA-DT's 80/20 split of the room's cells, [`goal_split`]), the model
+//! plays `in_context_episodes` consecutive episodes. The memory starts empty and after
+//! each episode holds its chunks, keyed by the embedding model, with the episode's
+//! return as their utility; while acting, every `retrieve_every` steps the current
+//! window (the last `context` steps) queries it, rescored
+//! `minmax(similarity) + w_ret·minmax(utility)`, and the model reads what it found.
+//! Reported: the mean return at each episode index over the goals (± std), for RA-DT and
+//! for the frozen plain DT of phase 1 acting without memory (the baseline).
+//!
+//! Deviations from the paper, for 2 CPU cores: a width-64 model of 2 layers (the paper:
+//! 4 layers of width 512), one retrieved sub-trajectory, retrieval every few steps
+//! rather than every step, the embedding model trained on the same data in the same run
+//! (the paper pre-trains a separate DT), and no Algorithm-Distillation baseline yet.
+
+use std::path::Path;
+
+use agentry_envs::grid::goal_split;
+use agentry_envs::{Action, ObsMut, Out, ParamValue, Params, registry};
+use agentry_memory::EpisodeRecord;
+use agentry_memory::retrieval::{Chunk, IndexConfig, Query, RetrievalConfig, RetrievalMemory};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{EnvConfig, SeqConfig};
+use crate::error::AgentError;
+use crate::offline::{Data, Family, SeqBatch, SeqModel, TaskSet};
+
+fn memory_error(e: agentry_memory::MemoryError) -> AgentError {
+    AgentError::Invalid(format!("retrieval memory: {e}"))
+}
+
+/// The training data's retrieval memory and the frozen model that keys it.
+pub(crate) struct Retrieval {
+    /// The embedding model (no autodiff).
+    pub(crate) embedder: SeqModel,
+    memory: RetrievalMemory,
+    /// The first trajectory id of each task (a trajectory is an episode).
+    offsets: Vec<u64>,
+}
+
+/// Chunks of `e` (trajectory `trajectory` of task `task`): every `chunk_len` steps,
+/// the value running `2 × chunk_len` steps (shorter at the episode's end).
+fn chunks_of(e: &EpisodeRecord, trajectory: u64, task: u32, chunk_len: usize) -> Vec<Chunk> {
+    (0..e.len())
+        .step_by(chunk_len)
+        .map(|start| Chunk {
+            trajectory,
+            task,
+            start: start as u64,
+            len: (2 * chunk_len).min(e.len() - start) as u32,
+        })
+        .collect()
+}
+
+/// Keys of `chunks` of episodes `episode(c)`, `chunk_len` steps each, by `embedder`.
+fn chunk_keys<'a>(
+    embedder: &SeqModel,
+    config: &SeqConfig,
+    set: &TaskSet,
+    chunks: &[Chunk],
+    episode: impl Fn(&Chunk) -> (&'a EpisodeRecord, usize),
+    device: &Device,
+) -> Vec<f32> {
+    let mut keys = Vec::with_capacity(chunks.len() * config.d_model);
+    for block in chunks.chunks(256) {
+        let (_, t0) = episode(&block[0]);
+        let family = &set.families[set.tasks[t0].family];
+        let mut b = SeqBatch::empty(t0, block.len(), config.retrieval.chunk_len, family);
+        for (s, c) in block.iter().enumerate() {
+            let (e, t) = episode(c);
+            let scale = set.tasks[t].scale;
+            b.fill(s, e, c.start as usize, family, scale, config.max_timestep);
+        }
+        keys.extend(embedder.embed(config, set, &b, device));
+    }
+    keys
+}
+
+impl Retrieval {
+    /// Freeze `embedder` and index every chunk of `data`.
+    pub(crate) fn build(
+        embedder: SeqModel,
+        config: &SeqConfig,
+        data: &Data,
+    ) -> Result<Retrieval, AgentError> {
+        let device = agentry_models::cpu();
+        let mut memory =
+            RetrievalMemory::new(config.d_model, IndexConfig::default()).map_err(memory_error)?;
+        let mut offsets = Vec::new();
+        let mut next = 0u64;
+        for (t, episodes) in data.episodes.iter().enumerate() {
+            offsets.push(next);
+            let mut chunks = Vec::new();
+            for (i, e) in episodes.iter().enumerate() {
+                chunks.extend(chunks_of(
+                    e,
+                    next + i as u64,
+                    t as u32,
+                    config.retrieval.chunk_len,
+                ));
+            }
+            let base = next;
+            let keys = chunk_keys(
+                &embedder,
+                config,
+                &data.set,
+                &chunks,
+                |c| (&episodes[(c.trajectory - base) as usize], t),
+                &device,
+            );
+            memory.insert_batch(&chunks, &keys).map_err(memory_error)?;
+            for (i, e) in episodes.iter().enumerate() {
+                memory
+                    .set_utility(next + i as u64, e.ret() as f32)
+                    .map_err(memory_error)?;
+            }
+            next += episodes.len() as u64;
+        }
+        Ok(Retrieval {
+            embedder,
+            memory,
+            offsets,
+        })
+    }
+
+    fn locate(&self, trajectory: u64) -> (usize, usize) {
+        let t = self.offsets.partition_point(|&o| o <= trajectory) - 1;
+        (t, (trajectory - self.offsets[t]) as usize)
+    }
+
+    /// What the sequences of `batch` (task `t`, drawn at `picked` = (episode, start))
+    /// read: `retrieved` values each, as a batch of `sequences × retrieved` sequences
+    /// of `2 × chunk_len` steps (padding where fewer were found).
+    pub(crate) fn memory_batch(
+        &self,
+        config: &SeqConfig,
+        data: &Data,
+        batch: &SeqBatch,
+        picked: &[(usize, usize)],
+    ) -> Result<SeqBatch, AgentError> {
+        let device = agentry_models::cpu();
+        let t = batch.task();
+        let keys = self.embedder.embed(config, &data.set, batch, &device);
+        let d = config.d_model;
+        let queries: Vec<Query<'_>> = picked
+            .iter()
+            .enumerate()
+            .map(|(s, &(episode, _))| Query {
+                key: &keys[s * d..(s + 1) * d],
+                trajectory: Some(self.offsets[t] + episode as u64),
+                task: Some(t as u32),
+            })
+            .collect();
+        let r = &config.retrieval;
+        let settings = RetrievalConfig {
+            top_l: r.top_l,
+            n: r.retrieved,
+            dedup: Some(r.dedup as f32),
+            w_task: r.w_task as f32,
+            ..RetrievalConfig::training()
+        };
+        let found = self
+            .memory
+            .retrieve_batch(&queries, &settings)
+            .map_err(memory_error)?;
+        let family = &data.set.families[data.set.tasks[t].family];
+        let n = r.retrieved;
+        let mut mem = SeqBatch::empty(t, picked.len() * n, 2 * r.chunk_len, family);
+        for (s, hits) in found.iter().enumerate() {
+            for (j, hit) in hits.iter().take(n).enumerate() {
+                let (task, episode) = self.locate(hit.chunk.trajectory);
+                let e = &data.episodes[task][episode];
+                let scale = data.set.tasks[task].scale;
+                mem.fill_len(
+                    s * n + j,
+                    e,
+                    hit.chunk.start as usize,
+                    hit.chunk.len as usize,
+                    family,
+                    scale,
+                    config.max_timestep,
+                );
+            }
+        }
+        Ok(mem)
+    }
+}
+
+/// The in-context learning curve of a held-out task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InContext {
+    /// The environment.
+    pub env: EnvConfig,
+    /// The return of each consecutive episode, with retrieval.
+    pub radt: Vec<f64>,
+    /// The same episodes' returns of the frozen plain DT, without memory.
+    pub dt: Vec<f64>,
+}
+
+/// The held-out Dark-Room goals of the family the tasks belong to (RA-DT's 80/20 split
+/// of the room's cells), as environments.
+pub fn held_out_tasks(set: &TaskSet) -> Result<Vec<EnvConfig>, AgentError> {
+    let first = set
+        .tasks
+        .first()
+        .ok_or_else(|| AgentError::Usage("RA-DT: no tasks".into()))?;
+    if set.families.len() != 1 || first.env.name != "dark-room" {
+        return Err(AgentError::Usage(
+            "RA-DT's in-context evaluation holds out Dark-Room goals: train it on Dark-Room \
+             learning histories only"
+                .into(),
+        ));
+    }
+    let env = registry::make(&first.env.name, &first.env.params)?;
+    let agentry_envs::Space::Box(b) = env.observation_space() else {
+        return Err(AgentError::Invalid("Dark-Room observes a Box".into()));
+    };
+    let (w, h) = (b.high[0] as usize + 1, b.high[1] as usize + 1);
+    let (_, held_out) = goal_split(w, h);
+    Ok(held_out
+        .into_iter()
+        .map(|(x, y)| {
+            let mut params: Params = first.env.params.clone();
+            params.0.insert(
+                "goal".into(),
+                ParamValue::List(vec![ParamValue::Int(x as i64), ParamValue::Int(y as i64)]),
+            );
+            EnvConfig {
+                name: first.env.name.clone(),
+                params,
+            }
+        })
+        .collect())
+}
+
+/// The tokens of the current episode's window (the last `context` steps, the last one
+/// up to its state and return-to-go), as one sequence.
+#[allow(clippy::too_many_arguments)]
+fn window(
+    config: &SeqConfig,
+    family: &Family,
+    task: usize,
+    obs: &[f32],
+    actions: &[f32],
+    rewards: &[f32],
+    target: f64,
+    scale: f32,
+) -> (SeqBatch, usize) {
+    let dim = family.obs_dim();
+    let t = obs.len() / dim;
+    let k = config.context;
+    let first = t.saturating_sub(k);
+    let mut b = SeqBatch::empty(task, 1, k, family);
+    let mut got: f64 = rewards[..first].iter().map(|&r| r as f64).sum();
+    for (r, u) in (first..t).enumerate() {
+        let action = actions.get(u).copied().unwrap_or(0.0);
+        let reward = rewards.get(u).copied().unwrap_or(0.0);
+        b.set_step(
+            r,
+            &obs[u * dim..(u + 1) * dim],
+            ((target - got) / scale as f64) as f32,
+            reward / scale,
+            action,
+            u.min(config.max_timestep - 1),
+        );
+        got += reward as f64;
+    }
+    (b, t - first - 1)
+}
+
+/// Play `episodes` consecutive episodes of `env` with `model` (reading retrieved
+/// sub-trajectories of its own earlier episodes when `embedder` is given); the returns.
+fn play_in_context(
+    model: &SeqModel,
+    embedder: Option<&SeqModel>,
+    config: &SeqConfig,
+    set: &TaskSet,
+    env_config: &EnvConfig,
+    episodes: usize,
+    seed: u64,
+) -> Result<Vec<f64>, AgentError> {
+    let device = agentry_models::cpu();
+    let family = &set.families[0];
+    let dim = family.obs_dim();
+    // The held-out goal is no training task: its tokens are scaled like the first one's,
+    // and it aims at the best return seen in training.
+    let scale = set.tasks[0].scale;
+    let target = config.target_return
+        * set
+            .tasks
+            .iter()
+            .map(|t| t.best_return)
+            .fold(f64::NEG_INFINITY, f64::max);
+    let r = &config.retrieval;
+    let mut memory =
+        RetrievalMemory::new(config.d_model, IndexConfig::default()).map_err(memory_error)?;
+    let mut played: Vec<EpisodeRecord> = Vec::new();
+    let mut env = registry::make(&env_config.name, &env_config.params)?;
+    let mut returns = Vec::with_capacity(episodes);
+    let (mut mask, mut extras) = (vec![], vec![]);
+    for episode in 0..episodes {
+        let mut o = vec![0f32; dim];
+        env.reset_into(
+            Some(agentry_envs::derive_seed(seed, episode as u64)),
+            Out {
+                obs: ObsMut::F32(&mut o),
+                action_mask: &mut mask,
+                extras: &mut extras,
+            },
+        )?;
+        let mut builder = crate::dataset::EpisodeBuilder::new(0, false);
+        let (mut obs, mut actions, mut rewards) = (Vec::new(), Vec::new(), Vec::new());
+        let mut read: Option<agentry_models::gpt::Memory> = None;
+        let mut ret = 0.0;
+        for step in 0usize.. {
+            obs.extend_from_slice(&o);
+            let (b, last) = window(config, family, 0, &obs, &actions, &rewards, target, scale);
+            if let Some(embedder) = embedder
+                && !memory.is_empty()
+                && step.is_multiple_of(r.retrieve_every)
+            {
+                let key = embedder.embed(config, set, &b, &device);
+                let settings = RetrievalConfig {
+                    top_l: r.top_l,
+                    n: r.retrieved,
+                    dedup: Some(r.dedup as f32),
+                    w_ret: r.w_ret as f32,
+                    ..RetrievalConfig::default()
+                };
+                let query = Query {
+                    key: &key,
+                    trajectory: None,
+                    task: None,
+                };
+                let hits = memory.retrieve(&query, &settings).map_err(memory_error)?;
+                let mut mem = SeqBatch::empty(0, r.retrieved, 2 * r.chunk_len, family);
+                for (j, hit) in hits.iter().enumerate() {
+                    let e = &played[hit.chunk.trajectory as usize];
+                    mem.fill_len(
+                        j,
+                        e,
+                        hit.chunk.start as usize,
+                        hit.chunk.len as usize,
+                        family,
+                        scale,
+                        config.max_timestep,
+                    );
+                }
+                read = Some(model.memory(config, set, &mem, r.retrieved, &device));
+            }
+            let logits = model
+                .logits_with_memory(config, set, &b, read.clone(), &device)
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 logits");
+            let n = family.head_outputs();
+            let row = &logits[last * n..(last + 1) * n];
+            let a = (0..n)
+                .max_by(|&x, &y| row[x].total_cmp(&row[y]))
+                .unwrap_or(0);
+            builder.act_f32(&o, &[a as f32]);
+            let s = env.step_into(
+                Action::Discrete(a),
+                Out {
+                    obs: ObsMut::F32(&mut o),
+                    action_mask: &mut mask,
+                    extras: &mut extras,
+                },
+            )?;
+            builder.outcome(s.reward as f32, s.terminated, s.truncated);
+            actions.push(a as f32);
+            rewards.push(s.reward as f32);
+            ret += s.reward;
+            if s.done() || step >= 100_000 {
+                break;
+            }
+        }
+        let e = builder.take();
+        if let Some(embedder) = embedder {
+            let id = played.len() as u64;
+            let chunks = chunks_of(&e, id, 0, r.chunk_len);
+            let keys = chunk_keys(embedder, config, set, &chunks, |_| (&e, 0), &device);
+            memory.insert_batch(&chunks, &keys).map_err(memory_error)?;
+            memory.set_utility(id, ret as f32).map_err(memory_error)?;
+        }
+        played.push(e);
+        returns.push(ret);
+    }
+    Ok(returns)
+}
+
+/// RA-DT's in-context evaluation: `episodes` consecutive episodes on each held-out goal,
+/// with retrieval and (the baseline) the frozen plain DT without it.
+pub fn evaluate_in_context(
+    model: &SeqModel,
+    embedder: &SeqModel,
+    config: &SeqConfig,
+    set: &TaskSet,
+    episodes: usize,
+    seed: u64,
+    goals: Option<usize>,
+) -> Result<Vec<InContext>, AgentError> {
+    let mut tasks = held_out_tasks(set)?;
+    if let Some(g) = goals {
+        tasks.truncate(g);
+    }
+    tasks
+        .into_iter()
+        .enumerate()
+        .map(|(i, env)| {
+            let seed = agentry_envs::derive_seed(seed, i as u64);
+            Ok(InContext {
+                radt: play_in_context(model, Some(embedder), config, set, &env, episodes, seed)?,
+                dt: play_in_context(embedder, None, config, set, &env, episodes, seed)?,
+                env,
+            })
+        })
+        .collect()
+}
+
+/// Mean and standard deviation over the tasks at each episode index.
+pub fn curve(runs: &[Vec<f64>]) -> Vec<(f64, f64)> {
+    let n = runs.iter().map(Vec::len).min().unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            let xs: Vec<f64> = runs.iter().map(|r| r[i]).collect();
+            crate::experiment::mean_std(&xs)
+        })
+        .collect()
+}
+
+/// Write `DIR/in_context.csv`: episode, RA-DT mean and std, DT mean and std.
+pub fn write_curve(dir: &Path, results: &[InContext]) -> Result<(), AgentError> {
+    let radt = curve(&results.iter().map(|r| r.radt.clone()).collect::<Vec<_>>());
+    let dt = curve(&results.iter().map(|r| r.dt.clone()).collect::<Vec<_>>());
+    let mut text =
+        String::from("episode,radt_return_mean,radt_return_std,dt_return_mean,dt_return_std\n");
+    for (i, ((rm, rs), (dm, ds))) in radt.iter().zip(&dt).enumerate() {
+        text.push_str(&format!("{},{rm},{rs},{dm},{ds}\n", i + 1));
+    }
+    crate::checkpoint::write_atomic(&dir.join("in_context.csv"), text.as_bytes())
+}
