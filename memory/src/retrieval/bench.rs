@@ -223,7 +223,7 @@ impl fmt::Display for RetrievalBench {
                 h.n,
                 h.build_seconds,
                 h.build_cpu_seconds
-                    .map(|c| format!(" ({c:.0} s of processor time)"))
+                    .map(|c| format!(", {c:.0} s of processor time"))
                     .unwrap_or_default(),
                 h.checkpoint.0,
                 h.checkpoint.1,
