@@ -99,7 +99,7 @@
 //! upper layer (1/M of the nodes have one, 1/M² two, …): about 132 bytes per node at
 //! `M = 16`. The unit test asks recall@10 ≥ 0.95 against exact search on 20 000
 //! uniformly random unit vectors of dimension 64. On the development machine, 1M × 512
-//! `f32` keys (synthetic embeddings, see [`bench`]) with `M = 16`,
+//! `f32` keys (synthetic embeddings, see [`mod@bench`]) with `M = 16`,
 //! `ef_construction = 100` took 13 minutes to build (less than one core free); a
 //! query at `ef_search = 256` took 1.5 ms with recall@10 0.97, 37× faster than exact
 //! search on one thread, and 2.9 ms with recall 0.99 at `ef_search = 512`.
