@@ -108,7 +108,7 @@ impl Default for RetrievalBenchConfig {
                     seed: 0,
                     key_type: KeyType::F32,
                 },
-                ef_search: vec![16, 32, 64, 128, 256],
+                ef_search: vec![16, 32, 64, 128, 256, 512],
                 max_build_seconds: 900.0,
             }),
             bandwidth_bytes: 1 << 30,
@@ -223,7 +223,7 @@ impl fmt::Display for RetrievalBench {
                 h.n,
                 h.build_seconds,
                 h.build_cpu_seconds
-                    .map(|c| format!(" ({c:.0} s of processor time)"))
+                    .map(|c| format!(", {c:.0} s of processor time"))
                     .unwrap_or_default(),
                 h.checkpoint.0,
                 h.checkpoint.1,
@@ -504,7 +504,8 @@ fn bench_hnsw(
                 let count = GENERATE.min(h.n - next);
                 index.add_batch(&keys.generate(0, next, count))?;
                 next += count;
-                if next % (GENERATE * 8) == 0 {
+                // About every 100k keys.
+                if next / 100_000 != (next - count) / 100_000 {
                     progress(&format!(
                         "HNSW: {next} keys, {:.0} s",
                         start.elapsed().as_secs_f64()

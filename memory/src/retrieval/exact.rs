@@ -128,6 +128,16 @@ impl ExactIndex {
     }
 }
 
+impl std::fmt::Debug for ExactIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExactIndex")
+            .field("dim", &self.store.dim())
+            .field("len", &self.store.len())
+            .field("key_type", &self.store.key_type())
+            .finish_non_exhaustive()
+    }
+}
+
 impl VectorIndex for ExactIndex {
     fn dim(&self) -> usize {
         self.store.dim()

@@ -533,6 +533,17 @@ impl HnswIndex {
     }
 }
 
+impl std::fmt::Debug for HnswIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HnswIndex")
+            .field("dim", &self.store.dim())
+            .field("len", &self.store.len())
+            .field("config", &self.config)
+            .field("top_level", &self.top_level())
+            .finish_non_exhaustive()
+    }
+}
+
 impl VectorIndex for HnswIndex {
     fn dim(&self) -> usize {
         self.store.dim()

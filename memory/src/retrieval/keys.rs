@@ -47,6 +47,14 @@ impl KeyType {
         }
     }
 
+    /// The key type of a name given by [`name`](Self::name) (for command lines and
+    /// presets).
+    pub fn from_name(name: &str) -> Option<KeyType> {
+        [KeyType::F32, KeyType::F16, KeyType::I8]
+            .into_iter()
+            .find(|t| t.name() == name)
+    }
+
     pub(crate) fn tag(self) -> u8 {
         match self {
             KeyType::F32 => 1,
@@ -376,6 +384,15 @@ mod tests {
                 assert!((a - b).abs() <= tolerance, "{key_type:?}: {a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn key_types_are_found_by_name() {
+        for t in [KeyType::F32, KeyType::F16, KeyType::I8] {
+            assert_eq!(KeyType::from_name(t.name()), Some(t));
+            assert_eq!(KeyType::from_tag(t.tag()), Some(t));
+        }
+        assert_eq!(KeyType::from_name("f64"), None);
     }
 
     #[test]

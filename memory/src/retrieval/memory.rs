@@ -224,6 +224,20 @@ pub struct RetrievalMemory {
     pub(crate) chunks: Vec<Stored>,
 }
 
+impl std::fmt::Debug for RetrievalMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let index: &dyn std::fmt::Debug = match &self.index {
+            AnyIndex::Exact(i) => i,
+            AnyIndex::Hnsw(i) => i,
+        };
+        f.debug_struct("RetrievalMemory")
+            .field("chunks", &self.chunks.len())
+            .field("trajectories", &self.trajectories.len())
+            .field("index", index)
+            .finish_non_exhaustive()
+    }
+}
+
 /// `key / ‖key‖`, or an error for a zero or non-finite key.
 fn normalised(key: &[f32], what: &str) -> Result<Vec<f32>> {
     if let Some(i) = key.iter().position(|x| !x.is_finite()) {
