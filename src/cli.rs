@@ -98,6 +98,38 @@ pub enum BenchCommand {
     /// Per-token inference latency and state size of the xLSTM (LRAM) and the
     /// Transformer with a KV cache (DT) as the context grows.
     Sequence(BenchSequenceArgs),
+    /// RA-DT's retrieval index: exact top-k (f32/f16/i8 keys) against the machine's
+    /// memory bandwidth, and HNSW's recall and speed-up.
+    Retrieval(BenchRetrievalArgs),
+}
+
+/// Arguments of `agent bench retrieval` (defaults: the figures, ~25 min).
+#[derive(Debug, Args)]
+pub struct BenchRetrievalArgs {
+    /// Values per key.
+    #[arg(long, default_value_t = 512)]
+    pub dim: usize,
+    /// Index sizes for exact search.
+    #[arg(long, default_value = "10000,100000,1000000", value_delimiter = ',')]
+    pub sizes: Vec<usize>,
+    /// Key types for exact search (f32, f16, i8).
+    #[arg(long, default_value = "f32,f16,i8", value_delimiter = ',')]
+    pub key_types: Vec<String>,
+    /// Thread counts.
+    #[arg(long, default_value = "1,2", value_delimiter = ',')]
+    pub threads: Vec<usize>,
+    /// k values.
+    #[arg(long, default_value = "10,50", value_delimiter = ',')]
+    pub k: Vec<usize>,
+    /// Queries per figure.
+    #[arg(long, default_value_t = 100)]
+    pub queries: usize,
+    /// Keys of the HNSW graph (0: no HNSW).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub hnsw_n: usize,
+    /// ef_search values measured.
+    #[arg(long, default_value = "16,32,64,128,256,512", value_delimiter = ',')]
+    pub ef_search: Vec<usize>,
 }
 
 /// Arguments of `agent bench sequence`.
@@ -454,6 +486,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Cli
         Command::Bench {
             what: BenchCommand::Sequence(args),
         } => bench_sequence(&args, out),
+        Command::Bench {
+            what: BenchCommand::Retrieval(args),
+        } => bench_retrieval(&args, out, err),
         Command::Experiment {
             what: ExperimentCommand::Macros(args),
         } => experiment_macros(args, out, err),
@@ -878,6 +913,48 @@ fn bench_sequence(args: &BenchSequenceArgs, out: &mut dyn Write) -> Result<(), C
             .map_err(io_err)?;
         }
     }
+    Ok(())
+}
+
+fn bench_retrieval(
+    args: &BenchRetrievalArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    use agentry_memory::retrieval::KeyType;
+    use agentry_memory::retrieval::bench::{RetrievalBenchConfig, bench_retrieval};
+    let defaults = RetrievalBenchConfig::default();
+    let key_types = args
+        .key_types
+        .iter()
+        .map(|k| {
+            KeyType::from_name(k).ok_or_else(|| {
+                CliError::Usage(format!("unknown --key-types `{k}`; allowed: f32, f16, i8"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let hnsw = (args.hnsw_n > 0).then(|| {
+        let mut h = defaults.hnsw.clone().expect("the default measures HNSW");
+        h.n = args.hnsw_n;
+        h.checkpoint = h.checkpoint.min(args.hnsw_n);
+        h.ef_search = args.ef_search.clone();
+        h
+    });
+    let config = RetrievalBenchConfig {
+        dim: args.dim,
+        sizes: args.sizes.clone(),
+        key_types,
+        threads: args.threads.clone(),
+        ks: args.k.clone(),
+        queries: args.queries,
+        hnsw,
+        ..defaults
+    };
+    let report = bench_retrieval(&config, &mut |line| {
+        let _ = writeln!(err, "{line}");
+    })
+    .map_err(|e| CliError::Usage(e.to_string()))?;
+    writeln!(out, "{report}").map_err(io_err)?;
     Ok(())
 }
 

@@ -593,3 +593,60 @@ fn collect_then_offline_training_end_to_end() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The two benchmarks of the sequence models and the retrieval index run small and
+/// refuse bad input with code 2.
+#[test]
+fn bench_sequence_and_retrieval_run_small() {
+    let out = agent(&[
+        "bench",
+        "sequence",
+        "--d-model",
+        "16",
+        "--layers",
+        "2",
+        "--heads",
+        "2",
+        "--contexts",
+        "4,8",
+        "--batches",
+        "1",
+        "--steps",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("dt/xlstm") && table.lines().count() == 4,
+        "{table}"
+    );
+    let out = agent(&["bench", "sequence", "--contexts", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = agent(&[
+        "bench",
+        "retrieval",
+        "--dim",
+        "32",
+        "--sizes",
+        "2000",
+        "--key-types",
+        "f32,i8",
+        "--threads",
+        "1",
+        "--k",
+        "5",
+        "--queries",
+        "5",
+        "--hnsw-n",
+        "0",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("exact search"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = agent(&["bench", "retrieval", "--key-types", "f64", "--hnsw-n", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("f64"), "{}", text(&out.stderr));
+}
