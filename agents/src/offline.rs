@@ -623,7 +623,12 @@ impl SeqModel {
             |v: &[f32]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [rows, 1]), device);
         let time = &self.time;
         let s = self.encode_states(f, obs, &family.obs_shape);
-        let s = Self::add_embedding(s, &self.task, &vec![batch.task as i64; rows], device);
+        let ids: Vec<i64> = batch
+            .row_tasks
+            .iter()
+            .flat_map(|&t| std::iter::repeat_n(t as i64, k))
+            .collect();
+        let s = Self::add_embedding(s, &self.task, &ids, device);
         let s = Self::add_embedding(s, time, &batch.timesteps, device);
         let r_to_go = Self::add_embedding(
             self.rtg.forward(column(&batch.rtg)),
@@ -737,6 +742,8 @@ impl SeqModel {
 #[derive(Clone, Debug, Default)]
 pub struct SeqBatch {
     task: usize,
+    /// Each sequence's task (all of `task`'s family).
+    row_tasks: Vec<usize>,
     sequences: usize,
     steps: usize,
     obs: Vec<f32>,
@@ -805,6 +812,7 @@ impl SeqBatch {
         };
         SeqBatch {
             task,
+            row_tasks: vec![task; n],
             sequences: n,
             steps: k,
             obs: vec![0.0; rows * family.obs_dim()],
@@ -880,6 +888,7 @@ impl SeqBatch {
 /// Draw `n` sequences of `k` steps of task `t`: each starts at a uniformly drawn step of
 /// the task's data (so episodes are drawn in proportion to their length) and is padded
 /// past its episode's end. Also returns each sequence's (episode index, start).
+#[cfg(test)]
 pub(crate) fn sample_sequences(
     data: &Data,
     t: usize,
@@ -915,6 +924,52 @@ pub(crate) fn sample_sequences(
             max_timestep,
         );
         picked.push((i, step as usize));
+    }
+    (b, picked)
+}
+
+/// Draw `n` sequences of `k` steps of the tasks of family `family`, each of a uniformly
+/// drawn task of it, as in [`sample_sequences`]; also returns each sequence's (task,
+/// episode, start). One batch per family: its tasks share the encoders and head.
+pub(crate) fn sample_family(
+    data: &Data,
+    family: usize,
+    n: usize,
+    k: usize,
+    max_timestep: usize,
+    rng: &mut rand_pcg::Pcg64Mcg,
+) -> (SeqBatch, Vec<(usize, usize, usize)>) {
+    let tasks: Vec<usize> = (0..data.set.tasks.len())
+        .filter(|&t| data.set.tasks[t].family == family)
+        .collect();
+    let fam = &data.set.families[family];
+    let mut b = SeqBatch::empty(tasks[0], n, k, fam);
+    let mut picked = Vec::with_capacity(n);
+    for s in 0..n {
+        let t = tasks[rng.random_range(0..tasks.len())];
+        let task = &data.set.tasks[t];
+        let mut step = rng.random_range(0..task.steps);
+        let i = data.episodes[t]
+            .iter()
+            .position(|e| {
+                if step < e.len() as u64 {
+                    true
+                } else {
+                    step -= e.len() as u64;
+                    false
+                }
+            })
+            .expect("the step is inside the data");
+        b.row_tasks[s] = t;
+        b.fill(
+            s,
+            &data.episodes[t][i],
+            step as usize,
+            fam,
+            task.scale,
+            max_timestep,
+        );
+        picked.push((t, i, step as usize));
     }
     (b, picked)
 }
@@ -1010,7 +1065,7 @@ impl SeqLearner {
     /// One gradient update at `update` of `total`; returns (loss, accuracy, grad norm, lr).
     pub fn update(&mut self, update: u64, total: u64) -> Result<[f64; 4], AgentError> {
         let tasks = self.data.set.tasks.len();
-        let per_task = self.config.batch_size.div_ceil(tasks).max(1);
+        let families = self.data.set.families.len();
         // RA-DT: after the plain-DT phase, freeze the embedding model and index the data.
         let pretrain = (self.config.retrieval.pretrain_fraction * total as f64) as u64;
         if self.algo == "radt" && update >= pretrain && self.retrieval.is_none() {
@@ -1023,11 +1078,14 @@ impl SeqLearner {
         let model = self.model.take().expect("model present");
         let mut total_loss: Option<Tensor<1>> = None;
         let mut accuracy = 0.0;
-        for t in 0..tasks {
-            let (batch, picked) = sample_sequences(
+        // One batch per family, its share of the sequences in proportion to its tasks.
+        for f in 0..families {
+            let members = self.data.set.tasks.iter().filter(|t| t.family == f).count();
+            let n = (self.config.batch_size * members).div_ceil(tasks).max(1);
+            let (batch, picked) = sample_family(
                 &self.data,
-                t,
-                per_task,
+                f,
+                n,
                 self.config.context,
                 self.config.max_timestep,
                 &mut self.rng,
@@ -1048,15 +1106,15 @@ impl SeqLearner {
             };
             let (loss, acc) =
                 model.loss(&self.config, &self.data.set, &batch, memory, &self.device);
-            accuracy += acc / tasks as f64;
+            accuracy += acc / families as f64;
             total_loss = Some(match total_loss {
                 Some(l) => l + loss,
                 None => loss,
             });
         }
         let loss = total_loss
-            .expect("at least one task")
-            .div_scalar(tasks as f32);
+            .expect("at least one family")
+            .div_scalar(families as f32);
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
         if !loss_value.is_finite() {
             self.model = Some(model);

@@ -149,7 +149,7 @@ impl Retrieval {
         (t, (trajectory - self.offsets[t]) as usize)
     }
 
-    /// What the sequences of `batch` (task `t`, drawn at `picked` = (episode, start))
+    /// What the sequences of `batch` (drawn at `picked` = (task, episode, start))
     /// read: `retrieved` values each, as a batch of `sequences × retrieved` sequences
     /// of `2 × chunk_len` steps (padding where fewer were found).
     pub(crate) fn memory_batch(
@@ -157,7 +157,7 @@ impl Retrieval {
         config: &SeqConfig,
         data: &Data,
         batch: &SeqBatch,
-        picked: &[(usize, usize)],
+        picked: &[(usize, usize, usize)],
     ) -> Result<SeqBatch, AgentError> {
         let device = agentry_models::cpu();
         let t = batch.task();
@@ -166,10 +166,10 @@ impl Retrieval {
         let queries: Vec<Query<'_>> = picked
             .iter()
             .enumerate()
-            .map(|(s, &(episode, _))| Query {
+            .map(|(s, &(task, episode, _))| Query {
                 key: &keys[s * d..(s + 1) * d],
-                trajectory: Some(self.offsets[t] + episode as u64),
-                task: Some(t as u32),
+                trajectory: Some(self.offsets[task] + episode as u64),
+                task: Some(task as u32),
             })
             .collect();
         let r = &config.retrieval;
