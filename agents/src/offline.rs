@@ -107,7 +107,7 @@ impl Family {
     }
 
     /// Whether observations are images (`[C, H, W]` bytes), read by a CNN.
-    fn image(&self) -> bool {
+    pub(crate) fn image(&self) -> bool {
         self.obs_u8 && self.obs_shape.len() == 3
     }
 
@@ -2306,6 +2306,76 @@ pub(crate) mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max);
         assert!(diff > 1e-4, "the memory changed nothing ({diff})");
+    }
+
+    /// Image observations (`u8 [4, 84, 84]`) go through a Nature CNN state encoder:
+    /// a dataset of frames trains and acts.
+    #[test]
+    fn image_tasks_use_the_cnn_encoder() {
+        let dir = temp_dir("images");
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(8);
+        let frame = 4 * 84 * 84;
+        let episodes: Vec<EpisodeRecord> = (0..2)
+            .map(|_| {
+                let len = 6;
+                EpisodeRecord {
+                    task: 0,
+                    obs: agentry_memory::Observations::U8(
+                        (0..len * frame).map(|_| rng.random::<u8>()).collect(),
+                    ),
+                    actions: (0..len).map(|i| (i % 3) as f32).collect(),
+                    rewards: vec![1.0; len],
+                    terminated: (0..len).map(|i| i + 1 == len).collect(),
+                    truncated: vec![false; len],
+                }
+            })
+            .collect();
+        let meta = DatasetMeta {
+            format: META_FORMAT.into(),
+            env: EnvConfig {
+                name: "frames".into(),
+                params: Params::new(),
+            },
+            task: 0,
+            source: Source::Policy {
+                path: "synthetic".into(),
+                algo: "none".into(),
+                env_steps: 0,
+                epsilon: 1.0,
+                deterministic: false,
+                seed: 8,
+            },
+            obs_shape: vec![4, 84, 84],
+            action: ActionKind::Discrete {
+                n: 3,
+                masked: false,
+            },
+            expert_return: Some(6.0),
+            random_return: Some(0.0),
+        };
+        let space = Space::Box(agentry_envs::BoxSpace::uniform(
+            0.0,
+            255.0,
+            &[4, 84, 84],
+            agentry_envs::Dtype::U8,
+        ));
+        let path = dir.join("frames.agds");
+        write_dataset(&path, &space, &meta, &episodes).unwrap();
+        let data = load_data(&[path.display().to_string()]).unwrap();
+        assert!(data.set.families[0].image());
+        let cfg = config("lram", &[&path], 2, &["lram.d_model=16", "lram.context=3"]);
+        let mut learner = SeqLearner::new(&cfg, data).unwrap();
+        assert!(matches!(learner.model().states[0], Encoder::Cnn(_)));
+        for u in 0..2 {
+            let [loss, ..] = learner.update(u, 2).unwrap();
+            assert!(loss.is_finite());
+        }
+        let policy = learner.policy();
+        let mut actor = SeqActor::new(&policy, 0, 6.0);
+        let obs: Vec<f32> = (0..frame).map(|i| (i % 256) as f32).collect();
+        let mut out = Vec::new();
+        actor.act(&obs, None, true, &mut rng, &mut out);
+        assert!(out[0] < 3.0);
     }
 
     #[test]
