@@ -1435,7 +1435,7 @@ impl<'a> SeqActor<'a> {
 }
 
 /// Argmax (greedy) or a softmax sample over `logits` among the legal entries.
-fn choose(
+pub(crate) fn choose(
     logits: &[f32],
     mask: Option<&[bool]>,
     greedy: bool,

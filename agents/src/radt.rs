@@ -316,6 +316,9 @@ fn play_in_context(
     let mut memory =
         RetrievalMemory::new(config.d_model, IndexConfig::default()).map_err(memory_error)?;
     let mut played: Vec<EpisodeRecord> = Vec::new();
+    let mut rng = <rand_pcg::Pcg64Mcg as rand::SeedableRng>::seed_from_u64(
+        agentry_envs::derive_seed(seed, 0xAC7),
+    );
     let mut env = registry::make(&env_config.name, &env_config.params)?;
     let mut returns = Vec::with_capacity(episodes);
     let (mut mask, mut extras) = (vec![], vec![]);
@@ -377,9 +380,9 @@ fn play_in_context(
                 .expect("f32 logits");
             let n = family.head_outputs();
             let row = &logits[last * n..(last + 1) * n];
-            let a = (0..n)
-                .max_by(|&x, &y| row[x].total_cmp(&row[y]))
-                .unwrap_or(0);
+            // In-context learning needs the learned policy's own exploration: sampled
+            // unless `deterministic` (a greedy policy repeats one walk forever).
+            let a = crate::offline::choose(row, None, config.deterministic, &mut rng);
             builder.act_f32(&o, &[a as f32]);
             let s = env.step_into(
                 Action::Discrete(a),
