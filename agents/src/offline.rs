@@ -1877,6 +1877,52 @@ pub(crate) mod tests {
     use crate::train::{Silent, Start, train};
     use agentry_envs::Params;
 
+    /// One episode of `env` (float observations of width `dim`, reset with `seed`),
+    /// acting with `policy` (an action's values: a discrete index as one value).
+    fn record_episode(
+        env: &mut dyn agentry_envs::Env,
+        dim: usize,
+        seed: u64,
+        mut policy: impl FnMut(&[f32]) -> Vec<f32>,
+    ) -> EpisodeRecord {
+        let mut obs = vec![0f32; dim];
+        let (mut mask, mut extras) = (vec![], vec![]);
+        env.reset_into(
+            Some(seed),
+            Out {
+                obs: ObsMut::F32(&mut obs),
+                action_mask: &mut mask,
+                extras: &mut extras,
+            },
+        )
+        .unwrap();
+        let discrete = matches!(env.action_space(), Space::Discrete(_));
+        let mut e = crate::dataset::EpisodeBuilder::new(0, false);
+        loop {
+            let a = policy(&obs);
+            e.act_f32(&obs, &a);
+            let action = if discrete {
+                Action::Discrete(a[0] as usize)
+            } else {
+                Action::Continuous(&a)
+            };
+            let step = env
+                .step_into(
+                    action,
+                    Out {
+                        obs: ObsMut::F32(&mut obs),
+                        action_mask: &mut mask,
+                        extras: &mut extras,
+                    },
+                )
+                .unwrap();
+            e.outcome(step.reward as f32, step.terminated, step.truncated);
+            if step.done() {
+                return e.take();
+            }
+        }
+    }
+
     /// Record `episodes` episodes of Dark-Room (`size`, goal `goal`) played by a
     /// scripted walker that heads for the goal, taking a random action with
     /// probability `epsilon`; written as a dataset in `dir`, with the greedy walker's
@@ -1900,20 +1946,10 @@ pub(crate) mod tests {
         };
         let mut env = registry::make("dark-room", &params).unwrap();
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
-        let mut play = |eps: f64, record: bool, rng: &mut rand_pcg::Pcg64Mcg| {
-            let mut obs = vec![0f32; 2];
-            let (mut mask, mut extras) = (vec![], vec![]);
-            env.reset_into(
-                Some(rng.random()),
-                Out {
-                    obs: ObsMut::F32(&mut obs),
-                    action_mask: &mut mask,
-                    extras: &mut extras,
-                },
-            )
-            .unwrap();
-            let mut e = crate::dataset::EpisodeBuilder::new(0, false);
-            loop {
+        // Head for the goal, or a random move with probability `eps`.
+        let mut play = |eps: f64, rng: &mut rand_pcg::Pcg64Mcg| {
+            let reset = rng.random();
+            record_episode(env.as_mut(), 2, reset, |obs| {
                 let (x, y) = (obs[0] as usize, obs[1] as usize);
                 let toward = if x < goal.0 {
                     1
@@ -1931,32 +1967,14 @@ pub(crate) mod tests {
                 } else {
                     toward
                 };
-                if record {
-                    e.act_f32(&obs, &[a as f32]);
-                }
-                let step = env
-                    .step_into(
-                        Action::Discrete(a),
-                        Out {
-                            obs: ObsMut::F32(&mut obs),
-                            action_mask: &mut mask,
-                            extras: &mut extras,
-                        },
-                    )
-                    .unwrap();
-                e.outcome(step.reward as f32, step.terminated, step.truncated);
-                if step.done() {
-                    return e.take();
-                }
-            }
+                vec![a as f32]
+            })
         };
-        let recorded: Vec<EpisodeRecord> = (0..episodes)
-            .map(|_| play(epsilon, true, &mut rng))
-            .collect();
+        let recorded: Vec<EpisodeRecord> = (0..episodes).map(|_| play(epsilon, &mut rng)).collect();
         let mean =
             |eps: &[EpisodeRecord]| eps.iter().map(|e| e.ret()).sum::<f64>() / eps.len() as f64;
-        let expert: Vec<EpisodeRecord> = (0..5).map(|_| play(0.0, false, &mut rng)).collect();
-        let random: Vec<EpisodeRecord> = (0..20).map(|_| play(1.0, false, &mut rng)).collect();
+        let expert: Vec<EpisodeRecord> = (0..5).map(|_| play(0.0, &mut rng)).collect();
+        let random: Vec<EpisodeRecord> = (0..20).map(|_| play(1.0, &mut rng)).collect();
         let probe = registry::make("dark-room", &params).unwrap();
         let meta = DatasetMeta {
             format: META_FORMAT.into(),
@@ -2013,38 +2031,12 @@ pub(crate) mod tests {
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(5);
         let mut recorded = Vec::new();
         for _ in 0..episodes {
-            let mut obs = vec![0f32; 3];
-            let (mut mask, mut extras) = (vec![], vec![]);
-            env.reset_into(
-                Some(rng.random()),
-                Out {
-                    obs: ObsMut::F32(&mut obs),
-                    action_mask: &mut mask,
-                    extras: &mut extras,
-                },
-            )
-            .unwrap();
-            let mut e = crate::dataset::EpisodeBuilder::new(0, false);
-            loop {
+            let reset = rng.random();
+            recorded.push(record_episode(env.as_mut(), 3, reset, |_| {
                 let mut a = [0f32];
                 agentry_envs::space::sample_box(bounds, &mut rng, &mut a);
-                e.act_f32(&obs, &a);
-                let step = env
-                    .step_into(
-                        Action::Continuous(&a),
-                        Out {
-                            obs: ObsMut::F32(&mut obs),
-                            action_mask: &mut mask,
-                            extras: &mut extras,
-                        },
-                    )
-                    .unwrap();
-                e.outcome(step.reward as f32, step.terminated, step.truncated);
-                if step.done() {
-                    recorded.push(e.take());
-                    break;
-                }
-            }
+                a.to_vec()
+            }));
         }
         let meta = DatasetMeta {
             format: META_FORMAT.into(),
