@@ -631,7 +631,7 @@ pub fn collect(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{ConfigRequest, resolve};
     use crate::ppo::ActMode;
@@ -656,7 +656,8 @@ mod tests {
         .unwrap()
     }
 
-    struct StopAt(u64);
+    /// Stops a run at its first update at or past this many steps.
+    pub(crate) struct StopAt(pub(crate) u64);
     impl Observer for StopAt {
         fn update(&mut self, state: &RunState, _: &[String], _: &[f64]) -> Control {
             if state.env_steps >= self.0 {

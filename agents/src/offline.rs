@@ -1872,8 +1872,8 @@ pub fn record_eval(dir: &Path, scores: &[TaskScore]) -> Result<(), AgentError> {
 pub(crate) mod tests {
     use super::*;
     use crate::config::{ConfigRequest, resolve};
+    use crate::dataset::tests::StopAt;
     use crate::dataset::{META_FORMAT, Source, write_dataset};
-    use crate::runner::{Control, RunState};
     use crate::train::{Silent, Start, train};
     use agentry_envs::Params;
 
@@ -2218,16 +2218,6 @@ pub(crate) mod tests {
             "run.checkpoint_interval=15",
         ];
         let run = dir.join("run");
-        struct StopAt(u64);
-        impl Observer for StopAt {
-            fn update(&mut self, state: &RunState, _: &[String], _: &[f64]) -> Control {
-                if state.env_steps >= self.0 {
-                    Control::Stop
-                } else {
-                    Control::Continue
-                }
-            }
-        }
         let cfg = config("radt", &[&data_dir], 20, &sets);
         let first = train(
             Start::New {
@@ -2440,16 +2430,6 @@ pub(crate) mod tests {
         ];
         let run = dir.join("run");
         // Stopped after 150 updates, then resumed to 300: the checkpoint at 100 holds.
-        struct StopAt(u64);
-        impl Observer for StopAt {
-            fn update(&mut self, state: &RunState, _: &[String], _: &[f64]) -> Control {
-                if state.env_steps >= self.0 {
-                    Control::Stop
-                } else {
-                    Control::Continue
-                }
-            }
-        }
         let first = train(
             Start::New {
                 config: Box::new(config("dt", &[&path], 300, &sets)),
