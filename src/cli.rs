@@ -39,6 +39,9 @@ pub enum Command {
     Plot(PlotArgs),
     /// Record episodes of a trained policy into a dataset file (for offline learners).
     Collect(CollectArgs),
+    /// Write a run's newest policy as one self-contained file, to embed in a program
+    /// (`agentry::Agent::load`) or evaluate (`agent eval --policy FILE`).
+    Export(ExportArgs),
     /// Measure speed.
     Bench {
         /// What to measure.
@@ -305,6 +308,17 @@ pub struct EvalArgs {
     pub max_steps: u64,
 }
 
+/// Arguments of `agent export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The run directory whose newest policy is exported.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// The file to write (conventionally `NAME.agentry`).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
 /// Arguments of `agent collect`.
 #[derive(Debug, Args)]
 pub struct CollectArgs {
@@ -441,7 +455,11 @@ impl std::fmt::Display for CliError {
 impl From<AgentError> for CliError {
     fn from(e: AgentError) -> Self {
         match e {
-            AgentError::Config(_) | AgentError::Usage(_) => CliError::Usage(e.to_string()),
+            // A damaged or foreign file the user pointed at is bad input, as a damaged
+            // dataset is: code 2, naming the file.
+            AgentError::Config(_) | AgentError::Usage(_) | AgentError::Checkpoint { .. } => {
+                CliError::Usage(e.to_string())
+            }
             AgentError::EnvSetup(env) => env.into(),
             other => CliError::Runtime(other.to_string()),
         }
@@ -471,6 +489,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Cli
         Command::Eval(args) => eval(args, out, err),
         Command::Plot(args) => plot(args, out),
         Command::Collect(args) => collect(args, out, err),
+        Command::Export(args) => export(args, out),
         Command::Bench {
             what: BenchCommand::Envs(args),
         } => bench_envs(&args, out, err),
@@ -1210,7 +1229,15 @@ fn eval(args: EvalArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), 
     if let Some(dir) = &args.run
         && agentry_agents::config::is_offline(&train::read_config(dir)?.run.algo)
     {
-        return eval_offline(dir, &args, out, err);
+        let policy = agentry_agents::offline::load_run(dir)?;
+        return eval_offline(policy, Some(dir), &args, out, err);
+    }
+    if let Some(file) = &args.policy {
+        let s = agentry_agents::checkpoint::Sections::read(file)?;
+        if s.kind == agentry_agents::offline::SEQ_POLICY {
+            let policy = agentry_agents::offline::SeqPolicy::from_sections(s, file)?;
+            return eval_offline(policy, None, &args, out, err);
+        }
     }
     let (loaded, env) = policy_and_env(&args.run, &args.policy, &args.env, &args.params)?;
     let _ = writeln!(
@@ -1257,10 +1284,12 @@ fn eval(args: EvalArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), 
     Ok(())
 }
 
-/// `agent eval --run DIR` of an offline (LRAM, DT) run: every task it was trained on,
-/// from the target return its configuration gives.
+/// `agent eval` of an offline (LRAM, DT, RA-DT) policy, from its run `dir` (the result
+/// is recorded there) or an exported file: every task it was trained on, from the
+/// target return its configuration gives.
 fn eval_offline(
-    dir: &Path,
+    mut policy: agentry_agents::offline::SeqPolicy,
+    dir: Option<&Path>,
     args: &EvalArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -1268,24 +1297,26 @@ fn eval_offline(
     use agentry_agents::offline;
     if args.env.is_some() || !args.params.is_empty() || args.render {
         return Err(CliError::Usage(
-            "an offline run is evaluated on the tasks of its datasets: --env, -p and \
+            "an offline policy is evaluated on the tasks it was trained on: --env, -p and \
              --render do not apply"
                 .into(),
         ));
     }
-    let mut policy = offline::load_run(dir)?;
+    let source = match (dir, &args.policy) {
+        (Some(d), _) => d.display().to_string(),
+        (None, Some(f)) => f.display().to_string(),
+        (None, None) => String::new(),
+    };
     if args.deterministic {
         policy.config.deterministic = true;
     }
     if policy.algo == "radt" {
         let _ = writeln!(
             err,
-            "evaluating {} in context: {} consecutive episodes on each held-out task",
-            dir.display(),
+            "evaluating {source} in context: {} consecutive episodes on each held-out task",
             policy.config.retrieval.in_context_episodes
         );
         let results = offline::radt_eval(&policy, args.seed, None)?;
-        agentry_agents::radt::write_curve(dir, &results)?;
         let radt = agentry_agents::radt::curve(
             &results.iter().map(|r| r.radt.clone()).collect::<Vec<_>>(),
         );
@@ -1299,13 +1330,15 @@ fn eval_offline(
             )
             .map_err(io_err)?;
         }
-        writeln!(out, "wrote {}", dir.join("in_context.csv").display()).map_err(io_err)?;
+        if let Some(dir) = dir {
+            agentry_agents::radt::write_curve(dir, &results)?;
+            writeln!(out, "wrote {}", dir.join("in_context.csv").display()).map_err(io_err)?;
+        }
         return Ok(());
     }
     let _ = writeln!(
         err,
-        "evaluating {} ({}) on {} tasks for {} episodes each",
-        dir.display(),
+        "evaluating {source} ({}) on {} tasks for {} episodes each",
         policy.algo,
         policy.set.tasks.len(),
         args.episodes
@@ -1324,7 +1357,9 @@ fn eval_offline(
         )
         .map_err(io_err)?;
     }
-    offline::record_eval(dir, &scores)?;
+    if let Some(dir) = dir {
+        offline::record_eval(dir, &scores)?;
+    }
     Ok(())
 }
 
@@ -1355,6 +1390,26 @@ fn policy_and_env(
     };
     agentry_envs::make(&env.name, &env.params)?;
     Ok((loaded, env))
+}
+
+fn export(args: ExportArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let report = agentry_agents::embed::export(&args.run, &args.out)?;
+    writeln!(
+        out,
+        "wrote {}: {} policy ({}), {} {} of training, {} bytes",
+        report.path.display(),
+        report.algo,
+        report.kind,
+        report.trained_steps,
+        if report.kind == agentry_agents::offline::SEQ_POLICY {
+            "updates"
+        } else {
+            "env steps"
+        },
+        report.bytes
+    )
+    .map_err(io_err)?;
+    Ok(())
 }
 
 fn collect(args: CollectArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {

@@ -11,6 +11,10 @@ pub use agentry_models as models;
 
 pub mod cli;
 
+/// Trained agents in your own program: `Agent::load(path)?`, then `agent.act(&obs)?`
+/// every frame (see [`agents::embed`]).
+pub use agentry_agents::embed::{Agent, AgentInfo, AsObs, ObsView};
+
 /// The README's Rust examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -655,7 +655,7 @@ impl Default for SeqConfig {
 
 impl SeqConfig {
     /// Check every value; `algo` is `lram` or `dt` (the section's name).
-    fn check(&self, algo: &str) -> Result<(), (String, String)> {
+    pub(crate) fn check(&self, algo: &str) -> Result<(), (String, String)> {
         let key = |k: &str| format!("{algo}.{k}");
         if self.datasets.is_empty() {
             return Err((

@@ -20,6 +20,7 @@ pub mod config;
 pub mod continual;
 pub mod dataset;
 pub mod dqn;
+pub mod embed;
 pub mod error;
 pub mod experiment;
 mod grads;

@@ -159,7 +159,7 @@ impl TaskInfo {
     }
 
     /// The return-to-go an evaluation starts from.
-    fn target(&self, multiple: f64) -> f64 {
+    pub fn target(&self, multiple: f64) -> f64 {
         multiple * self.expert_return.unwrap_or(self.best_return)
     }
 
@@ -1145,6 +1145,7 @@ impl SeqLearner {
             set: self.data.set.clone(),
             model: self.model().valid(),
             embedder: self.retrieval.as_ref().map(|r| r.embedder.clone()),
+            seed: self.seed,
         }
     }
 
@@ -1256,6 +1257,9 @@ pub struct SeqPolicy {
     pub model: SeqModel,
     /// RA-DT's frozen embedding model (the retrieval keys), once trained.
     pub embedder: Option<SeqModel>,
+    /// The seed the model was initialised from (rebuilding the modules before their
+    /// weights are loaded needs it).
+    pub seed: u64,
 }
 
 /// One task's evaluation.
@@ -1273,9 +1277,12 @@ pub struct TaskScore {
     pub target_return: f64,
 }
 
-/// Per-episode inference state of a [`SeqPolicy`] playing one task.
-pub struct SeqActor<'a> {
-    policy: &'a SeqPolicy,
+/// Per-episode inference state of a [`SeqPolicy`] playing one task. `P` is how the
+/// actor holds its policy: a borrow (`&SeqPolicy`, the evaluation loops) or a shared
+/// owner (`Arc<SeqPolicy>`, an embedded [`Agent`](crate::embed::Agent)).
+#[derive(Clone)]
+pub struct SeqActor<P: std::ops::Deref<Target = SeqPolicy> + Clone> {
+    policy: P,
     task: usize,
     device: Device,
     state: BackboneState,
@@ -1285,9 +1292,9 @@ pub struct SeqActor<'a> {
     t: usize,
 }
 
-impl<'a> SeqActor<'a> {
+impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> SeqActor<P> {
     /// Start an episode of task `task` with return-to-go `target`.
-    pub fn new(policy: &'a SeqPolicy, task: usize, target: f64) -> Self {
+    pub fn new(policy: P, task: usize, target: f64) -> Self {
         let device = agentry_models::cpu();
         SeqActor {
             state: policy.model.backbone.init_state(1, &device),
@@ -1300,10 +1307,21 @@ impl<'a> SeqActor<'a> {
         }
     }
 
+    /// The return-to-go the next step is conditioned on.
+    pub fn return_to_go(&self) -> f64 {
+        self.rtg
+    }
+
+    /// Steps played in this episode.
+    pub fn steps(&self) -> usize {
+        self.t
+    }
+
     /// Feed one token; its output (in window mode, only computed when `output`).
     fn feed(&mut self, token: Tensor<2>, output: bool) -> Option<Tensor<2>> {
-        let m = &self.policy.model;
-        let config = &self.policy.config;
+        let policy = self.policy.clone();
+        let m = &policy.model;
+        let config = &policy.config;
         let d = config.d_model;
         let x = m.norm.forward(token.reshape([1, 1, d])).reshape([1, d]);
         match config.inference {
@@ -1341,7 +1359,8 @@ impl<'a> SeqActor<'a> {
     /// The head's outputs for observation `obs`: action logits (256 per dimension for
     /// continuous actions). Feeds the state and return-to-go tokens.
     pub fn logits(&mut self, obs: &[f32]) -> Vec<f32> {
-        let p = self.policy;
+        let policy = self.policy.clone();
+        let p = &*policy;
         let task = &p.set.tasks[self.task];
         let family = &p.set.families[task.family];
         let m = &p.model;
@@ -1365,16 +1384,17 @@ impl<'a> SeqActor<'a> {
 
     /// The action for observation `obs` (`mask[a]`: legal), greedy or sampled; its
     /// values are written to `out` (a discrete action's index as one value).
-    pub fn act(
+    pub fn act<R: rand::Rng + ?Sized>(
         &mut self,
         obs: &[f32],
         mask: Option<&[bool]>,
         deterministic: bool,
-        rng: &mut rand_pcg::Pcg64Mcg,
+        rng: &mut R,
         out: &mut Vec<f32>,
     ) {
         let values = self.logits(obs);
-        let p = self.policy;
+        let policy = self.policy.clone();
+        let p = &*policy;
         let family = &p.set.families[p.set.tasks[self.task].family];
         out.clear();
         match &family.action {
@@ -1393,7 +1413,8 @@ impl<'a> SeqActor<'a> {
     /// What the action (`action`, as [`act`](Self::act) wrote it) earned: feeds the
     /// action (if in context) and reward tokens and lowers the return-to-go.
     pub fn observe(&mut self, action: &[f32], reward: f64) {
-        let p = self.policy;
+        let policy = self.policy.clone();
+        let p = &*policy;
         let task = &p.set.tasks[self.task];
         let family = &p.set.families[task.family];
         let m = &p.model;
@@ -1435,11 +1456,11 @@ impl<'a> SeqActor<'a> {
 }
 
 /// Argmax (greedy) or a softmax sample over `logits` among the legal entries.
-pub(crate) fn choose(
+pub(crate) fn choose<R: rand::Rng + ?Sized>(
     logits: &[f32],
     mask: Option<&[bool]>,
     greedy: bool,
-    rng: &mut rand_pcg::Pcg64Mcg,
+    rng: &mut R,
 ) -> usize {
     let legal = |i: usize| mask.is_none_or(|m| m.get(i).copied().unwrap_or(false));
     let best = (0..logits.len())
@@ -1837,7 +1858,95 @@ pub fn load_run(dir: &Path) -> Result<SeqPolicy, AgentError> {
         set,
         model,
         embedder,
+        seed: config.run.seed,
     })
+}
+
+/// The record kind of a sequence policy file (`agent export` of an offline run).
+pub const SEQ_POLICY: &str = "seq-policy";
+
+/// What a sequence policy file says about its model besides the weights.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SeqPolicyMeta {
+    algo: String,
+    config: SeqConfig,
+    set: TaskSet,
+    seed: u64,
+}
+
+impl SeqPolicy {
+    /// The policy as a self-contained file's sections (kind [`SEQ_POLICY`]): the
+    /// model's configuration, its tasks and the weights (RA-DT: and the embedder's).
+    pub fn to_sections(&self) -> Result<Sections, AgentError> {
+        let mut s = Sections::new(SEQ_POLICY);
+        let meta = SeqPolicyMeta {
+            algo: self.algo.clone(),
+            config: self.config.clone(),
+            set: self.set.clone(),
+            seed: self.seed,
+        };
+        s.put(
+            "seq",
+            serde_json::to_vec(&meta).expect("the meta serialises"),
+        );
+        s.put("model", model_bytes(&self.model)?);
+        if let Some(e) = &self.embedder {
+            s.put("embedder", model_bytes(e)?);
+        }
+        Ok(s)
+    }
+
+    /// A policy from a file's sections (kind [`SEQ_POLICY`]); `path` names the file in
+    /// errors. A configuration that does not build, or weights that do not fit it, is
+    /// an error naming the section.
+    pub fn from_sections(mut s: Sections, path: &Path) -> Result<SeqPolicy, AgentError> {
+        if s.kind != SEQ_POLICY {
+            return Err(AgentError::checkpoint(
+                path,
+                format!("holds a {} record, not a {SEQ_POLICY}", s.kind),
+            ));
+        }
+        let meta: SeqPolicyMeta = serde_json::from_slice(&s.take("seq", path)?)
+            .map_err(|e| AgentError::checkpoint(path, format!("section `seq`: {e}")))?;
+        let bad = |m: String| AgentError::checkpoint(path, m);
+        meta.config
+            .check(&meta.algo)
+            .map_err(|(k, m)| bad(format!("section `seq`: {k}: {m}")))?;
+        // The modules are built before their weights are read: a configuration far
+        // larger than the weights it comes with is damage, not a model (every block
+        // holds at least 4·d² weights, stored as at least 2 bytes each).
+        let least = 8 * (meta.config.d_model as u64).pow(2) * meta.config.layers as u64;
+        let have = s.get("model").map_or(0, |m| m.len() as u64);
+        if least > have {
+            return Err(bad(format!(
+                "section `seq` describes a model of at least {least} bytes of weights, \
+                 section `model` holds {have}"
+            )));
+        }
+        let device = agentry_models::cpu();
+        let fresh = |what: &str| {
+            crate::runner::catch(|| {
+                SeqModel::new(&meta.algo, &meta.config, &meta.set, &device, meta.seed)
+            })
+            .map_err(|e| bad(format!("section `seq`: building the {what}: {e}")))?
+            .map_err(|e| bad(format!("section `seq`: building the {what}: {e}")))
+        };
+        let model = load_model(fresh("model")?, s.take("model", path)?).map_err(bad)?;
+        let embedder = match s.get("embedder") {
+            Some(_) => {
+                Some(load_model(fresh("embedder")?, s.take("embedder", path)?).map_err(bad)?)
+            }
+            None => None,
+        };
+        Ok(SeqPolicy {
+            algo: meta.algo,
+            config: meta.config,
+            set: meta.set,
+            model,
+            embedder,
+            seed: meta.seed,
+        })
+    }
 }
 
 /// Record an evaluation in an offline run's `summary.json`.
@@ -2176,6 +2285,7 @@ pub(crate) mod tests {
                     set: data.set.clone(),
                     model: model.clone(),
                     embedder: None,
+                    seed: 0,
                 };
                 let mut actor = SeqActor::new(&policy, 0, rtg[0] as f64);
                 for t in 0..k {

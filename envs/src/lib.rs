@@ -35,6 +35,6 @@ pub use env::{
 };
 pub use error::{EnvError, Result};
 pub use params::{ParamKind, ParamSpec, ParamValue, Params, ResolvedParams};
-pub use registry::{EnvSpec, find, make, registry};
+pub use registry::{EnvSpec, find, make, register, registry};
 pub use rng::{EnvRng, derive_seed, rng_from_seed};
 pub use space::{Action, BoxSpace, Dtype, OwnedAction, Space};

@@ -6,7 +6,7 @@
 //! non-zero the environment is wrapped in a [`TimeLimit`] — classic-control tasks default
 //! to Gymnasium's limits, as `gymnasium.make` does.
 
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock};
 
 use crate::env::Env;
 use crate::error::{EnvError, Result};
@@ -62,10 +62,10 @@ impl EnvSpec {
     }
 }
 
-/// Every registered environment, in the order `agent envs` lists them.
-pub fn registry() -> &'static [EnvSpec] {
-    static REGISTRY: OnceLock<Vec<EnvSpec>> = OnceLock::new();
-    REGISTRY.get_or_init(|| {
+/// The environments this crate ships, in the order `agent envs` lists them.
+fn builtin() -> &'static [EnvSpec] {
+    static BUILTIN: OnceLock<Vec<EnvSpec>> = OnceLock::new();
+    BUILTIN.get_or_init(|| {
         let mut specs = Vec::new();
         specs.extend(crate::classic::specs());
         specs.extend(crate::grid::specs());
@@ -77,15 +77,85 @@ pub fn registry() -> &'static [EnvSpec] {
     })
 }
 
+/// Environments registered at run time by [`register`] (leaked: they live as long as
+/// the process, as the built-in ones do).
+static USER: RwLock<Vec<&'static EnvSpec>> = RwLock::new(Vec::new());
+
+fn user_specs() -> Vec<&'static EnvSpec> {
+    // A panic while the lock was held cannot leave the list half-written (a push is
+    // the only write), so a poisoned lock is still a valid list.
+    USER.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Every registered environment: the built-in ones in the order `agent envs` lists
+/// them, then those added by [`register`] in the order they were added.
+pub fn registry() -> Vec<&'static EnvSpec> {
+    builtin().iter().chain(user_specs()).collect()
+}
+
+/// Add an environment of your own to the registry, so that `make`, `agent train
+/// --env NAME` (from a binary of yours that calls `agentry::cli::main_with_args`) and
+/// every vector environment can build it by name.
+///
+/// A name (or alias) that is already taken, by a built-in environment or an earlier
+/// registration, is an error; so is a name that is empty or holds whitespace or `=`
+/// (it must survive a command line and a config file).
+///
+/// ```
+/// use agentry_envs::registry::{EnvSpec, register};
+/// use agentry_envs::{make, Params};
+/// # fn build(_: &agentry_envs::ResolvedParams) -> agentry_envs::Result<Box<dyn agentry_envs::Env>> {
+/// #     agentry_envs::make("cartpole", &Params::new())
+/// # }
+/// register(EnvSpec {
+///     name: "my-cartpole",
+///     aliases: &[],
+///     summary: "a game of mine",
+///     params: vec![],
+///     max_episode_steps: Some(200),
+///     build,
+/// })
+/// .unwrap();
+/// assert!(make("my-cartpole", &Params::new()).is_ok());
+/// assert!(register(EnvSpec { name: "cartpole", aliases: &[], summary: "", params: vec![],
+///     max_episode_steps: None, build }).is_err());
+/// ```
+pub fn register(spec: EnvSpec) -> Result<()> {
+    let names = || std::iter::once(spec.name).chain(spec.aliases.iter().copied());
+    for name in names() {
+        if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '=') {
+            return Err(EnvError::Invalid(format!(
+                "`{name}` cannot be an environment name: it must be non-empty, without \
+                 whitespace or `=`"
+            )));
+        }
+    }
+    let mut user = USER.write().unwrap_or_else(|e| e.into_inner());
+    let taken = builtin().iter().chain(user.iter().copied()).find(|s| {
+        names().any(|n| {
+            s.name.eq_ignore_ascii_case(n) || s.aliases.iter().any(|a| a.eq_ignore_ascii_case(n))
+        })
+    });
+    if let Some(other) = taken {
+        return Err(EnvError::Invalid(format!(
+            "cannot register `{}`: the name is taken by the registered environment `{}` \
+             (choose another name)",
+            spec.name, other.name
+        )));
+    }
+    user.push(Box::leak(Box::new(spec)));
+    Ok(())
+}
+
 /// The spec registered under `name` (or one of its aliases), case-insensitively.
 pub fn find(name: &str) -> Result<&'static EnvSpec> {
     let specs = registry();
-    let found = specs.iter().find(|s| {
+    let found = specs.iter().copied().find(|s| {
         s.name.eq_ignore_ascii_case(name) || s.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
     });
     #[cfg(feature = "atari")]
     if found.is_none() && crate::atari::is_atari_name(name) {
-        return crate::atari::resolve(name, specs);
+        return crate::atari::resolve(name, builtin());
     }
     found.ok_or_else(|| EnvError::UnknownEnv {
         name: name.to_string(),

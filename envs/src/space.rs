@@ -131,6 +131,17 @@ impl OwnedAction {
     }
 }
 
+impl Action<'_> {
+    /// An owned copy (to keep past the borrow it came from).
+    pub fn into_owned(self) -> OwnedAction {
+        match self {
+            Action::Discrete(a) => OwnedAction::Discrete(a),
+            Action::MultiDiscrete(v) => OwnedAction::MultiDiscrete(v.to_vec()),
+            Action::Continuous(v) => OwnedAction::Continuous(v.to_vec()),
+        }
+    }
+}
+
 impl fmt::Display for Action<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -383,7 +383,7 @@ impl Env for LitHalf {
 /// feature) only Breakout's, preprocessed and raw, which stand for the rest: all games
 /// share one binding, and stepping 216 emulators would take minutes.
 pub fn registry_sample() -> impl Iterator<Item = &'static crate::registry::EnvSpec> {
-    crate::registry::registry().iter().filter(|s| {
+    crate::registry::registry().into_iter().filter(|s| {
         let atari = s.name.starts_with("atari:") || s.name.starts_with("ALE/");
         !atari || s.name == "atari:Breakout" || s.name == "ALE/Breakout-v5"
     })
