@@ -1404,6 +1404,9 @@ pub fn resolve(request: &ConfigRequest) -> Result<Config, ConfigError> {
             table = preset;
         }
         None if file_table.is_some() => {}
+        // A game of the user's own (`agentry_envs::register`): the algorithm's defaults,
+        // which `--set` and a file adjust as for any environment.
+        None if agentry_envs::registry::is_user_registered(family) => {}
         None => {
             return Err(ConfigError::new(
                 "",

@@ -147,6 +147,13 @@ pub fn register(spec: EnvSpec) -> Result<()> {
     Ok(())
 }
 
+/// Whether `name` is an environment added by [`register`] (not one agentry ships).
+pub fn is_user_registered(name: &str) -> bool {
+    user_specs().iter().any(|s| {
+        s.name.eq_ignore_ascii_case(name) || s.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+    })
+}
+
 /// The spec registered under `name` (or one of its aliases), case-insensitively.
 pub fn find(name: &str) -> Result<&'static EnvSpec> {
     let specs = registry();
