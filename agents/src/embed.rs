@@ -33,7 +33,11 @@
 //!   [`observe`](Agent::observe) with the reward of every action, and
 //!   [`reset_state`](Agent::reset_state) when an episode ends. Acting twice without
 //!   observing is an error for them (it would silently desynchronise the model's
-//!   context). Feed-forward policies ignore both, except that a DQN policy with
+//!   context). RA-DT also keeps a retrieval memory of its own finished episodes
+//!   (filed by `reset_state`; [`clear_memory`](Agent::clear_memory) empties it) and
+//!   reads it while it acts — the in-context learning of its evaluation, which needs
+//!   [`sample`](Agent::sample): a greedy policy repeats one walk. Feed-forward policies
+//!   ignore both, except that a DQN policy with
 //!   macro-actions plays a chosen macro's actions over the next calls and
 //!   `reset_state` drops the rest of it.
 //! - **No training code, no autodiff, no locks.** MLP and Nature-CNN policies (PPO,
@@ -63,6 +67,7 @@ use crate::dqn::{QPolicy, QWorkspace};
 use crate::error::AgentError;
 use crate::offline::{SEQ_LEARNER, SEQ_POLICY, SeqActor, SeqPolicy};
 use crate::ppo::{ActMode, ActionKind, PpoPolicy, Workspace};
+use crate::radt::InContextActor;
 use crate::train::{self, LoadedPolicy, Policy, PolicyMeta};
 
 /// An observation an [`Agent`] reads: `f32` features or `u8` pixels, flat.
@@ -173,6 +178,13 @@ enum Brain {
         /// The rest of the macro being played, next action first.
         pending: VecDeque<usize>,
     },
+    /// RA-DT: the window of the current episode and a retrieval memory of the earlier
+    /// ones.
+    InContext {
+        actor: Box<InContextActor<Arc<SeqPolicy>>>,
+        /// An error filing the last episode, returned by the next `act`.
+        failed: Option<String>,
+    },
     Seq {
         actor: Box<SeqActor<Arc<SeqPolicy>>>,
         policy: Arc<SeqPolicy>,
@@ -282,7 +294,7 @@ impl Agent {
         let obs_dim = match &brain {
             Brain::Ppo { policy, .. } => policy.obs_dim,
             Brain::Q { policy, .. } => policy.obs_dim,
-            Brain::Seq { .. } => unreachable!("built above"),
+            Brain::Seq { .. } | Brain::InContext { .. } => unreachable!("built above"),
         };
         Agent::assemble(
             AgentInfo {
@@ -312,6 +324,16 @@ impl Agent {
         let task = 0;
         let target = policy.set.tasks[task].target(policy.config.target_return);
         let info = seq_info(&policy, task, trained_steps, source);
+        if policy.algo == "radt" {
+            let actor = Box::new(InContextActor::new(policy, true)?);
+            return Ok(Agent::assemble(
+                info,
+                Brain::InContext {
+                    actor,
+                    failed: None,
+                },
+            ));
+        }
         let actor = Box::new(SeqActor::new(policy.clone(), task, target));
         Ok(Agent::assemble(
             info,
@@ -392,6 +414,9 @@ impl Agent {
                 "observe: the reward {reward} is not a finite number"
             )));
         }
+        if let Brain::InContext { actor, .. } = &mut self.brain {
+            return actor.observe(reward, false, false);
+        }
         if let Brain::Seq {
             actor, awaiting, ..
         } = &mut self.brain
@@ -410,10 +435,17 @@ impl Agent {
     }
 
     /// Start a new episode: a sequence model forgets its context and aims at its
-    /// target return again; a macro being played is dropped.
+    /// target return again; a macro being played is dropped. RA-DT files the episode
+    /// into its retrieval memory, which the next episodes read (in-context learning;
+    /// [`clear_memory`](Self::clear_memory) empties it).
     pub fn reset_state(&mut self) {
         match &mut self.brain {
             Brain::Ppo { .. } => {}
+            Brain::InContext { actor, failed } => {
+                if let Err(e) = actor.end_episode() {
+                    *failed = Some(e.to_string());
+                }
+            }
             Brain::Q { pending, .. } => pending.clear(),
             Brain::Seq {
                 actor,
@@ -428,11 +460,35 @@ impl Agent {
         }
     }
 
+    /// Start a new episode with an empty memory: RA-DT forgets every earlier episode;
+    /// other policies do what [`reset_state`](Self::reset_state) does.
+    pub fn clear_memory(&mut self) -> Result<(), AgentError> {
+        if let Brain::InContext { actor, failed } = &mut self.brain {
+            let policy = actor.policy().clone();
+            **actor = InContextActor::new(policy, true)?;
+            *failed = None;
+            return Ok(());
+        }
+        self.reset_state();
+        Ok(())
+    }
+
+    /// Episodes in RA-DT's retrieval memory (0 for other policies).
+    pub fn remembered_episodes(&self) -> usize {
+        match &self.brain {
+            Brain::InContext { actor, .. } => actor.episodes(),
+            _ => 0,
+        }
+    }
+
     /// The tasks a sequence model was trained on (an online policy: its one
     /// environment), by name.
     pub fn tasks(&self) -> Vec<String> {
         match &self.brain {
             Brain::Seq { policy, .. } => policy.set.tasks.iter().map(|t| t.name()).collect(),
+            Brain::InContext { actor, .. } => {
+                actor.policy().set.tasks.iter().map(|t| t.name()).collect()
+            }
             _ => vec![self.info.env.name.clone()],
         }
     }
@@ -600,6 +656,18 @@ impl Agent {
                 let actions = &policy.macros[chosen - primitives];
                 pending.extend(&actions[1..]);
                 Ok(Action::Discrete(actions[0]))
+            }
+            Brain::InContext { actor, failed } => {
+                if let Some(e) = failed.take() {
+                    return Err(AgentError::Invalid(format!(
+                        "filing the last episode into the retrieval memory: {e}"
+                    )));
+                }
+                let a = match rng {
+                    Some(rng) => actor.act(obs, mask, false, rng)?,
+                    None => actor.act(obs, mask, true, spare)?,
+                };
+                Ok(Action::Discrete(a))
             }
             Brain::Seq {
                 actor, awaiting, ..

@@ -1800,18 +1800,8 @@ pub fn radt_eval(
     seed: u64,
     goals: Option<usize>,
 ) -> Result<Vec<crate::radt::InContext>, AgentError> {
-    let embedder = policy.embedder.as_ref().ok_or_else(|| {
-        AgentError::Usage(
-            "this RA-DT run has not reached its retrieval phase yet (no embedding model): \
-             train it further"
-                .into(),
-        )
-    })?;
     crate::radt::evaluate_in_context(
-        &policy.model,
-        embedder,
-        &policy.config,
-        &policy.set,
+        policy,
         policy.config.retrieval.in_context_episodes,
         seed,
         goals,
@@ -2359,6 +2349,42 @@ pub(crate) mod tests {
         }
         let csv = fs::read_to_string(run.join("in_context.csv")).unwrap();
         assert_eq!(csv.lines().count(), 4, "{csv}");
+        // An embedded agent plays the in-context evaluation's episodes on the first
+        // held-out goal: same seeds, same memory, same returns.
+        let mut agent =
+            crate::embed::Agent::from_seq(load_run(&run).unwrap(), 20, run.clone()).unwrap();
+        let run_seed = crate::train::read_config(&run).unwrap().run.seed;
+        let seed = derive_seed(derive_seed(run_seed, 0x1C1), 0);
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(derive_seed(seed, 0xAC7));
+        let goal = &summary.in_context[0].env;
+        let mut env = registry::make(&goal.name, &goal.params).unwrap();
+        let greedy = agent_config_greedy(&run);
+        let mut returns = Vec::new();
+        for episode in 0..3 {
+            use agentry_envs::EnvExt;
+            let (mut obs, _) = env.reset(Some(derive_seed(seed, episode))).unwrap();
+            let mut ret = 0.0;
+            loop {
+                let a = if greedy {
+                    agent.act(&obs).unwrap().into_owned()
+                } else {
+                    agent.sample(&obs, &mut rng).unwrap().into_owned()
+                };
+                let step = env.step(a.as_action()).unwrap();
+                agent.observe(step.reward).unwrap();
+                ret += step.reward;
+                if step.terminated || step.truncated {
+                    break;
+                }
+                obs = step.obs;
+            }
+            agent.reset_state();
+            assert_eq!(agent.remembered_episodes(), episode as usize + 1);
+            returns.push(ret);
+        }
+        assert_eq!(returns, summary.in_context[0].radt);
+        agent.clear_memory().unwrap();
+        assert_eq!(agent.remembered_episodes(), 0);
         // The memory is read: the same window with and without a retrieved
         // sub-trajectory gives different logits.
         let policy = load_run(&run).unwrap();
@@ -2398,6 +2424,10 @@ pub(crate) mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max);
         assert!(diff > 1e-4, "the memory changed nothing ({diff})");
+    }
+
+    fn agent_config_greedy(run: &Path) -> bool {
+        crate::train::read_config(run).unwrap().seq().deterministic
     }
 
     /// Image observations (`u8 [4, 84, 84]`) go through a Nature CNN state encoder:

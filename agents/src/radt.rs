@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{EnvConfig, SeqConfig};
 use crate::error::AgentError;
-use crate::offline::{Data, Family, SeqBatch, SeqModel, TaskSet};
+use crate::offline::{Data, Family, SeqBatch, SeqModel, SeqPolicy, TaskSet};
 
 fn memory_error(e: agentry_memory::MemoryError) -> AgentError {
     AgentError::Invalid(format!("retrieval memory: {e}"))
@@ -289,33 +289,224 @@ fn window(
     (b, t - first - 1)
 }
 
-/// Play `episodes` consecutive episodes of `env` with `model` (reading retrieved
-/// sub-trajectories of its own earlier episodes when `embedder` is given); the returns.
+/// RA-DT acting in context: the current episode's window, and (with an embedding model)
+/// a retrieval memory of its own finished episodes that it reads from. One actor plays
+/// one environment's episodes in a row; [`end_episode`](Self::end_episode) files the
+/// episode into the memory, which is what the next episodes learn from.
+#[derive(Clone)]
+pub struct InContextActor<P: std::ops::Deref<Target = SeqPolicy> + Clone> {
+    policy: P,
+    /// Read retrieved sub-trajectories (false: the plain-DT baseline).
+    retrieve: bool,
+    memory: RetrievalMemory,
+    played: Vec<EpisodeRecord>,
+    builder: crate::dataset::EpisodeBuilder,
+    obs: Vec<f32>,
+    actions: Vec<f32>,
+    rewards: Vec<f32>,
+    read: Option<agentry_models::gpt::Memory>,
+    ret: f64,
+    /// The last observed step ended the episode.
+    done: bool,
+    target: f64,
+    device: Device,
+}
+
+impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> InContextActor<P> {
+    /// An actor with an empty memory. It reads the memory when `retrieve` and the
+    /// policy has its embedding model; the return-to-go it aims at is the best return
+    /// of the training tasks times `target_return` (a held-out goal is no training
+    /// task: its tokens are scaled like the first task's).
+    pub fn new(policy: P, retrieve: bool) -> Result<Self, AgentError> {
+        let memory = RetrievalMemory::new(policy.config.d_model, IndexConfig::default())
+            .map_err(memory_error)?;
+        let target = policy.config.target_return
+            * policy
+                .set
+                .tasks
+                .iter()
+                .map(|t| t.best_return)
+                .fold(f64::NEG_INFINITY, f64::max);
+        Ok(InContextActor {
+            retrieve: retrieve && policy.embedder.is_some(),
+            policy,
+            memory,
+            played: Vec::new(),
+            builder: crate::dataset::EpisodeBuilder::new(0, false),
+            obs: Vec::new(),
+            actions: Vec::new(),
+            rewards: Vec::new(),
+            read: None,
+            ret: 0.0,
+            done: false,
+            target,
+            device: agentry_models::cpu(),
+        })
+    }
+
+    /// The policy it plays.
+    pub fn policy(&self) -> &P {
+        &self.policy
+    }
+
+    /// Episodes filed into the memory so far.
+    pub fn episodes(&self) -> usize {
+        self.played.len()
+    }
+
+    /// The action at observation `obs` (`mask[a]`: legal): sampled with `rng` unless
+    /// `greedy` (in-context learning needs the policy's own exploration: a greedy policy
+    /// repeats one walk).
+    pub fn act<R: rand::Rng + ?Sized>(
+        &mut self,
+        obs: &[f32],
+        mask: Option<&[bool]>,
+        greedy: bool,
+        rng: &mut R,
+    ) -> Result<usize, AgentError> {
+        let policy = self.policy.clone();
+        let (model, config, set) = (&policy.model, &policy.config, &policy.set);
+        let family = &set.families[0];
+        let step = self.actions.len();
+        if self.rewards.len() < step {
+            return Err(AgentError::Usage(
+                "act called twice without the reward of the first action".into(),
+            ));
+        }
+        self.obs.extend_from_slice(obs);
+        let scale = set.tasks[0].scale;
+        let (b, last) = window(
+            config,
+            family,
+            0,
+            &self.obs,
+            &self.actions,
+            &self.rewards,
+            self.target,
+            scale,
+        );
+        let r = &config.retrieval;
+        if let Some(embedder) = policy.embedder.as_ref().filter(|_| self.retrieve)
+            && !self.memory.is_empty()
+            && step.is_multiple_of(r.retrieve_every)
+        {
+            let key = embedder.embed(config, set, &b, &self.device);
+            let settings = RetrievalConfig {
+                top_l: r.top_l,
+                n: r.retrieved,
+                dedup: Some(r.dedup as f32),
+                w_ret: r.w_ret as f32,
+                ..RetrievalConfig::default()
+            };
+            let query = Query {
+                key: &key,
+                trajectory: None,
+                task: None,
+            };
+            let hits = self
+                .memory
+                .retrieve(&query, &settings)
+                .map_err(memory_error)?;
+            let mut mem = SeqBatch::empty(0, r.retrieved, 2 * r.chunk_len, family);
+            for (j, hit) in hits.iter().enumerate() {
+                let e = &self.played[hit.chunk.trajectory as usize];
+                mem.fill_len(
+                    j,
+                    e,
+                    hit.chunk.start as usize,
+                    hit.chunk.len as usize,
+                    family,
+                    scale,
+                    config.max_timestep,
+                );
+            }
+            self.read = Some(model.memory(config, set, &mem, r.retrieved, &self.device));
+        }
+        let logits = model
+            .logits_with_memory(config, set, &b, self.read.clone(), &self.device)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 logits");
+        let n = family.head_outputs();
+        let row = &logits[last * n..(last + 1) * n];
+        let a = crate::offline::choose(row, mask, greedy, rng);
+        self.actions.push(a as f32);
+        Ok(a)
+    }
+
+    /// What the last action earned, and whether the episode ended with it; an error
+    /// when no action waits for its reward.
+    pub fn observe(
+        &mut self,
+        reward: f64,
+        terminated: bool,
+        truncated: bool,
+    ) -> Result<(), AgentError> {
+        let t = self.rewards.len();
+        let Some(&action) = self.actions.get(t) else {
+            return Err(AgentError::Usage(
+                "observe: no action is waiting for its reward (one observe per act)".into(),
+            ));
+        };
+        let dim = self.policy.set.families[0].obs_dim();
+        self.builder
+            .act_f32(&self.obs[t * dim..(t + 1) * dim], &[action]);
+        self.builder.outcome(reward as f32, terminated, truncated);
+        self.rewards.push(reward as f32);
+        self.ret += reward;
+        self.done = terminated || truncated;
+        Ok(())
+    }
+
+    /// File the episode played since the last call into the memory (its chunks keyed by
+    /// the embedding model, its return their utility) and start the next; the episode's
+    /// return. An episode cut before its end is filed as truncated.
+    pub fn end_episode(&mut self) -> Result<f64, AgentError> {
+        let ret = self.ret;
+        // (An action without its reward never happened: the builder holds only the
+        // steps that were observed.)
+        if !self.builder.is_empty() {
+            if !self.done {
+                self.builder.cut();
+            }
+            let e = self.builder.take();
+            let policy = self.policy.clone();
+            if let Some(embedder) = policy.embedder.as_ref().filter(|_| self.retrieve) {
+                let (config, set) = (&policy.config, &policy.set);
+                let id = self.played.len() as u64;
+                let chunks = chunks_of(&e, id, 0, config.retrieval.chunk_len);
+                let keys = chunk_keys(embedder, config, set, &chunks, |_| (&e, 0), &self.device);
+                self.memory
+                    .insert_batch(&chunks, &keys)
+                    .map_err(memory_error)?;
+                self.memory
+                    .set_utility(id, ret as f32)
+                    .map_err(memory_error)?;
+            }
+            self.played.push(e);
+        }
+        self.obs.clear();
+        self.actions.clear();
+        self.rewards.clear();
+        self.read = None;
+        self.ret = 0.0;
+        self.done = false;
+        Ok(ret)
+    }
+}
+
+/// Play `episodes` consecutive episodes of `env` with `policy` (reading retrieved
+/// sub-trajectories of its own earlier episodes when `retrieve`); the returns.
 fn play_in_context(
-    model: &SeqModel,
-    embedder: Option<&SeqModel>,
-    config: &SeqConfig,
-    set: &TaskSet,
+    policy: &SeqPolicy,
+    retrieve: bool,
     env_config: &EnvConfig,
     episodes: usize,
     seed: u64,
 ) -> Result<Vec<f64>, AgentError> {
-    let device = agentry_models::cpu();
-    let family = &set.families[0];
-    let dim = family.obs_dim();
-    // The held-out goal is no training task: its tokens are scaled like the first one's,
-    // and it aims at the best return seen in training.
-    let scale = set.tasks[0].scale;
-    let target = config.target_return
-        * set
-            .tasks
-            .iter()
-            .map(|t| t.best_return)
-            .fold(f64::NEG_INFINITY, f64::max);
-    let r = &config.retrieval;
-    let mut memory =
-        RetrievalMemory::new(config.d_model, IndexConfig::default()).map_err(memory_error)?;
-    let mut played: Vec<EpisodeRecord> = Vec::new();
+    let dim = policy.set.families[0].obs_dim();
+    let mut actor = InContextActor::new(policy, retrieve)?;
     let mut rng = <rand_pcg::Pcg64Mcg as rand::SeedableRng>::seed_from_u64(
         agentry_envs::derive_seed(seed, 0xAC7),
     );
@@ -332,58 +523,8 @@ fn play_in_context(
                 extras: &mut extras,
             },
         )?;
-        let mut builder = crate::dataset::EpisodeBuilder::new(0, false);
-        let (mut obs, mut actions, mut rewards) = (Vec::new(), Vec::new(), Vec::new());
-        let mut read: Option<agentry_models::gpt::Memory> = None;
-        let mut ret = 0.0;
         for step in 0usize.. {
-            obs.extend_from_slice(&o);
-            let (b, last) = window(config, family, 0, &obs, &actions, &rewards, target, scale);
-            if let Some(embedder) = embedder
-                && !memory.is_empty()
-                && step.is_multiple_of(r.retrieve_every)
-            {
-                let key = embedder.embed(config, set, &b, &device);
-                let settings = RetrievalConfig {
-                    top_l: r.top_l,
-                    n: r.retrieved,
-                    dedup: Some(r.dedup as f32),
-                    w_ret: r.w_ret as f32,
-                    ..RetrievalConfig::default()
-                };
-                let query = Query {
-                    key: &key,
-                    trajectory: None,
-                    task: None,
-                };
-                let hits = memory.retrieve(&query, &settings).map_err(memory_error)?;
-                let mut mem = SeqBatch::empty(0, r.retrieved, 2 * r.chunk_len, family);
-                for (j, hit) in hits.iter().enumerate() {
-                    let e = &played[hit.chunk.trajectory as usize];
-                    mem.fill_len(
-                        j,
-                        e,
-                        hit.chunk.start as usize,
-                        hit.chunk.len as usize,
-                        family,
-                        scale,
-                        config.max_timestep,
-                    );
-                }
-                read = Some(model.memory(config, set, &mem, r.retrieved, &device));
-            }
-            let logits = model
-                .logits_with_memory(config, set, &b, read.clone(), &device)
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .expect("f32 logits");
-            let n = family.head_outputs();
-            let row = &logits[last * n..(last + 1) * n];
-            // In-context learning needs the learned policy's own exploration: sampled
-            // unless `deterministic` (a greedy policy repeats one walk forever).
-            let a = crate::offline::choose(row, None, config.deterministic, &mut rng);
-            builder.act_f32(&o, &[a as f32]);
+            let a = actor.act(&o, None, policy.config.deterministic, &mut rng)?;
             let s = env.step_into(
                 Action::Discrete(a),
                 Out {
@@ -392,24 +533,12 @@ fn play_in_context(
                     extras: &mut extras,
                 },
             )?;
-            builder.outcome(s.reward as f32, s.terminated, s.truncated);
-            actions.push(a as f32);
-            rewards.push(s.reward as f32);
-            ret += s.reward;
+            actor.observe(s.reward, s.terminated, s.truncated)?;
             if s.done() || step >= 100_000 {
                 break;
             }
         }
-        let e = builder.take();
-        if let Some(embedder) = embedder {
-            let id = played.len() as u64;
-            let chunks = chunks_of(&e, id, 0, r.chunk_len);
-            let keys = chunk_keys(embedder, config, set, &chunks, |_| (&e, 0), &device);
-            memory.insert_batch(&chunks, &keys).map_err(memory_error)?;
-            memory.set_utility(id, ret as f32).map_err(memory_error)?;
-        }
-        played.push(e);
-        returns.push(ret);
+        returns.push(actor.end_episode()?);
     }
     Ok(returns)
 }
@@ -417,15 +546,25 @@ fn play_in_context(
 /// RA-DT's in-context evaluation: `episodes` consecutive episodes on each held-out goal,
 /// with retrieval and (the baseline) the frozen plain DT without it.
 pub fn evaluate_in_context(
-    model: &SeqModel,
-    embedder: &SeqModel,
-    config: &SeqConfig,
-    set: &TaskSet,
+    radt: &SeqPolicy,
     episodes: usize,
     seed: u64,
     goals: Option<usize>,
 ) -> Result<Vec<InContext>, AgentError> {
-    let mut tasks = held_out_tasks(set)?;
+    let embedder = radt.embedder.clone().ok_or_else(|| {
+        AgentError::Usage(
+            "this RA-DT run has not reached its retrieval phase yet (no embedding model): \
+             train it further"
+                .into(),
+        )
+    })?;
+    // The baseline: the frozen plain DT of phase 1 (the embedding model), no memory.
+    let dt = SeqPolicy {
+        model: embedder,
+        embedder: None,
+        ..radt.clone()
+    };
+    let mut tasks = held_out_tasks(&radt.set)?;
     if let Some(g) = goals {
         tasks.truncate(g);
     }
@@ -435,8 +574,8 @@ pub fn evaluate_in_context(
         .map(|(i, env)| {
             let seed = agentry_envs::derive_seed(seed, i as u64);
             Ok(InContext {
-                radt: play_in_context(model, Some(embedder), config, set, &env, episodes, seed)?,
-                dt: play_in_context(embedder, None, config, set, &env, episodes, seed)?,
+                radt: play_in_context(radt, true, &env, episodes, seed)?,
+                dt: play_in_context(&dt, false, &env, episodes, seed)?,
                 env,
             })
         })

@@ -43,6 +43,7 @@ const BATCH_KEYS: usize = 128;
 /// assert_eq!(hits[0].id, 2);
 /// # Ok::<(), agentry_memory::MemoryError>(())
 /// ```
+#[derive(Clone)]
 pub struct ExactIndex {
     store: KeyStore,
     parallel_min_values: usize,

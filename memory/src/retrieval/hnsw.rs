@@ -113,6 +113,7 @@ pub(crate) fn level_of(seed: u64, id: u32, m: usize) -> u8 {
 /// assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), [0, 1, 2]);
 /// # Ok::<(), agentry_memory::MemoryError>(())
 /// ```
+#[derive(Clone)]
 pub struct HnswIndex {
     pub(crate) config: HnswConfig,
     pub(crate) store: KeyStore,

@@ -76,6 +76,7 @@ impl KeyType {
 /// The largest finite `f16`.
 const F16_MAX: f32 = 65504.0;
 
+#[derive(Clone)]
 enum Data {
     F32(Vec<f32>),
     F16(Vec<u16>),
@@ -83,6 +84,7 @@ enum Data {
 }
 
 /// `len × dim` values, key after key.
+#[derive(Clone)]
 pub(crate) struct KeyStore {
     dim: usize,
     len: usize,

@@ -156,6 +156,7 @@ pub struct Retrieved {
     pub score: f32,
 }
 
+#[derive(Clone)]
 pub(crate) enum AnyIndex {
     Exact(ExactIndex),
     Hnsw(HnswIndex),
@@ -217,6 +218,7 @@ pub(crate) struct Stored {
 /// assert_eq!(got[1].chunk.trajectory, 1);
 /// # Ok::<(), agentry_memory::MemoryError>(())
 /// ```
+#[derive(Clone)]
 pub struct RetrievalMemory {
     pub(crate) index: AnyIndex,
     pub(crate) trajectories: Vec<Trajectory>,
