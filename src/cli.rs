@@ -92,7 +92,8 @@ pub struct MacroArgs {
 pub enum BenchCommand {
     /// Environment steps per second: one environment, then a vector of them.
     Envs(BenchEnvsArgs),
-    /// Single-observation policy latency (a PPO actor MLP, as an embedded agent runs it).
+    /// Single-observation policy latency and allocations per call: a PPO policy (MLP
+    /// or Nature CNN) acting through `agentry::Agent`, as an embedding program runs it.
     Inference(BenchInferenceArgs),
     /// Replay-memory sampling: uniform, and prioritized with priority updates.
     Replay(BenchReplayArgs),
@@ -730,8 +731,7 @@ fn list_envs(out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 fn bench_inference(args: &BenchInferenceArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    use agentry_agents::ppo::{ActMode, ActionKind, Ppo, PpoShape};
-    use rand::SeedableRng;
+    use agentry_agents::ppo::{ActionKind, Ppo, PpoShape};
     let calls = args
         .calls
         .unwrap_or(if args.net == "cnn" { 500 } else { 1_000_000 });
@@ -761,34 +761,21 @@ fn bench_inference(args: &BenchInferenceArgs, out: &mut dyn Write) -> Result<(),
         },
     );
     let policy = Ppo::new(&config, &Default::default(), shape, 1)?.acting_policy();
-    let mut ws = policy.workspace();
-    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
-    let obs: Vec<f32> = (0..args.obs).map(|i| 0.1 * i as f32 - 0.2).collect();
+    let actor = policy.actor.clone();
+    let mut agent = bench_agent(policy, "cartpole");
+    let mut scratch = actor.scratch();
     let mut logits = vec![0f32; args.actions];
-    let mut scratch = policy.actor.scratch();
-    let time = |f: &mut dyn FnMut(u64)| time_calls(calls, f);
     let mut sink = 0f32;
-    let mut x = obs.clone();
-    let forward = time(&mut |i| {
+    let mut x: Vec<f32> = (0..args.obs).map(|i| 0.1 * i as f32 - 0.2).collect();
+    let forward = time_calls(calls, &mut |i| {
         x[0] = (i & 7) as f32 * 0.01;
-        policy
-            .actor
-            .forward(std::hint::black_box(&x), &mut scratch, &mut logits);
+        actor.forward(std::hint::black_box(&x), &mut scratch, &mut logits);
         sink += logits[0];
     });
-    let mut picked = 0usize;
-    let act = time(&mut |i| {
+    std::hint::black_box(sink);
+    let (act, sample) = time_agent(&mut agent, &mut x, calls, |x, i| {
         x[0] = (i & 7) as f32 * 0.01;
-        let a = policy.act(
-            std::hint::black_box(&x),
-            None,
-            ActMode::Sample,
-            &mut rng,
-            &mut ws,
-        );
-        picked += a.index;
-    });
-    std::hint::black_box((sink, picked));
+    })?;
     let dims: Vec<String> = std::iter::once(args.obs)
         .chain(args.hidden.iter().copied())
         .chain(std::iter::once(args.actions))
@@ -796,29 +783,122 @@ fn bench_inference(args: &BenchInferenceArgs, out: &mut dyn Write) -> Result<(),
         .collect();
     writeln!(
         out,
-        "{} tanh MLP, one observation per call, {} calls, 1 thread\n\
-         forward: {forward:.0} ns/call\nact (forward + sample): {act:.0} ns/call",
-        dims.join("-"),
-        calls
+        "{} tanh MLP PPO policy, one observation per call, {calls} calls, 1 thread",
+        dims.join("-")
     )
     .map_err(io_err)?;
+    writeln!(
+        out,
+        "{:<36} {:>12} {:>18}",
+        "", "ns/call", "allocations/call"
+    )
+    .map_err(io_err)?;
+    for (name, t) in [
+        ("actor forward (MlpWeights)", forward),
+        ("Agent::act (greedy)", act),
+        ("Agent::sample (forward + sample)", sample),
+    ] {
+        writeln!(out, "{name:<36} {:>12.0} {:>18}", t.ns, t.allocations()).map_err(io_err)?;
+    }
     Ok(())
 }
 
-/// Nanoseconds per call of `f` over `calls` calls, after a tenth as many to warm up.
-fn time_calls(calls: u64, f: &mut dyn FnMut(u64)) -> f64 {
+/// An [`Agent`](crate::Agent) acting with `policy`, as if loaded from a run on
+/// environment `env`.
+fn bench_agent(policy: agentry_agents::ppo::PpoPolicy, env: &str) -> crate::Agent {
+    use agentry_agents::train::{LoadedPolicy, Policy, PolicyMeta};
+    crate::Agent::from_policy(LoadedPolicy {
+        path: PathBuf::from("(freshly initialised)"),
+        meta: PolicyMeta {
+            algo: "ppo".into(),
+            env: EnvConfig {
+                name: env.into(),
+                params: Params::new(),
+            },
+            env_steps: 0,
+        },
+        policy: Policy::Ppo(policy),
+    })
+}
+
+/// Time per call and allocations per call of a measurement.
+#[derive(Clone, Copy, Debug)]
+struct Timed {
+    ns: f64,
+    /// Allocations over the timed calls (`None`: the global allocator does not count).
+    allocations: Option<u64>,
+    calls: u64,
+}
+
+impl Timed {
+    /// Allocations per call, as printed.
+    fn allocations(&self) -> String {
+        match self.allocations {
+            Some(0) => "0".into(),
+            Some(n) => format!("{:.3}", n as f64 / self.calls as f64),
+            None => "not counted".into(),
+        }
+    }
+}
+
+/// `f` called `calls` times after a tenth as many to warm up: nanoseconds per call,
+/// and the allocations of the timed calls (counted when the program's global allocator
+/// is [`crate::alloc::Counting`], as the `agent` binary's is).
+fn time_calls(calls: u64, f: &mut dyn FnMut(u64)) -> Timed {
     for i in 0..calls / 10 {
         f(i);
     }
+    let before = crate::alloc::allocations();
     let t = Instant::now();
     for i in 0..calls {
         f(i);
     }
-    t.elapsed().as_secs_f64() * 1e9 / calls as f64
+    let ns = t.elapsed().as_secs_f64() * 1e9 / calls as f64;
+    let after = crate::alloc::allocations();
+    Timed {
+        ns,
+        // A program that counts has allocated long before this point.
+        allocations: (before > 0).then_some(after - before),
+        calls,
+    }
 }
 
-/// `agent bench inference --net cnn`: the Nature CNN's acting copy on one frame stack.
+/// `Agent::act` and `Agent::sample` on `obs` (changed by `vary` before each call).
+fn time_agent<T>(
+    agent: &mut crate::Agent,
+    obs: &mut [T],
+    calls: u64,
+    vary: impl Fn(&mut [T], u64),
+) -> Result<(Timed, Timed), CliError>
+where
+    [T]: agentry_agents::embed::AsObs,
+{
+    use agentry_envs::Action;
+    use rand::SeedableRng;
+    // Errors (a wrong width) show here, not as a silently skipped call below.
+    agent.act(&*obs)?;
+    let mut picked = 0usize;
+    let act = time_calls(calls, &mut |i| {
+        vary(obs, i);
+        if let Ok(Action::Discrete(a)) = agent.act(std::hint::black_box(&*obs)) {
+            picked += a;
+        }
+    });
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
+    let sample = time_calls(calls, &mut |i| {
+        vary(obs, i);
+        if let Ok(Action::Discrete(a)) = agent.sample(std::hint::black_box(&*obs), &mut rng) {
+            picked += a;
+        }
+    });
+    std::hint::black_box(picked);
+    Ok((act, sample))
+}
+
+/// `agent bench inference --net cnn`: the Nature CNN's acting copy on one frame stack,
+/// alone and as a PPO policy behind an `Agent`.
 fn bench_cnn_inference(actions: usize, calls: u64, out: &mut dyn Write) -> Result<(), CliError> {
+    use agentry_agents::ppo::{ActionKind, Ppo, PpoShape};
     use agentry_models::{CnnWeights, NatureCnnConfig};
     if actions == 0 || calls == 0 {
         return Err(CliError::Usage(
@@ -834,19 +914,50 @@ fn bench_cnn_inference(actions: usize, calls: u64, out: &mut dyn Write) -> Resul
         .collect();
     let mut logits = vec![0f32; actions];
     let mut sink = 0f32;
-    let ns = time_calls(calls, &mut |i| {
+    let forward = time_calls(calls, &mut |i| {
         frames[0] = i as u8;
         weights.forward(std::hint::black_box(&frames), &mut scratch, &mut logits);
         sink += logits[0];
     });
     std::hint::black_box(sink);
+    // PPO's network for Atari: `network = auto` picks the Nature CNN for u8 frames.
+    let shape = PpoShape {
+        obs_dim: weights.input_len(),
+        action: ActionKind::Discrete {
+            n: actions,
+            masked: false,
+        },
+        obs_shape: vec![4, 84, 84],
+        obs_u8: true,
+    };
+    let config = agentry_agents::config::PpoConfig::default();
+    let policy = Ppo::new(&config, &Default::default(), shape, 1)?.acting_policy();
+    let mut agent = bench_agent(policy, "atari");
+    let (act, sample) = time_agent(&mut agent, &mut frames, calls, |f, i| f[0] = i as u8)?;
     writeln!(
         out,
-        "Nature CNN 4×84×84 → {actions}, one observation per call, {calls} calls, 1 thread\n\
-         forward: {:.0} µs/call",
-        ns / 1e3
+        "Nature CNN 4×84×84 → {actions}, one observation per call, {calls} calls, 1 thread"
     )
     .map_err(io_err)?;
+    writeln!(
+        out,
+        "{:<36} {:>12} {:>18}",
+        "", "µs/call", "allocations/call"
+    )
+    .map_err(io_err)?;
+    for (name, t) in [
+        ("forward (CnnWeights)", forward),
+        ("PPO Agent::act (greedy)", act),
+        ("PPO Agent::sample", sample),
+    ] {
+        writeln!(
+            out,
+            "{name:<36} {:>12.0} {:>18}",
+            t.ns / 1e3,
+            t.allocations()
+        )
+        .map_err(io_err)?;
+    }
     Ok(())
 }
 

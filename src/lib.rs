@@ -9,6 +9,7 @@ pub use agentry_envs as envs;
 pub use agentry_memory as memory;
 pub use agentry_models as models;
 
+pub mod alloc;
 pub mod cli;
 
 /// Trained agents in your own program: `Agent::load(path)?`, then `agent.act(&obs)?`

@@ -469,19 +469,28 @@ fn bench_plasticity_runs_small_and_rejects_bad_input_with_code_2() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `agent bench inference`: the MLP and the Nature CNN acting copies, and a bad `--net`.
+/// `agent bench inference`: the MLP and the Nature CNN acting copies and PPO agents, a
+/// bad `--net`; the binary counts allocations, and acting makes none.
 #[test]
 fn bench_inference_times_the_mlp_and_the_cnn() {
+    // The line of `what`: its figures, allocations per call last.
+    fn row<'t>(table: &'t str, what: &str) -> Vec<&'t str> {
+        let line = table.lines().find(|l| l.starts_with(what));
+        let line = line.unwrap_or_else(|| panic!("no `{what}` line in\n{table}"));
+        line[what.len()..].split_whitespace().collect()
+    }
     let out = agent(&["bench", "inference", "--calls", "100"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("ns/call"));
+    let table = text(&out.stdout);
+    assert!(table.contains("ns/call"), "{table}");
+    for what in ["Agent::act (greedy)", "Agent::sample"] {
+        assert_eq!(row(&table, what).last(), Some(&"0"), "{table}");
+    }
     let out = agent(&["bench", "inference", "--net", "cnn", "--calls", "3"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("Nature CNN 4×84×84"),
-        "{}",
-        text(&out.stdout)
-    );
+    let table = text(&out.stdout);
+    assert!(table.contains("Nature CNN 4×84×84"), "{table}");
+    assert_eq!(row(&table, "PPO Agent::act").last(), Some(&"0"), "{table}");
     let out = agent(&["bench", "inference", "--net", "rnn"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("`rnn`"));

@@ -281,11 +281,13 @@ impl Agent {
                     masked: q.masked,
                 };
                 let ws = Box::new(q.workspace());
+                // Sized now: the first macro played must not allocate mid-game.
+                let longest = q.macros.iter().map(Vec::len).max().unwrap_or(0);
                 (
                     Brain::Q {
                         policy: Box::new(q),
                         ws,
-                        pending: VecDeque::new(),
+                        pending: VecDeque::with_capacity(longest),
                     },
                     action,
                 )
@@ -349,10 +351,14 @@ impl Agent {
 
     fn assemble(info: AgentInfo, brain: Brain) -> Agent {
         let outputs = info.action.outputs().max(1);
+        let widened_mask = match &brain {
+            Brain::Q { policy, .. } if !policy.macros.is_empty() => policy.actions,
+            _ => 0,
+        };
         Agent {
             obs: vec![0.0; info.obs_dim],
             action: vec![0.0; outputs],
-            mask: Vec::new(),
+            mask: Vec::with_capacity(widened_mask),
             greedy_rng: rand_pcg::Pcg64Mcg::seed_from_u64(0),
             info,
             brain,
