@@ -179,6 +179,55 @@ pub struct TaskSet {
     pub tasks: Vec<TaskInfo>,
 }
 
+impl TaskSet {
+    /// Check that the parts fit together (a set read from a file may not): at least one
+    /// task, every task's family exists, every family has a non-empty observation shape
+    /// and a usable action space, every number is finite.
+    pub fn check(&self) -> Result<(), String> {
+        if self.tasks.is_empty() || self.families.is_empty() {
+            return Err("no task or no family".into());
+        }
+        for (i, f) in self.families.iter().enumerate() {
+            let values = f
+                .obs_shape
+                .iter()
+                .try_fold(1usize, |a, &x| a.checked_mul(x));
+            if values.is_none_or(|v| v == 0) {
+                return Err(format!("family {i}: observation shape {:?}", f.obs_shape));
+            }
+            let ok = match &f.action {
+                ActionKind::Discrete { n, .. } => *n >= 1,
+                ActionKind::Continuous { low, high } => {
+                    !low.is_empty()
+                        && low.len() == high.len()
+                        && low
+                            .iter()
+                            .zip(high)
+                            .all(|(l, h)| l.is_finite() && h.is_finite() && l <= h)
+                }
+            };
+            if !ok {
+                return Err(format!("family {i}: action space {:?}", f.action));
+            }
+        }
+        for (i, t) in self.tasks.iter().enumerate() {
+            if t.family >= self.families.len() {
+                return Err(format!("task {i}: family {} does not exist", t.family));
+            }
+            let numbers = [t.scale as f64, t.best_return]
+                .into_iter()
+                .chain(t.expert_return)
+                .chain(t.random_return);
+            if t.scale <= 0.0 || numbers.into_iter().any(|x| !x.is_finite()) {
+                return Err(format!(
+                    "task {i}: a non-finite or non-positive scale or return"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The datasets, in memory: each task's episodes.
 pub struct Data {
     /// Families and tasks.
@@ -1821,6 +1870,8 @@ pub fn load_run(dir: &Path) -> Result<SeqPolicy, AgentError> {
     let mut s = Sections::read_kind(&path, SEQ_LEARNER)?;
     let set: TaskSet = serde_json::from_slice(&s.take("tasks", &path)?)
         .map_err(|e| AgentError::checkpoint(&path, format!("section `tasks`: {e}")))?;
+    set.check()
+        .map_err(|m| AgentError::checkpoint(&path, format!("section `tasks`: {m}")))?;
     let device = agentry_models::cpu();
     let fresh = SeqModel::new(
         &config.run.algo,
@@ -1850,6 +1901,50 @@ pub fn load_run(dir: &Path) -> Result<SeqPolicy, AgentError> {
         embedder,
         seed: config.run.seed,
     })
+}
+
+/// A lower bound on the parameters of the model `config` and `set` describe (each
+/// block's 4·d² projections, the embeddings, every family's encoder, action encoder
+/// and head), saturating: a hostile description cannot overflow it.
+fn least_parameters(config: &SeqConfig, set: &TaskSet) -> u64 {
+    let d = config.d_model as u64;
+    let mut n = 4u64
+        .saturating_mul(d)
+        .saturating_mul(d)
+        .saturating_mul(config.layers as u64);
+    if config.timestep_embedding {
+        n = n.saturating_add(d.saturating_mul(config.max_timestep as u64));
+    }
+    n = n.saturating_add(d.saturating_mul(set.tasks.len() as u64));
+    for f in &set.families {
+        let values = f
+            .obs_shape
+            .iter()
+            .fold(1u64, |a, &x| a.saturating_mul(x as u64));
+        let encoder = if f.obs_u8 && f.obs_shape.len() == 3 {
+            // The Nature CNN's last convolution's output feeds a 512-wide layer.
+            let side = |x: usize| {
+                let a = (x.saturating_sub(8) / 4 + 1).saturating_sub(4) / 2 + 1;
+                a.saturating_sub(2) as u64
+            };
+            side(f.obs_shape[1])
+                .saturating_mul(side(f.obs_shape[2]))
+                .saturating_mul(64 * 512)
+        } else {
+            values.saturating_mul(d)
+        };
+        let (head, actions) = match &f.action {
+            ActionKind::Discrete { n, .. } => (*n as u64, *n as u64),
+            ActionKind::Continuous { low, .. } => (
+                (low.len() as u64).saturating_mul(ACTION_BINS as u64),
+                low.len() as u64,
+            ),
+        };
+        n = n
+            .saturating_add(encoder)
+            .saturating_add(head.saturating_add(actions).saturating_mul(d));
+    }
+    n
 }
 
 /// The record kind of a sequence policy file (`agent export` of an offline run).
@@ -1899,13 +1994,15 @@ impl SeqPolicy {
         let meta: SeqPolicyMeta = serde_json::from_slice(&s.take("seq", path)?)
             .map_err(|e| AgentError::checkpoint(path, format!("section `seq`: {e}")))?;
         let bad = |m: String| AgentError::checkpoint(path, m);
+        meta.set
+            .check()
+            .map_err(|m| bad(format!("section `seq`: {m}")))?;
         meta.config
             .check(&meta.algo)
             .map_err(|(k, m)| bad(format!("section `seq`: {k}: {m}")))?;
         // The modules are built before their weights are read: a configuration far
-        // larger than the weights it comes with is damage, not a model (every block
-        // holds at least 4·d² weights, stored as at least 2 bytes each).
-        let least = 8 * (meta.config.d_model as u64).pow(2) * meta.config.layers as u64;
+        // larger than the weights it comes with is damage, not a model.
+        let least = least_parameters(&meta.config, &meta.set).saturating_mul(2);
         let have = s.get("model").map_or(0, |m| m.len() as u64);
         if least > have {
             return Err(bad(format!(
