@@ -234,6 +234,7 @@ fn write_atomic_with(
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
         write(&mut f)?;
+        fault_delay();
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, path)?;
@@ -252,6 +253,23 @@ fn write_atomic_with(
         let _ = fs::remove_file(&tmp);
         AgentError::io(path, e)
     })
+}
+
+/// Fault injection for the crash tests: with `AGENTRY_FAULT_WRITE_DELAY_MS=N` in the
+/// environment, every atomic write pauses N ms between writing its temporary file and
+/// renaming it, so that a `kill -9` lands inside a write often. Unset (always, outside
+/// tests), it costs one lookup per process.
+fn fault_delay() {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        std::env::var("AGENTRY_FAULT_WRITE_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(std::time::Duration::from_millis)
+    });
+    if let Some(d) = delay {
+        std::thread::sleep(*d);
+    }
 }
 
 fn tmp_path(path: &Path) -> PathBuf {

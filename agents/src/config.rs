@@ -706,7 +706,7 @@ impl SeqConfig {
             ("target_return", self.target_return, -1e6, 1e6),
         ] {
             if !(v.is_finite() && (lo..=hi).contains(&v)) {
-                return Err((key(k), format!("{v} is not in [{lo}, {hi}]")));
+                return Err((key(k), format!("{v} is not in {}", range_text(lo, hi))));
             }
         }
         if self.log_interval == 0 {
@@ -753,7 +753,7 @@ impl SeqConfig {
             ("retrieval.pretrain_fraction", r.pretrain_fraction, 0.0, 1.0),
         ] {
             if !(v.is_finite() && (lo..=hi).contains(&v)) {
-                return Err((key(k), format!("{v} is not in [{lo}, {hi}]")));
+                return Err((key(k), format!("{v} is not in {}", range_text(lo, hi))));
             }
         }
         Ok(())
@@ -933,7 +933,7 @@ impl Config {
         ];
         for (key, v, lo, hi) in ranges {
             if !(v.is_finite() && (lo..=hi).contains(&v)) {
-                return err(key, format!("{v} is not in [{lo}, {hi}]"));
+                return err(key, format!("{v} is not in {}", range_text(lo, hi)));
             }
         }
         if !(-20.0..=5.0).contains(&p.init_log_std) {
@@ -1009,7 +1009,7 @@ impl Config {
         ];
         for (key, v, lo, hi) in ranges {
             if !(v.is_finite() && (lo..=hi).contains(&v)) {
-                return err(key, format!("{v} is not in [{lo}, {hi}]"));
+                return err(key, format!("{v} is not in {}", range_text(lo, hi)));
             }
         }
         if d.hidden.is_empty() || d.hidden.iter().any(|&h| h == 0 || h > 65_536) {
@@ -1093,11 +1093,22 @@ impl Config {
         ];
         for (key, v, lo, hi) in ranges {
             if !(v.is_finite() && (lo..=hi).contains(&v)) {
-                return err(key, format!("{v} is not in [{lo}, {hi}]"));
+                return err(key, format!("{v} is not in {}", range_text(lo, hi)));
             }
         }
         Ok(())
     }
+}
+
+/// `[lo, hi]`, or `(0, hi]` when `lo` is the smallest positive number (a strictly
+/// positive value).
+fn range_text<T: std::fmt::Display + PartialEq + Copy + 'static>(lo: T, hi: T) -> String {
+    if let Some(&lo) = (&lo as &dyn std::any::Any).downcast_ref::<f64>()
+        && lo == f64::MIN_POSITIVE
+    {
+        return format!("(0, {hi}]");
+    }
+    format!("[{lo}, {hi}]")
 }
 
 /// What the command line asks for; [`resolve`] layers it into a [`Config`].

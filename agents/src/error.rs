@@ -58,6 +58,15 @@ pub enum AgentError {
     /// Anything else that cannot go on.
     #[error("{0}")]
     Invalid(String),
+    /// A training run stopped on an error: where (environment, env step, update) and
+    /// what is left (the last checkpoint), then the error.
+    #[error("{context}: {source}")]
+    Stopped {
+        /// Where the run was and what to do.
+        context: String,
+        /// The error.
+        source: Box<AgentError>,
+    },
 }
 
 impl AgentError {

@@ -822,7 +822,7 @@ fn drive<L: Persist>(
         .map_or(u64::MAX, |k| (k + 1) * interval);
     let mut last_saved = resumed_from;
     let mut stopped = false;
-    runner::run(learner, &spec, &mut state, |learner, state, row| {
+    let ran = runner::run(learner, &spec, &mut state, |learner, state, row| {
         metrics.row(row)?;
         if state.env_steps >= next_checkpoint && state.env_steps < config.run.steps {
             metrics.sync()?;
@@ -839,7 +839,30 @@ fn drive<L: Persist>(
             stopped = true;
         }
         Ok(c)
-    })?;
+    });
+    if let Err(e) = ran {
+        // The rows so far are kept for diagnosis (a resume trims them to its
+        // checkpoint); the checkpoint files are as the last successful save left them.
+        let _ = metrics.sync();
+        return Err(AgentError::Stopped {
+            context: format!(
+                "training `{}` on `{}` stopped at env step {} after {} updates; {}",
+                config.run.algo,
+                config.env.name,
+                state.env_steps,
+                state.updates,
+                match last_saved {
+                    Some(step) => format!(
+                        "its last checkpoint (env step {step}) is intact: `agent train \
+                         --resume {}` goes on from there",
+                        dir.display()
+                    ),
+                    None => "it has no checkpoint yet".to_string(),
+                }
+            ),
+            source: Box::new(e),
+        });
+    }
     metrics.sync()?;
     if !stopped {
         if last_saved != Some(state.env_steps) {
