@@ -404,3 +404,178 @@ fn a_panicking_environment_ends_the_run_and_leaves_no_thread() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = Params::new();
 }
+
+/// A small file system of our own for the disk tests: a tmpfs of `size` mounted on a
+/// fresh directory, unmounted on drop. `None` where mounting is not permitted.
+struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(name: &str, size: &str) -> Option<SmallDisk> {
+        let dir = temp_dir(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then_some(SmallDisk { dir })
+    }
+
+    fn read_only(&self) -> bool {
+        Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.dir)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Copy a run directory (to go on from it on a roomier disk).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// The disk fills up during a run (a DQN whose checkpoints grow with its replay
+/// memory, 1.9 to 2.9 MB each, on a 10 MiB file system): the run stops with an error naming the file and
+/// the cause, the previous checkpoint is intact and no temporary file is left; moved to
+/// a roomier disk it resumes and finishes. A read-only run directory is refused up
+/// front, naming the file. (Real file systems: tmpfs mounts, which need root; where
+/// mounting is not permitted, a file-size limit stands in for the full disk.)
+#[test]
+fn a_full_disk_or_a_read_only_run_directory_is_a_clear_error() {
+    let args = |d: &str, steps: &str| -> Vec<String> {
+        [
+            "train",
+            "--algo",
+            "dqn",
+            "--env",
+            "cartpole",
+            "--steps",
+            steps,
+            "--set",
+            "dqn.learning_starts=200",
+            "--set",
+            "run.checkpoint_interval=1000",
+            "-q",
+            "--out",
+            d,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let disk = SmallDisk::mount("disk", "10m");
+    let (dir, out) = match &disk {
+        Some(disk) => {
+            let dir = disk.dir.join("run");
+            let out = agent()
+                .args(args(dir.to_str().unwrap(), "20000"))
+                .output()
+                .unwrap();
+            (dir, out)
+        }
+        None => {
+            // No mounting here: a 2.3 MB limit on any file the process writes.
+            let dir = temp_dir("fsize");
+            let cmd = format!(
+                "ulimit -f 4500 && exec \"$0\" \"$@\"" // blocks of 512 bytes
+            );
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .arg(env!("CARGO_BIN_EXE_agent"))
+                .args(args(dir.to_str().unwrap(), "20000"))
+                .output()
+                .unwrap();
+            (dir, out)
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        (stderr.contains("No space left on device") || stderr.contains("File too large"))
+            && stderr.contains("is intact"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(dir.to_str().unwrap()),
+        "the file is named: {stderr}"
+    );
+    let files = checkpoint_files(&dir);
+    assert!(!files.iter().any(|f| f.ends_with(".tmp")), "{files:?}");
+    let policy = agentry::agents::train::load_run_policy(&dir).expect("the last checkpoint loads");
+    let saved = policy.meta.env_steps;
+    assert!(saved >= 1000, "{saved}");
+    // On a roomier disk the run goes on from its last checkpoint and finishes.
+    let roomy = temp_dir("roomy");
+    copy_dir(&dir, &roomy);
+    let out = agent()
+        .args(["train", "--resume", roomy.to_str().unwrap(), "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps = metric_steps(&roomy);
+    assert_eq!(steps.last(), Some(&20_000));
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "{steps:?}");
+    let _ = std::fs::remove_dir_all(&roomy);
+    if disk.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    drop(disk);
+
+    // Read-only: the same run directory, mounted read-only, refuses to resume.
+    let Some(disk) = SmallDisk::mount("ro", "16m") else {
+        eprintln!("mounting is not permitted here: the read-only case is not run");
+        return;
+    };
+    let dir = disk.dir.join("run");
+    let out = agent()
+        .args(args(dir.to_str().unwrap(), "2000"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(disk.read_only());
+    let out = agent()
+        .args([
+            "train",
+            "--resume",
+            dir.to_str().unwrap(),
+            "--steps",
+            "4000",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Read-only file system") && stderr.contains(dir.to_str().unwrap()),
+        "{stderr}"
+    );
+    assert!(agentry::agents::train::load_run_policy(&dir).is_ok());
+}
