@@ -494,9 +494,8 @@ fn a_full_disk_or_a_read_only_run_directory_is_a_clear_error() {
         None => {
             // No mounting here: a 2.3 MB limit on any file the process writes.
             let dir = temp_dir("fsize");
-            let cmd = format!(
-                "ulimit -f 4500 && exec \"$0\" \"$@\"" // blocks of 512 bytes
-            );
+            // (`ulimit -f` counts blocks of 512 bytes.)
+            let cmd = "ulimit -f 4500 && exec \"$0\" \"$@\"";
             let out = Command::new("sh")
                 .arg("-c")
                 .arg(cmd)
