@@ -241,12 +241,13 @@ fn the_same_seed_gives_the_same_metrics_except_wall_time() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// CartPole-like dynamics that turn into NaN observations after `nan_after` steps, or
-/// panic after `panic_after` steps (0: never).
+/// CartPole-like dynamics that turn into NaN observations after `nan_after` steps,
+/// panic after `panic_after` steps, or hang after `hang_after` steps (0: never).
 struct Faulty {
     t: u64,
     nan_after: u64,
     panic_after: u64,
+    hang_after: u64,
     obs_space: Space,
     act_space: Space,
 }
@@ -270,6 +271,11 @@ impl Env for Faulty {
         self.t += 1;
         if self.panic_after > 0 && self.t > self.panic_after {
             panic!("the physics engine exploded at step {}", self.t);
+        }
+        if self.hang_after > 0 && self.t > self.hang_after {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
         }
         let ObsMut::F32(o) = out.obs else {
             return Err(EnvError::Buffer("f32".into()));
@@ -296,6 +302,7 @@ fn build_faulty(p: &ResolvedParams) -> agentry::envs::Result<Box<dyn Env>> {
         t: 0,
         nan_after: p.int("nan_after")? as u64,
         panic_after: p.int("panic_after")? as u64,
+        hang_after: p.int("hang_after")? as u64,
         obs_space: Space::Box(agentry::envs::BoxSpace::new(vec![-1.0; 3], vec![1.0; 3])),
         act_space: Space::Discrete(2),
     }))
@@ -315,7 +322,8 @@ fn register_faulty() {
             summary: "a test environment that goes wrong on purpose",
             params: vec![
                 ParamSpec::new("nan_after", int.clone(), "0", "NaN observations after"),
-                ParamSpec::new("panic_after", int, "0", "panic after"),
+                ParamSpec::new("panic_after", int.clone(), "0", "panic after"),
+                ParamSpec::new("hang_after", int, "0", "hang after"),
             ],
             max_episode_steps: None,
             build: build_faulty,
@@ -577,4 +585,35 @@ fn a_full_disk_or_a_read_only_run_directory_is_a_clear_error() {
         "{stderr}"
     );
     assert!(agentry::agents::train::load_run_policy(&dir).is_ok());
+}
+
+/// An environment step that hangs: past `run.actor_timeout_s` the run ends with an
+/// error naming the environment and the actor, instead of waiting forever; the other
+/// actor's thread is joined (the stuck one cannot be stopped from outside and ends
+/// with the process).
+#[test]
+fn a_hanging_environment_ends_the_run_after_the_timeout() {
+    let dir = temp_dir("hang");
+    let before = threads();
+    let started = Instant::now();
+    let e = train_faulty(
+        &dir,
+        "ppo",
+        &["env.hang_after=300", "run.actor_timeout_s=1"],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("`faulty`") && e.contains("sent no experience for 1 s"),
+        "{e}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // Both actors' first environment hangs at its 301st step: at most the two stuck
+    // threads remain (and other tests' threads).
+    let after = threads();
+    assert!(
+        after <= before + 2 + 1,
+        "threads before {before}, after {after}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

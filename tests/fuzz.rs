@@ -80,6 +80,8 @@ fn runner(cases: u32) -> RunnerConfig {
 /// Real files to damage, written once per test binary.
 struct Fixtures {
     dir: PathBuf,
+    /// The newest learner checkpoint of the PPO and the Rainbow run.
+    learners: [(PathBuf, Vec<u8>); 2],
     ppo: Vec<u8>,
     rainbow: Vec<u8>,
     lram: Vec<u8>,
@@ -172,7 +174,14 @@ fn fixtures() -> &'static Fixtures {
         ]);
         agent(&["export", "--run", &p("lram"), "--out", &p("lram.agentry")]);
         let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+        let learner = |run: &str| {
+            let rd = agentry::agents::train::RunDir::new(dir.join(run));
+            let (_, path) = rd.latest("learner").unwrap().unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            (dir.join(run), bytes)
+        };
         Fixtures {
+            learners: [learner("ppo"), learner("rainbow")],
             ppo: read("ppo.agentry"),
             rainbow: read("rainbow.agentry"),
             lram: read("lram.agentry"),
@@ -180,6 +189,18 @@ fn fixtures() -> &'static Fixtures {
             dir,
         }
     })
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
 }
 
 /// Damage: overwrite some bytes, then maybe cut the file.
@@ -265,6 +286,28 @@ proptest! {
         let original = [&f.ppo, &f.rainbow, &f.lram][which];
         let bytes = apply(original, &d);
         load_policy_bytes(&if sealed { reseal(bytes) } else { bytes });
+    }
+
+    /// A damaged learner checkpoint (model, optimizer, replay memory, counters) is
+    /// refused by `--resume`, or, if it still reads, the run goes on from it.
+    #[test]
+    fn damaged_learner_checkpoints_are_refused_on_resume(
+        which in 0..2usize,
+        d in damage(),
+        sealed in any::<bool>(),
+    ) {
+        let (run, original) = &fixtures().learners[which];
+        let copy = scratch("run");
+        copy_dir(run, &copy);
+        let rd = agentry::agents::train::RunDir::new(&copy);
+        let (_, newest) = rd.latest("learner").unwrap().unwrap();
+        let bytes = apply(original, &d);
+        std::fs::write(&newest, if sealed { reseal(bytes) } else { bytes }).unwrap();
+        let _ = agentry::agents::train::train(
+            agentry::agents::train::Start::Resume { dir: copy.clone(), steps: None },
+            &mut agentry::agents::train::Silent,
+        );
+        let _ = std::fs::remove_dir_all(&copy);
     }
 
     #[test]

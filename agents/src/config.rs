@@ -171,6 +171,9 @@ pub struct RunConfig {
     /// Record every episode the actors finish into `DIR/history/` (a learning history
     /// dataset, one part per checkpoint; see [`crate::dataset`]).
     pub record_history: bool,
+    /// Seconds the learner waits for an actor's chunk of experience before it ends the
+    /// run with an error (an environment step that hangs); 0 waits forever.
+    pub actor_timeout_s: f64,
 }
 
 impl Default for RunConfig {
@@ -183,6 +186,7 @@ impl Default for RunConfig {
             envs_per_actor: 8,
             checkpoint_interval: 10_000,
             record_history: false,
+            actor_timeout_s: 600.0,
         }
     }
 }
@@ -853,6 +857,15 @@ impl Config {
         }
         if !(1..=256).contains(&r.actors) {
             return err("run.actors", format!("{} is not in 1..=256", r.actors));
+        }
+        if !(r.actor_timeout_s.is_finite() && (0.0..=1e7).contains(&r.actor_timeout_s)) {
+            return err(
+                "run.actor_timeout_s",
+                format!(
+                    "{} is not in [0, 1e7] (seconds; 0 waits forever)",
+                    r.actor_timeout_s
+                ),
+            );
         }
         if !(1..=65_536).contains(&r.envs_per_actor) {
             return err(

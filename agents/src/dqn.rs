@@ -1811,6 +1811,7 @@ mod value_tests {
             envs_per_actor: 2,
             seed: 3,
             total_steps: 20_000,
+            actor_timeout: None,
         };
         let mut state = RunState::default();
         run(&mut dqn, &spec, &mut state, |_, _, _| Ok(Control::Continue)).unwrap();
@@ -1938,6 +1939,7 @@ mod macro_tests {
             envs_per_actor: 1,
             seed: 3,
             total_steps: 1_000,
+            actor_timeout: None,
         };
         let mut rows = Vec::new();
         run(&mut dqn, &spec, &mut RunState::default(), |_, _, row| {
@@ -2093,6 +2095,7 @@ mod image_tests {
             envs_per_actor: 4,
             seed: 3,
             total_steps: total,
+            actor_timeout: None,
         };
         run(&mut dqn, &spec, &mut RunState::default(), |_, _, _| {
             Ok(Control::Continue)

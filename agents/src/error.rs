@@ -58,6 +58,17 @@ pub enum AgentError {
     /// Anything else that cannot go on.
     #[error("{0}")]
     Invalid(String),
+    /// Actors sent no experience within `run.actor_timeout_s`.
+    #[error(
+        "actor(s) {actors:?} sent no experience for {seconds} s (run.actor_timeout_s): an \
+         environment step hangs, or takes longer than the limit allows"
+    )]
+    Hung {
+        /// The actors waited for.
+        actors: Vec<usize>,
+        /// The limit.
+        seconds: f64,
+    },
     /// A training run stopped on an error: where (environment, env step, update) and
     /// what is left (the last checkpoint), then the error.
     #[error("{context}: {source}")]

@@ -1746,6 +1746,7 @@ mod truncation_tests {
             envs_per_actor: 4,
             seed: 3,
             total_steps: 40_000,
+            actor_timeout: None,
         };
         let mut state = RunState::default();
         run(&mut ppo, &spec, &mut state, |_, _, _| Ok(Control::Continue)).unwrap();
@@ -1796,6 +1797,7 @@ mod truncation_tests {
             envs_per_actor: 4,
             seed: 3,
             total_steps: 3_072,
+            actor_timeout: None,
         };
         // Frames stay bytes in the rollout.
         let mut envs = make(0).unwrap();
@@ -1903,6 +1905,7 @@ mod truncation_tests {
             envs_per_actor: 1,
             seed: 3,
             total_steps: 1000,
+            actor_timeout: None,
         };
         let e = run(&mut ppo, &spec, &mut RunState::default(), |_, _, _| {
             Ok(Control::Continue)

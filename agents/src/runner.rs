@@ -12,7 +12,11 @@
 //! An algorithm plugs in by implementing [`Learner`] (its update and the policy it
 //! publishes) and [`Actor`] (how one actor turns policy + environments into a chunk).
 //! An error or a panic in an actor or an environment stops the run and comes back as an
-//! [`AgentError`] naming the actor; every thread is joined before [`run`] returns.
+//! [`AgentError`] naming the actor; every thread is joined before [`run`] returns. An
+//! actor that sends nothing for [`RunSpec::actor_timeout`] (an environment step that
+//! hangs) ends the run with [`AgentError::Hung`]; its thread, stuck inside the
+//! environment, cannot be stopped from outside and is left to end with the process
+//! (the `agent` command exits on the error, so nothing is left behind there).
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -185,6 +189,9 @@ pub struct RunSpec<'a> {
     pub seed: u64,
     /// Stop at exactly this many environment steps.
     pub total_steps: u64,
+    /// How long the learner waits for an actor's chunk before it gives up on the run
+    /// (`None`: forever).
+    pub actor_timeout: Option<std::time::Duration>,
 }
 
 /// Work published to the actors.
@@ -309,77 +316,89 @@ where
     let started = Instant::now();
     let wall_before = state.wall_time_s;
 
-    std::thread::scope(|scope| {
-        for (index, mut actor) in actors.into_iter().enumerate() {
-            let tx = tx.clone();
-            let board = &board;
-            let make_envs = spec.make_envs;
-            let seed = env_seed(spec.seed, index, start_steps);
-            std::thread::Builder::new()
-                .name(format!("actor-{index}"))
-                .spawn_scoped(scope, move || {
-                    let send_err = |e: AgentError| {
-                        let _ = tx.send(Message {
-                            actor: index,
-                            version: 0,
-                            chunk: Err(e),
-                        });
-                    };
-                    let envs = catch_unwind(AssertUnwindSafe(|| -> Result<_, AgentError> {
-                        let mut envs =
-                            make_envs(index).map_err(|e| AgentError::actor_env(index, e))?;
-                        envs.reset(Some(seed))
-                            .map_err(|e| AgentError::actor_env(index, e))?;
-                        Ok(envs)
-                    }));
-                    let mut envs = match envs {
-                        Ok(Ok(envs)) => envs,
-                        Ok(Err(e)) => return send_err(e),
-                        Err(p) => {
-                            return send_err(AgentError::ActorPanicked {
-                                actor: index,
-                                message: panic_message(p.as_ref()),
-                            });
-                        }
-                    };
-                    let mut last_round = 0;
-                    while let Some((round, version, policy, steps)) = board.wait(last_round) {
-                        last_round = round;
-                        let chunk = catch_unwind(AssertUnwindSafe(|| {
-                            actor.collect(&policy, envs.as_mut(), steps)
-                        }));
-                        let chunk = match chunk {
-                            Ok(Ok(c)) => Ok(c),
-                            Ok(Err(e)) => Err(e.in_actor(index)),
-                            Err(p) => Err(AgentError::ActorPanicked {
-                                actor: index,
-                                message: panic_message(p.as_ref()),
-                            }),
-                        };
-                        let failed = chunk.is_err();
-                        let sent = tx.send(Message {
-                            actor: index,
-                            version,
-                            chunk,
-                        });
-                        if failed || sent.is_err() {
-                            return;
-                        }
-                    }
-                })
-                .expect("spawning an actor thread");
-        }
-        drop(tx);
-
-        // Stop the actors however this closure ends (error, stop, panic).
-        struct StopOnDrop<'b, P>(&'b Board<P>);
-        impl<P> Drop for StopOnDrop<'_, P> {
-            fn drop(&mut self) {
-                self.0.stop();
+    // Each actor's environments are built here, in order (a failure names the actor),
+    // and move into its thread. The threads are not scoped: when an environment step
+    // hangs, the run can end without waiting for it (a thread stuck inside an
+    // environment cannot be stopped from outside; it ends with the process).
+    let board = Arc::new(board);
+    // However the loop ends (finished, stopped, an error, a panic): stop the actors and
+    // join every thread that is not stuck inside an environment.
+    struct Joiner<P> {
+        board: Arc<Board<P>>,
+        handles: Vec<std::thread::JoinHandle<()>>,
+        /// Actors known to hang: not waited for.
+        hung: Vec<usize>,
+    }
+    impl<P> Drop for Joiner<P> {
+        fn drop(&mut self) {
+            self.board.stop();
+            for (i, h) in self.handles.drain(..).enumerate() {
+                if !self.hung.contains(&i) {
+                    let _ = h.join();
+                }
             }
         }
-        let _stop = StopOnDrop(&board);
+    }
+    let mut joiner = Joiner {
+        board: board.clone(),
+        handles: Vec::with_capacity(k),
+        hung: Vec::new(),
+    };
+    for (index, mut actor) in actors.into_iter().enumerate() {
+        let seed = env_seed(spec.seed, index, start_steps);
+        let envs = catch_unwind(AssertUnwindSafe(|| -> Result<_, AgentError> {
+            let mut envs = (spec.make_envs)(index).map_err(|e| AgentError::actor_env(index, e))?;
+            envs.reset(Some(seed))
+                .map_err(|e| AgentError::actor_env(index, e))?;
+            Ok(envs)
+        }));
+        let mut envs = match envs {
+            Ok(Ok(envs)) => envs,
+            Ok(Err(e)) => return Err(e),
+            Err(p) => {
+                return Err(AgentError::ActorPanicked {
+                    actor: index,
+                    message: panic_message(p.as_ref()),
+                });
+            }
+        };
+        let tx = tx.clone();
+        let board = board.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("actor-{index}"))
+            .spawn(move || {
+                let mut last_round = 0;
+                while let Some((round, version, policy, steps)) = board.wait(last_round) {
+                    last_round = round;
+                    let chunk = catch_unwind(AssertUnwindSafe(|| {
+                        actor.collect(&policy, envs.as_mut(), steps)
+                    }));
+                    let chunk = match chunk {
+                        Ok(Ok(c)) => Ok(c),
+                        Ok(Err(e)) => Err(e.in_actor(index)),
+                        Err(p) => Err(AgentError::ActorPanicked {
+                            actor: index,
+                            message: panic_message(p.as_ref()),
+                        }),
+                    };
+                    let failed = chunk.is_err();
+                    let sent = tx.send(Message {
+                        actor: index,
+                        version,
+                        chunk,
+                    });
+                    if failed || sent.is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| AgentError::Invalid(format!("starting actor thread {index}: {e}")))?;
+        joiner.handles.push(handle);
+    }
+    drop(tx);
 
+    let board = &*board;
+    let result = (|| {
         let mut round = 0;
         let names = learner.metric_names();
         let mut row = Vec::with_capacity(LEADING_COLUMNS.len() + names.len());
@@ -404,9 +423,28 @@ where
             let mut chunks: Vec<Option<_>> = (0..k).map(|_| None).collect();
             let mut lag = 0u64;
             for _ in 0..k {
-                let msg = rx.recv().map_err(|_| {
-                    AgentError::Invalid("every actor stopped without a message".into())
-                })?;
+                let msg = match spec.actor_timeout {
+                    None => rx.recv().map_err(|_| {
+                        AgentError::Invalid("every actor stopped without a message".into())
+                    })?,
+                    Some(limit) => match rx.recv_timeout(limit) {
+                        Ok(msg) => msg,
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                            let waiting: Vec<usize> =
+                                (0..k).filter(|&i| chunks[i].is_none()).collect();
+                            joiner.hung = waiting.clone();
+                            return Err(AgentError::Hung {
+                                actors: waiting,
+                                seconds: limit.as_secs_f64(),
+                            });
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                            return Err(AgentError::Invalid(
+                                "every actor stopped without a message".into(),
+                            ));
+                        }
+                    },
+                };
                 let chunk = msg.chunk?;
                 lag = lag.max(version - msg.version);
                 chunks[msg.actor] = Some(chunk);
@@ -450,5 +488,8 @@ where
             }
         }
         Ok(())
-    })
+    })();
+    drop(rx);
+    drop(joiner);
+    result
 }

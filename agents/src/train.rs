@@ -814,6 +814,8 @@ fn drive<L: Persist>(
         envs_per_actor: m,
         seed: config.run.seed,
         total_steps: config.run.steps,
+        actor_timeout: (config.run.actor_timeout_s > 0.0)
+            .then(|| std::time::Duration::from_secs_f64(config.run.actor_timeout_s)),
     };
     let interval = config.run.checkpoint_interval;
     let mut next_checkpoint = state
@@ -1619,6 +1621,7 @@ mod tests {
                 envs_per_actor: 8,
                 seed: 5,
                 total_steps: 256,
+                actor_timeout: None,
             };
             runner::run(learner, &spec, &mut RunState::default(), |_, _, _| {
                 Ok(Control::Continue)
