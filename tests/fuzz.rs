@@ -103,7 +103,8 @@ fn agent(args: &[&str]) {
 fn fixtures() -> &'static Fixtures {
     static F: OnceLock<Fixtures> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("agentry-fuzz-{}", std::process::id()));
+        // One copy, replaced on every run (in the target directory's scratch space).
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-fixtures");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let p = |name: &str| dir.join(name).display().to_string();
