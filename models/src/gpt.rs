@@ -184,6 +184,9 @@
 
 use std::fmt;
 
+mod kernel;
+pub use kernel::{GptRustCache, GptScratch, GptWeights, GptWeightsError};
+
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{Bool, Device, Tensor, TensorData, activation};

@@ -32,6 +32,7 @@ pub mod mlp;
 pub mod net;
 pub mod plasticity;
 pub mod qnet;
+mod step_math;
 pub mod xlstm;
 
 pub use burn;

@@ -96,9 +96,12 @@
 //! - One `num_heads` for both cell kinds (LRAM uses 4 for both); no dropout; no fused
 //!   CUDA or chunkwise kernels; [`XLstm::forward`] always starts from an empty state.
 
+mod kernel;
 mod mlstm;
 mod parts;
 mod slstm;
+
+pub use kernel::{XLstmRustState, XLstmScratch, XLstmWeights};
 
 pub use mlstm::{
     MLstmBlock, MLstmBlockConfig, MLstmBlockState, MLstmCell, MLstmCellConfig, MLstmCellState,
