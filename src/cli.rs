@@ -157,6 +157,11 @@ pub struct BenchSequenceArgs {
     /// Timed steps per measurement.
     #[arg(long, default_value_t = 200)]
     pub steps: usize,
+    /// Which implementation of the single-token steps to time: `burn` (the models'
+    /// `step` through burn's tensor operations), `rust` (the plain-Rust kernels
+    /// `XLstmWeights::step` and `GptWeights::step`) or `both` (one row each).
+    #[arg(long, default_value = "both", value_parser = ["burn", "rust", "both"])]
+    pub engine: String,
 }
 
 /// Arguments of `agent bench envs`.
@@ -963,9 +968,11 @@ fn bench_cnn_inference(actions: usize, calls: u64, out: &mut dyn Write) -> Resul
 
 /// `agent bench sequence`: for each batch and context, fill the xLSTM's state with
 /// `context` tokens and the Transformer's cache to `context` tokens, then time `steps`
-/// more single-token steps (each attending to the whole cache for the Transformer).
+/// more single-token steps (each attending to the whole cache for the Transformer), through
+/// burn and/or through the plain-Rust kernels (`--engine`), one row per engine.
 fn bench_sequence(args: &BenchSequenceArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    use agentry_models::burn::tensor::{Distribution, Tensor};
+    use agentry_models::gpt::GptWeights;
+    use agentry_models::xlstm::XLstmWeights;
     use agentry_models::{GptConfig, XLstmConfig};
     if args.steps == 0
         || args.contexts.contains(&0)
@@ -977,6 +984,11 @@ fn bench_sequence(args: &BenchSequenceArgs, out: &mut dyn Write) -> Result<(), C
             "--steps, every --contexts and every --batches value must be at least 1".into(),
         ));
     }
+    let (burn, rust) = match args.engine.as_str() {
+        "burn" => (true, false),
+        "rust" => (false, true),
+        _ => (true, true),
+    };
     let device = agentry_models::cpu();
     let (d, layers, heads) = (args.d_model, args.layers, args.heads);
     let slstm = if layers > 1 { vec![1] } else { vec![] };
@@ -984,66 +996,152 @@ fn bench_sequence(args: &BenchSequenceArgs, out: &mut dyn Write) -> Result<(), C
         .with_slstm_at(slstm)
         .try_init_seeded(&device, 1)
         .map_err(|e| CliError::Usage(format!("xLSTM: {e}")))?;
+    let xlstm_rust = XLstmWeights::from_model(&xlstm);
     writeln!(
         out,
-        "d_model {d}, {layers} layers, {heads} heads; {} timed steps; burn flex CPU",
+        "d_model {d}, {layers} layers, {heads} heads; {} timed steps; burn flex CPU and/or plain Rust",
         args.steps
     )
     .map_err(io_err)?;
     writeln!(
         out,
-        "{:>6} {:>7} {:>14} {:>14} {:>14} {:>14} {:>8}",
+        "{:>6} {:>7} {:>14} {:>14} {:>14} {:>14} {:>8} {:>6}",
         "batch",
         "context",
         "xlstm us/step",
         "xlstm state B",
         "dt us/step",
         "dt cache B",
-        "dt/xlstm"
+        "dt/xlstm",
+        "engine"
     )
     .map_err(io_err)?;
     for &b in &args.batches {
         for &c in &args.contexts {
-            let token = || Tensor::<2>::random([b, d], Distribution::Normal(0.0, 1.0), &device);
-            let mut state = xlstm.init_state(b, &device);
-            for _ in 0..c {
-                let _ = xlstm.step(token(), &mut state);
-            }
-            let x = token();
-            let start = Instant::now();
-            for _ in 0..args.steps {
-                let y = xlstm.step(x.clone(), &mut state);
-                std::hint::black_box(y.into_data());
-            }
-            let xl_us = start.elapsed().as_secs_f64() / args.steps as f64 * 1e6;
             let gpt = GptConfig::new(d, layers, heads, c)
                 .init_seeded(&device, 1)
                 .map_err(|e| CliError::Usage(format!("Transformer: {e}")))?;
-            let mut cache = gpt.init_cache(b, &device);
-            let mut filled = 0;
-            while filled < c {
-                let n = (c - filled).min(256);
-                let block = Tensor::<3>::random([b, n, d], Distribution::Normal(0.0, 1.0), &device);
-                let _ = gpt.step_many(block, &mut cache);
-                filled += n;
+            let mut rows = Vec::new();
+            if burn {
+                rows.push(("burn", bench_sequence_burn(&xlstm, &gpt, b, c, args.steps)));
             }
-            let start = Instant::now();
-            for _ in 0..args.steps {
-                let y = gpt.step(x.clone(), &mut cache);
-                std::hint::black_box(y.into_data());
+            if rust {
+                let gpt_rust = GptWeights::from_model(&gpt)
+                    .map_err(|e| CliError::Usage(format!("Transformer: {e}")))?;
+                rows.push((
+                    "rust",
+                    bench_sequence_rust(&xlstm_rust, &gpt_rust, b, c, args.steps),
+                ));
             }
-            let dt_us = start.elapsed().as_secs_f64() / args.steps as f64 * 1e6;
-            writeln!(
-                out,
-                "{b:>6} {c:>7} {xl_us:>14.0} {:>14} {dt_us:>14.0} {:>14} {:>8.2}",
-                state.num_values() * 4,
-                cache.num_values() * 4,
-                dt_us / xl_us
-            )
-            .map_err(io_err)?;
+            for (engine, [xl_us, xl_bytes, dt_us, dt_bytes]) in rows {
+                writeln!(
+                    out,
+                    "{b:>6} {c:>7} {xl_us:>14.1} {xl_bytes:>14} {dt_us:>14.1} {dt_bytes:>14} {:>8.2} {engine:>6}",
+                    dt_us / xl_us
+                )
+                .map_err(io_err)?;
+            }
         }
     }
     Ok(())
+}
+
+/// burn's `XLstm::step` and `Gpt::step` for `batch` rows after `context` tokens:
+/// [xLSTM µs/step, xLSTM state bytes, DT µs/step, DT cache bytes].
+fn bench_sequence_burn(
+    xlstm: &agentry_models::XLstm,
+    gpt: &agentry_models::Gpt,
+    batch: usize,
+    context: usize,
+    steps: usize,
+) -> [f64; 4] {
+    use agentry_models::burn::tensor::{Distribution, Tensor};
+    let device = agentry_models::cpu();
+    let d = xlstm.d_model();
+    let token = || Tensor::<2>::random([batch, d], Distribution::Normal(0.0, 1.0), &device);
+    let mut state = xlstm.init_state(batch, &device);
+    for _ in 0..context {
+        let _ = xlstm.step(token(), &mut state);
+    }
+    let x = token();
+    let start = Instant::now();
+    for _ in 0..steps {
+        let y = xlstm.step(x.clone(), &mut state);
+        std::hint::black_box(y.into_data());
+    }
+    let xl_us = start.elapsed().as_secs_f64() / steps as f64 * 1e6;
+    let mut cache = gpt.init_cache(batch, &device);
+    let mut filled = 0;
+    while filled < context {
+        let n = (context - filled).min(256);
+        let block = Tensor::<3>::random([batch, n, d], Distribution::Normal(0.0, 1.0), &device);
+        let _ = gpt.step_many(block, &mut cache);
+        filled += n;
+    }
+    let start = Instant::now();
+    for _ in 0..steps {
+        let y = gpt.step(x.clone(), &mut cache);
+        std::hint::black_box(y.into_data());
+    }
+    let dt_us = start.elapsed().as_secs_f64() / steps as f64 * 1e6;
+    [
+        xl_us,
+        (state.num_values() * 4) as f64,
+        dt_us,
+        (cache.num_values() * 4) as f64,
+    ]
+}
+
+/// The plain-Rust kernels, as [`bench_sequence_burn`]; the DT's cache is filled by stepping
+/// `context` tokens through it.
+fn bench_sequence_rust(
+    xlstm: &agentry_models::xlstm::XLstmWeights,
+    gpt: &agentry_models::gpt::GptWeights,
+    batch: usize,
+    context: usize,
+    steps: usize,
+) -> [f64; 4] {
+    use rand::{RngExt, SeedableRng};
+    let d = xlstm.d_model();
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(context as u64);
+    // A pool of random tokens, cycled through while filling.
+    let pool: Vec<Vec<f32>> = (0..16)
+        .map(|_| {
+            (0..batch * d)
+                .map(|_| rng.random::<f32>() * 2.0 - 1.0)
+                .collect()
+        })
+        .collect();
+    let mut y = vec![0.0; batch * d];
+    let mut state = xlstm.state(batch);
+    let mut scratch = xlstm.scratch(batch);
+    for t in 0..context {
+        xlstm.step(&pool[t % pool.len()], &mut state, &mut scratch, &mut y);
+    }
+    let x = &pool[0];
+    let start = Instant::now();
+    for _ in 0..steps {
+        xlstm.step(x, &mut state, &mut scratch, &mut y);
+        std::hint::black_box(&y);
+    }
+    let xl_us = start.elapsed().as_secs_f64() / steps as f64 * 1e6;
+    let mut cache = gpt.cache(batch);
+    let mut gpt_scratch = gpt.scratch(batch);
+    for t in 0..context {
+        gpt.step(&pool[t % pool.len()], &mut cache, &mut gpt_scratch, &mut y);
+    }
+    let start = Instant::now();
+    for _ in 0..steps {
+        gpt.step(x, &mut cache, &mut gpt_scratch, &mut y);
+        std::hint::black_box(&y);
+    }
+    let dt_us = start.elapsed().as_secs_f64() / steps as f64 * 1e6;
+    [
+        xl_us,
+        (state.num_values() * 4) as f64,
+        dt_us,
+        (cache.num_values() * 4) as f64,
+    ]
 }
 
 fn bench_retrieval(

@@ -625,11 +625,42 @@ fn bench_sequence_and_retrieval_run_small() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = text(&out.stdout);
+    // Two header lines, then one row per context and engine (burn and rust by default).
     assert!(
-        table.contains("dt/xlstm") && table.lines().count() == 4,
+        table.contains("dt/xlstm") && table.lines().count() == 6,
         "{table}"
     );
+    let engines: Vec<&str> = table
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    assert_eq!(engines, ["burn", "rust", "burn", "rust"], "{table}");
+    let out = agent(&[
+        "bench",
+        "sequence",
+        "--d-model",
+        "16",
+        "--layers",
+        "2",
+        "--heads",
+        "2",
+        "--contexts",
+        "4",
+        "--batches",
+        "2",
+        "--steps",
+        "2",
+        "--engine",
+        "rust",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let rows: Vec<&str> = table.lines().skip(2).collect();
+    assert!(rows.len() == 1 && rows[0].ends_with("rust"), "{table}");
     let out = agent(&["bench", "sequence", "--contexts", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = agent(&["bench", "sequence", "--engine", "tensorflow"]);
     assert_eq!(out.status.code(), Some(2));
     let out = agent(&[
         "bench",

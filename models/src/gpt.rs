@@ -47,6 +47,9 @@
 //! step) with the same result as that many calls of [`Gpt::step`].
 //! [`KvCache::reset_row`] starts a new episode in one row of a batch, which a vectorised
 //! actor needs; [`KvCache::reset`] clears every row.
+//! [`GptWeights`] ([`kernel`]) runs the same single-token step in plain Rust on a copy of
+//! the parameters with its own preallocated cache, without burn's per-operation overhead
+//! (no cross-attention, one token per call).
 //!
 //! **With a memory** (cross-attention): RA-DT retrieves and then acts, so the memory is
 //! fixed across many steps. [`KvCache::set_memory`] projects the memory's keys and values
@@ -183,6 +186,9 @@
 //! ```
 
 use std::fmt;
+
+pub mod kernel;
+pub use kernel::{GptRustCache, GptScratch, GptWeights, GptWeightsError};
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};

@@ -20,6 +20,11 @@
 //! weights ([`inference::MlpWeights`]), which needs no device, takes no locks and
 //! allocates nothing per call. The `agent` binary sets mimalloc as the global allocator
 //! (a library never does: embedders choose their own).
+//!
+//! The sequence models have the same kind of acting copy for single-token inference:
+//! [`xlstm::XLstmWeights`] (the xLSTM's recurrent step) and [`gpt::GptWeights`] (the GPT
+//! with a preallocated key/value cache), each matching the burn model's `step` to f32
+//! rounding.
 #![warn(missing_docs)]
 
 pub mod cnn;
@@ -32,6 +37,7 @@ pub mod mlp;
 pub mod net;
 pub mod plasticity;
 pub mod qnet;
+mod step_math;
 pub mod xlstm;
 
 pub use burn;

@@ -198,10 +198,10 @@ impl MLstmCellConfig {
 #[derive(Module, Debug)]
 pub struct MLstmCell {
     /// `[3 · width, 2 · heads]`: input gate columns, then forget gate columns.
-    gates: Linear,
+    pub(super) gates: Linear,
     /// Per-head norm scale, `[width]`.
-    norm: Param<Tensor<1>>,
-    num_heads: usize,
+    pub(super) norm: Param<Tensor<1>>,
+    pub(super) num_heads: usize,
 }
 
 impl MLstmCell {
@@ -389,18 +389,18 @@ impl MLstmBlockConfig {
 /// v from x → [`MLstmCell`] → + skip ⊙ conv path → ⊙ SiLU(z) → down-projection → residual.
 #[derive(Module, Debug)]
 pub struct MLstmBlock {
-    norm: LayerNorm,
+    pub(super) norm: LayerNorm,
     /// `d_model → 2 · inner`: the cell path x, then the output gate z.
-    up: Linear,
-    conv: Option<CausalConv>,
-    q: Headwise,
-    k: Headwise,
-    v: Headwise,
-    cell: MLstmCell,
+    pub(super) up: Linear,
+    pub(super) conv: Option<CausalConv>,
+    pub(super) q: Headwise,
+    pub(super) k: Headwise,
+    pub(super) v: Headwise,
+    pub(super) cell: MLstmCell,
     /// Learnable skip from the conv path to the cell output, `[inner]`.
-    skip: Param<Tensor<1>>,
-    down: Linear,
-    inner: usize,
+    pub(super) skip: Param<Tensor<1>>,
+    pub(super) down: Linear,
+    pub(super) inner: usize,
 }
 
 /// What an [`MLstmBlock`] carries from one token to the next.

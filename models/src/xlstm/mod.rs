@@ -10,6 +10,9 @@
 //!   inference: every block in recurrent form, at a cost per token that does not depend on
 //!   how many tokens came before.
 //!
+//! [`XLstmWeights`] ([`kernel`]) runs the same step in plain Rust on a copy of the
+//! parameters, without burn's per-operation overhead and without allocating.
+//!
 //! They agree to f32 rounding (1e-5 to 1e-6 on the tests' random models). Two things
 //! amplify rounding in both forms alike, as they would in any f32 implementation: an mLSTM
 //! normaliser |n_tᵀq_t| whose terms nearly cancel, and an sLSTM whose recurrent weights are
@@ -96,9 +99,12 @@
 //! - One `num_heads` for both cell kinds (LRAM uses 4 for both); no dropout; no fused
 //!   CUDA or chunkwise kernels; [`XLstm::forward`] always starts from an empty state.
 
+pub mod kernel;
 mod mlstm;
 mod parts;
 mod slstm;
+
+pub use kernel::{XLstmRustState, XLstmScratch, XLstmWeights};
 
 pub use mlstm::{
     MLstmBlock, MLstmBlockConfig, MLstmBlockState, MLstmCell, MLstmCellConfig, MLstmCellState,

@@ -98,9 +98,9 @@ pub(super) fn up_dim(width: usize, factor: f64, multiple: usize) -> usize {
 #[derive(Module, Debug)]
 pub(super) struct CausalConv {
     /// `[kernel, channels]`; the last row multiplies the current input.
-    weight: Param<Tensor<2>>,
+    pub(super) weight: Param<Tensor<2>>,
     /// `[channels]`.
-    bias: Param<Tensor<1>>,
+    pub(super) bias: Param<Tensor<1>>,
 }
 
 impl CausalConv {
@@ -173,7 +173,7 @@ impl CausalConv {
 #[derive(Module, Debug)]
 pub(super) struct Headwise {
     /// `[heads, d_in, d_out]`.
-    weight: Param<Tensor<3>>,
+    pub(super) weight: Param<Tensor<3>>,
 }
 
 impl Headwise {
@@ -221,10 +221,10 @@ pub(super) fn head_norm(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
 #[derive(Module, Debug)]
 pub(super) struct GatedFeedForward {
     /// `d_model → 2 · inner`: the gate, then the value.
-    up: Linear,
+    pub(super) up: Linear,
     /// `inner → d_model`.
-    down: Linear,
-    inner: usize,
+    pub(super) down: Linear,
+    pub(super) inner: usize,
 }
 
 impl GatedFeedForward {

@@ -53,9 +53,9 @@ impl SLstmCellState {
 #[derive(Module, Debug)]
 pub struct SLstmCell {
     /// `[heads, head_dim, 4 · head_dim]`: per head, h_{t−1} → (i, f, z, o).
-    recurrent: Param<Tensor<3>>,
+    pub(super) recurrent: Param<Tensor<3>>,
     /// `[heads, 4, head_dim]`.
-    bias: Param<Tensor<3>>,
+    pub(super) bias: Param<Tensor<3>>,
 }
 
 impl SLstmCell {
@@ -253,18 +253,18 @@ impl SLstmBlockConfig {
 /// (GELU) → residual.
 #[derive(Module, Debug)]
 pub struct SLstmBlock {
-    norm: LayerNorm,
-    conv: Option<CausalConv>,
+    pub(super) norm: LayerNorm,
+    pub(super) conv: Option<CausalConv>,
     /// Per head `head_dim → 2 · head_dim`: the i and f gates, from the conv path.
-    gates_if: Headwise,
+    pub(super) gates_if: Headwise,
     /// Per head `head_dim → 2 · head_dim`: the z and o gates, from the normed input.
-    gates_zo: Headwise,
-    cell: SLstmCell,
+    pub(super) gates_zo: Headwise,
+    pub(super) cell: SLstmCell,
     /// Per-head norm scale, `[d_model]`.
-    group_norm: Param<Tensor<1>>,
-    ffn_norm: LayerNorm,
-    ffn: GatedFeedForward,
-    num_heads: usize,
+    pub(super) group_norm: Param<Tensor<1>>,
+    pub(super) ffn_norm: LayerNorm,
+    pub(super) ffn: GatedFeedForward,
+    pub(super) num_heads: usize,
 }
 
 /// What an [`SLstmBlock`] carries from one token to the next.
