@@ -152,7 +152,6 @@ pub struct AgentInfo {
 }
 
 /// A trained policy, ready to act; see the [module docs](self).
-#[derive(Clone)]
 pub struct Agent {
     info: AgentInfo,
     brain: Brain,
@@ -193,6 +192,31 @@ enum Brain {
         /// An action was chosen and its reward not yet observed.
         awaiting: bool,
     },
+}
+
+/// A copy with its own state and buffers, sized as [`Agent::load`] sizes them (a
+/// derived clone would drop the reserved room for macros and widened masks, and the
+/// copy's first macro would allocate).
+impl Clone for Agent {
+    fn clone(&self) -> Agent {
+        let mut brain = self.brain.clone();
+        if let Brain::Q {
+            policy, pending, ..
+        } = &mut brain
+        {
+            pending.reserve(policy.macros.iter().map(Vec::len).max().unwrap_or(0));
+        }
+        let mut mask = Vec::with_capacity(self.mask.capacity());
+        mask.extend_from_slice(&self.mask);
+        Agent {
+            info: self.info.clone(),
+            brain,
+            obs: self.obs.clone(),
+            action: self.action.clone(),
+            mask,
+            greedy_rng: self.greedy_rng.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Agent {
