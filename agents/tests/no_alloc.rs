@@ -256,7 +256,11 @@ fn agents_act_without_allocating_after_the_first_calls() {
             ppo(PpoShape::flat(4, continuous), false),
             None,
         ),
-        ("dqn with a macro", agent(Policy::Q(q.clone())), Some(&mask[..])),
+        (
+            "dqn with a macro",
+            agent(Policy::Q(q.clone())),
+            Some(&mask[..]),
+        ),
     ] {
         play(&mut agent, &floats[..], mask, 1, &mut rng);
         let mut sum = 0.0;
@@ -271,7 +275,10 @@ fn agents_act_without_allocating_after_the_first_calls() {
     let n = allocations_of(|| {
         play(&mut copy, &floats[..], Some(&mask[..]), 200, &mut rng);
     });
-    assert_eq!(n, 0, "a cloned dqn agent with a macro: allocations while acting");
+    assert_eq!(
+        n, 0,
+        "a cloned dqn agent with a macro: allocations while acting"
+    );
     let mut cnn = ppo(frames, false);
     play(&mut cnn, &bytes, None, 1, &mut rng);
     let n = allocations_of(|| {
