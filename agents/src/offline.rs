@@ -934,6 +934,23 @@ impl SeqBatch {
     }
 }
 
+/// The episode that holds step `step` of `episodes` laid end to end, and the step's
+/// index inside it.
+fn locate_step(episodes: &[EpisodeRecord], mut step: u64) -> (usize, u64) {
+    let i = episodes
+        .iter()
+        .position(|e| {
+            if step < e.len() as u64 {
+                true
+            } else {
+                step -= e.len() as u64;
+                false
+            }
+        })
+        .expect("the step is inside the data");
+    (i, step)
+}
+
 /// Draw `n` sequences of `k` steps of task `t`: each starts at a uniformly drawn step of
 /// the task's data (so episodes are drawn in proportion to their length) and is padded
 /// past its episode's end. Also returns each sequence's (episode index, start).
@@ -952,18 +969,7 @@ pub(crate) fn sample_sequences(
     let mut b = SeqBatch::empty(t, n, k, family);
     let mut picked = Vec::with_capacity(n);
     for s in 0..n {
-        let mut step = rng.random_range(0..task.steps);
-        let i = episodes
-            .iter()
-            .position(|e| {
-                if step < e.len() as u64 {
-                    true
-                } else {
-                    step -= e.len() as u64;
-                    false
-                }
-            })
-            .expect("the step is inside the data");
+        let (i, step) = locate_step(episodes, rng.random_range(0..task.steps));
         b.fill(
             s,
             &episodes[i],
@@ -997,18 +1003,7 @@ pub(crate) fn sample_family(
     for s in 0..n {
         let t = tasks[rng.random_range(0..tasks.len())];
         let task = &data.set.tasks[t];
-        let mut step = rng.random_range(0..task.steps);
-        let i = data.episodes[t]
-            .iter()
-            .position(|e| {
-                if step < e.len() as u64 {
-                    true
-                } else {
-                    step -= e.len() as u64;
-                    false
-                }
-            })
-            .expect("the step is inside the data");
+        let (i, step) = locate_step(&data.episodes[t], rng.random_range(0..task.steps));
         b.row_tasks[s] = t;
         b.fill(
             s,
