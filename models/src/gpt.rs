@@ -1336,8 +1336,9 @@ mod tests {
         Tensor::from_data(TensorData::new(values, [batch, seq, d]), device)
     }
 
-    /// Multiplies every weight matrix (not the biases or norms) by a factor.
-    struct Scale(f32);
+    /// Multiplies every weight matrix (not the biases or norms) by a factor (also used by
+    /// the step kernel's tests).
+    pub(super) struct Scale(pub(super) f32);
 
     impl ModuleMapper for Scale {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {

@@ -325,25 +325,14 @@ mod tests {
     use super::super::{GptActivation, GptConfig};
     use super::*;
     use crate::inference::to_vec;
-    use burn::module::{Module, ModuleMapper, Param};
+    use burn::module::Module;
     use burn::tensor::{Tensor, TensorData};
     use rand::{RngExt, SeedableRng};
     use rand_distr::StandardNormal;
 
-    /// Multiplies every weight matrix by a factor, so that attention is sharp and a
-    /// mixed-up cache slot cannot hide below the tolerance.
-    struct Scale(f32);
-
-    impl ModuleMapper for Scale {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let k = self.0;
-            if D < 2 {
-                param
-            } else {
-                param.map(|t| t.mul_scalar(k))
-            }
-        }
-    }
+    // Weights scaled up (`Scale`) make attention sharp, so that a mixed-up cache slot
+    // cannot hide below the tolerance.
+    use super::super::tests::Scale;
 
     /// Max |burn step − plain-Rust step| over `seq` random tokens for `batch` rows.
     fn max_step_diff(config: &GptConfig, batch: usize, seq: usize, seed: u64) -> f32 {
