@@ -98,6 +98,21 @@ impl ActionSampler {
     fn draw(&mut self, masks: &[bool], mask_len: usize) -> VecAction<'_> {
         let rng = &mut self.rng;
         match &self.kind {
+            Kind::Discrete(n) if mask_len == 0 && *n <= 1 << 16 => {
+                // Four 16-bit draws from each 64-bit number: the generator's serial
+                // dependency chain would otherwise cost more than a cheap step.
+                let mut chunks = self.indices.chunks_exact_mut(4);
+                for quad in &mut chunks {
+                    let r = rng.next();
+                    for (j, a) in quad.iter_mut().enumerate() {
+                        *a = below16(r >> (16 * j), *n);
+                    }
+                }
+                for a in chunks.into_remainder() {
+                    *a = below16(rng.next(), *n);
+                }
+                VecAction::Discrete(&self.indices)
+            }
             Kind::Discrete(n) => {
                 for (i, a) in self.indices.iter_mut().enumerate() {
                     let pick = rng.below(*n);
@@ -123,6 +138,12 @@ impl ActionSampler {
             }
         }
     }
+}
+
+/// A uniform integer in `0..n` (`n ≤ 2¹⁶`) from the low 16 bits of `r` (multiply-shift).
+#[inline]
+fn below16(r: u64, n: usize) -> usize {
+    (((r & 0xffff) * n as u64) >> 16) as usize
 }
 
 /// The `pick`-th legal action (modulo the number of legal ones), or `pick` when none is legal.

@@ -6,6 +6,8 @@ use std::thread::{self, JoinHandle, Thread};
 
 use std::time::{Duration, Instant};
 
+use crossbeam_utils::CachePadded;
+
 use super::buffers::{RawBuffers, VecBuffers};
 use super::{Layout, Slot, VecAction, VecEnv, Work, run_slots};
 use crate::env::Env;
@@ -112,12 +114,13 @@ impl RawActions {
 }
 
 struct Shared {
-    /// Bumped by the main thread to start a round.
-    epoch: AtomicU64,
+    /// Bumped by the main thread to start a round. (The two counters the threads spin
+    /// on sit on cache lines of their own, so that a write to one does not evict the other.)
+    epoch: CachePadded<AtomicU64>,
     /// The round's work; written by the main thread only while every worker is idle.
     command: UnsafeCell<Command>,
     /// Workers still busy with the current round.
-    pending: AtomicUsize,
+    pending: CachePadded<AtomicUsize>,
     /// The main thread sleeps on `done_cv` (after spinning) while `pending > 0`.
     main_waiting: AtomicBool,
     done_lock: Mutex<()>,
@@ -205,9 +208,9 @@ impl ThreadedVecEnv {
             layout.extra_names.clone(),
         );
         let shared = Arc::new(Shared {
-            epoch: AtomicU64::new(0),
+            epoch: CachePadded::new(AtomicU64::new(0)),
             command: UnsafeCell::new(Command::Idle),
-            pending: AtomicUsize::new(0),
+            pending: CachePadded::new(AtomicUsize::new(0)),
             main_waiting: AtomicBool::new(false),
             done_lock: Mutex::new(()),
             done_cv: Condvar::new(),
