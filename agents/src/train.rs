@@ -2069,8 +2069,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "open (issue 4): DQN seed 2 peaks at 414 within 100k steps; no DQN setting \
-                we swept passes seeds 1, 2 and 3 together (BENCHMARKS.md)"]
     fn dqn_cartpole_preset_reaches_475_within_100k_steps_seed_2() {
         preset_solves("dqn", 2);
     }
