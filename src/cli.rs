@@ -162,6 +162,10 @@ pub struct BenchSequenceArgs {
     /// `XLstmWeights::step` and `GptWeights::step`) or `both` (one row each).
     #[arg(long, default_value = "both", value_parser = ["burn", "rust", "both"])]
     pub engine: String,
+    /// What the µs/step columns report over the timed steps, each timed alone: `median`
+    /// (robust to a shared machine's preemptions), `mean` or `min`.
+    #[arg(long, default_value = "median", value_parser = ["median", "mean", "min"])]
+    pub stat: String,
 }
 
 /// Arguments of `agent bench envs`.
@@ -999,8 +1003,8 @@ fn bench_sequence(args: &BenchSequenceArgs, out: &mut dyn Write) -> Result<(), C
     let xlstm_rust = XLstmWeights::from_model(&xlstm);
     writeln!(
         out,
-        "d_model {d}, {layers} layers, {heads} heads; {} timed steps; burn flex CPU and/or plain Rust",
-        args.steps
+        "d_model {d}, {layers} layers, {heads} heads; {} timed steps, {} µs per step; burn flex CPU and/or plain Rust",
+        args.steps, args.stat
     )
     .map_err(io_err)?;
     writeln!(
@@ -1023,14 +1027,17 @@ fn bench_sequence(args: &BenchSequenceArgs, out: &mut dyn Write) -> Result<(), C
                 .map_err(|e| CliError::Usage(format!("Transformer: {e}")))?;
             let mut rows = Vec::new();
             if burn {
-                rows.push(("burn", bench_sequence_burn(&xlstm, &gpt, b, c, args.steps)));
+                rows.push((
+                    "burn",
+                    bench_sequence_burn(&xlstm, &gpt, b, c, args.steps, &args.stat),
+                ));
             }
             if rust {
                 let gpt_rust = GptWeights::from_model(&gpt)
                     .map_err(|e| CliError::Usage(format!("Transformer: {e}")))?;
                 rows.push((
                     "rust",
-                    bench_sequence_rust(&xlstm_rust, &gpt_rust, b, c, args.steps),
+                    bench_sequence_rust(&xlstm_rust, &gpt_rust, b, c, args.steps, &args.stat),
                 ));
             }
             for (engine, [xl_us, xl_bytes, dt_us, dt_bytes]) in rows {
@@ -1054,6 +1061,7 @@ fn bench_sequence_burn(
     batch: usize,
     context: usize,
     steps: usize,
+    stat: &str,
 ) -> [f64; 4] {
     use agentry_models::burn::tensor::{Distribution, Tensor};
     let device = agentry_models::cpu();
@@ -1064,12 +1072,10 @@ fn bench_sequence_burn(
         let _ = xlstm.step(token(), &mut state);
     }
     let x = token();
-    let start = Instant::now();
-    for _ in 0..steps {
+    let xl_us = time_steps(steps, stat, || {
         let y = xlstm.step(x.clone(), &mut state);
         std::hint::black_box(y.into_data());
-    }
-    let xl_us = start.elapsed().as_secs_f64() / steps as f64 * 1e6;
+    });
     let mut cache = gpt.init_cache(batch, &device);
     let mut filled = 0;
     while filled < context {
@@ -1078,18 +1084,33 @@ fn bench_sequence_burn(
         let _ = gpt.step_many(block, &mut cache);
         filled += n;
     }
-    let start = Instant::now();
-    for _ in 0..steps {
+    let dt_us = time_steps(steps, stat, || {
         let y = gpt.step(x.clone(), &mut cache);
         std::hint::black_box(y.into_data());
-    }
-    let dt_us = start.elapsed().as_secs_f64() / steps as f64 * 1e6;
+    });
     [
         xl_us,
         (state.num_values() * 4) as f64,
         dt_us,
         (cache.num_values() * 4) as f64,
     ]
+}
+
+/// Run `step` `steps` times, timing each call, and return the `stat` (`median`, `mean` or
+/// `min`) of the times in µs.
+fn time_steps(steps: usize, stat: &str, mut step: impl FnMut()) -> f64 {
+    let mut us = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let start = Instant::now();
+        step();
+        us.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    us.sort_by(f64::total_cmp);
+    match stat {
+        "mean" => us.iter().sum::<f64>() / steps as f64,
+        "min" => us[0],
+        _ => us[steps / 2],
+    }
 }
 
 /// The plain-Rust kernels, as [`bench_sequence_burn`]; the DT's cache is filled by stepping
@@ -1100,6 +1121,7 @@ fn bench_sequence_rust(
     batch: usize,
     context: usize,
     steps: usize,
+    stat: &str,
 ) -> [f64; 4] {
     use rand::{RngExt, SeedableRng};
     let d = xlstm.d_model();
@@ -1119,23 +1141,19 @@ fn bench_sequence_rust(
         xlstm.step(&pool[t % pool.len()], &mut state, &mut scratch, &mut y);
     }
     let x = &pool[0];
-    let start = Instant::now();
-    for _ in 0..steps {
+    let xl_us = time_steps(steps, stat, || {
         xlstm.step(x, &mut state, &mut scratch, &mut y);
         std::hint::black_box(&y);
-    }
-    let xl_us = start.elapsed().as_secs_f64() / steps as f64 * 1e6;
+    });
     let mut cache = gpt.cache(batch);
     let mut gpt_scratch = gpt.scratch(batch);
     for t in 0..context {
         gpt.step(&pool[t % pool.len()], &mut cache, &mut gpt_scratch, &mut y);
     }
-    let start = Instant::now();
-    for _ in 0..steps {
+    let dt_us = time_steps(steps, stat, || {
         gpt.step(x, &mut cache, &mut gpt_scratch, &mut y);
         std::hint::black_box(&y);
-    }
-    let dt_us = start.elapsed().as_secs_f64() / steps as f64 * 1e6;
+    });
     [
         xl_us,
         (state.num_values() * 4) as f64,
