@@ -27,8 +27,8 @@ use super::mlstm::MLstmBlock;
 use super::parts::{CausalConv, Headwise, M_EMPTY, NORM_EPS};
 use super::slstm::SLstmBlock;
 use super::{XLstm, XLstmBlock};
-use crate::inference::{Norm, layer_norm, norm_of, to_vec};
-use crate::step_math::{Isa, Packed, gelu, log_sigmoid, packed_of, scale_norm, sigmoid, silu};
+use crate::inference::{Norm, layer_norm, norm_of, tanh, to_vec};
+use crate::step_math::{Isa, Packed, exp, gelu, log_sigmoid, packed_of, scale_norm, sigmoid, silu};
 
 /// Added to the mLSTM normaliser (as in [`super::mlstm_step`]).
 const MLSTM_EPS: f32 = 1e-6;
@@ -263,6 +263,90 @@ impl XLstmScratch {
     }
 }
 
+/// The mLSTM memory's step for one head: `C ← f·C + i·k vᵀ` and `num = Cᵀ q` (`C`
+/// `[d, d]`, key rows). `num` is overwritten.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn memory_update(
+    isa: Isa,
+    c: &mut [f32],
+    k: &[f32],
+    v: &[f32],
+    q: &[f32],
+    forget: f32,
+    input: f32,
+    num: &mut [f32],
+) {
+    let dh = v.len();
+    assert!(c.len() == dh * dh && k.len() == dh && q.len() == dh && num.len() == dh);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Avx2Fma` is only made after checking the CPU; sizes checked above.
+        Isa::Avx2Fma if dh % 8 == 0 => unsafe {
+            memory_update_avx2_fma(c, k, v, q, forget, input, num)
+        },
+        _ => {
+            num.fill(0.0);
+            for ((crow, &ki), &qi) in c.chunks_exact_mut(dh).zip(k).zip(q) {
+                let ka = input * ki;
+                for ((cj, &vj), nj) in crow.iter_mut().zip(v).zip(num.iter_mut()) {
+                    *cj = forget * *cj + ka * vj;
+                    *nj += qi * *cj;
+                }
+            }
+        }
+    }
+}
+
+/// [`memory_update`] with up to 32 columns at a time, their `v` and `num` in registers
+/// across all key rows (the memory itself is read and written once).
+///
+/// # Safety
+/// AVX2 and FMA; `v.len()` a multiple of 8; the sizes [`memory_update`] checks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn memory_update_avx2_fma(
+    c: &mut [f32],
+    k: &[f32],
+    v: &[f32],
+    q: &[f32],
+    forget: f32,
+    input: f32,
+    num: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let dh = v.len();
+    let f = _mm256_set1_ps(forget);
+    // SAFETY: loads and stores stay at rows < dh and columns j0 + 8·u + 8 ≤ dh.
+    unsafe {
+        let mut j0 = 0;
+        while j0 < dh {
+            let n = ((dh - j0) / 8).min(4);
+            let mut vr = [_mm256_setzero_ps(); 4];
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for (u, vr) in vr.iter_mut().enumerate().take(n) {
+                *vr = _mm256_loadu_ps(v.as_ptr().add(j0 + 8 * u));
+            }
+            for a in 0..dh {
+                let ka = _mm256_set1_ps(input * k[a]);
+                let qa = _mm256_set1_ps(q[a]);
+                let row = c.as_mut_ptr().add(a * dh + j0);
+                for u in 0..n {
+                    let cv = _mm256_loadu_ps(row.add(8 * u));
+                    let cv = _mm256_fmadd_ps(ka, vr[u], _mm256_mul_ps(f, cv));
+                    _mm256_storeu_ps(row.add(8 * u), cv);
+                    acc[u] = _mm256_fmadd_ps(qa, cv, acc[u]);
+                }
+            }
+            for (u, acc) in acc.iter().enumerate().take(n) {
+                _mm256_storeu_ps(num.as_mut_ptr().add(j0 + 8 * u), *acc);
+            }
+            j0 += 8 * n;
+        }
+    }
+}
+
 impl MLstmWeights {
     fn of(b: &MLstmBlock) -> Self {
         let heads = b.cell.num_heads;
@@ -346,14 +430,7 @@ impl MLstmWeights {
                     qn += qi * *ni;
                 }
                 let ch = &mut c[(r * heads + h) * dh * dh..(r * heads + h + 1) * dh * dh];
-                num.fill(0.0);
-                for ((crow, &ki), &qi) in ch.chunks_exact_mut(dh).zip(k).zip(q) {
-                    let ka = input * ki;
-                    for ((cj, &vj), nj) in crow.iter_mut().zip(v).zip(num.iter_mut()) {
-                        *cj = forget * *cj + ka * vj;
-                        *nj += qi * *cj;
-                    }
-                }
+                memory_update(isa, ch, k, v, q, forget, input, num);
                 let denom = qn.abs().max((-m_new).exp()) + MLSTM_EPS;
                 let out = &mut hbuf[r * inner + h * dh..r * inner + (h + 1) * dh];
                 for (o, &nj) in out.iter_mut().zip(num.iter()) {
@@ -442,9 +519,11 @@ impl SLstmWeights {
                     let og = rec[3 * dh + j] + wzo[dh + j];
                     let decayed = log_sigmoid(fg) + m[u];
                     let m_new = decayed.max(ig);
-                    let i = (ig - m_new).exp();
-                    let f = (decayed - m_new).exp();
-                    c[u] = f * c[u] + i * zg.tanh();
+                    // Both exponents ≤ 0: the fast exp's clamp at −87 only turns a
+                    // vanishing gate (e.g. the first token's forget) into ~1e-38.
+                    let i = exp(ig - m_new);
+                    let f = exp(decayed - m_new);
+                    c[u] = f * c[u] + i * tanh(zg);
                     n[u] = f * n[u] + i;
                     m[u] = m_new;
                     h[u] = sigmoid(og) * c[u] / n[u];
