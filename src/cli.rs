@@ -416,6 +416,15 @@ pub struct BenchInferenceArgs {
     /// stacked 84×84 frames, Atari's policy).
     #[arg(long, default_value = "mlp")]
     pub net: String,
+    /// Time a saved policy instead (a run directory or a policy file, as `Agent::load`
+    /// reads it): `Agent::act` + `Agent::observe` per call over episodes of
+    /// `--episode-steps` steps; a sequence model both through burn and through the
+    /// plain-Rust step kernels where they cover it [default calls: 20000].
+    #[arg(long, conflicts_with = "net")]
+    pub policy: Option<PathBuf>,
+    /// With --policy: steps per episode (`Agent::reset_state` after each).
+    #[arg(long, default_value_t = 100)]
+    pub episode_steps: u64,
 }
 
 /// Arguments of `agent bench replay`.
@@ -741,6 +750,9 @@ fn list_envs(out: &mut dyn Write) -> Result<(), CliError> {
 
 fn bench_inference(args: &BenchInferenceArgs, out: &mut dyn Write) -> Result<(), CliError> {
     use agentry_agents::ppo::{ActionKind, Ppo, PpoShape};
+    if let Some(path) = &args.policy {
+        return bench_policy_inference(path, args.calls.unwrap_or(20_000), args.episode_steps, out);
+    }
     let calls = args
         .calls
         .unwrap_or(if args.net == "cnn" { 500 } else { 1_000_000 });
@@ -807,6 +819,71 @@ fn bench_inference(args: &BenchInferenceArgs, out: &mut dyn Write) -> Result<(),
         ("Agent::act (greedy)", act),
         ("Agent::sample (forward + sample)", sample),
     ] {
+        writeln!(out, "{name:<36} {:>12.0} {:>18}", t.ns, t.allocations()).map_err(io_err)?;
+    }
+    Ok(())
+}
+
+/// `agent bench inference --policy PATH`: a saved policy's `Agent::act` +
+/// `Agent::observe(0)` per call, on observations that change every call, a new episode
+/// every `episode_steps` calls; a sequence model through burn, then through the
+/// plain-Rust kernels if they cover it.
+fn bench_policy_inference(
+    path: &Path,
+    calls: u64,
+    episode_steps: u64,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    if calls == 0 || episode_steps == 0 {
+        return Err(CliError::Usage(
+            "--calls and --episode-steps must be at least 1".into(),
+        ));
+    }
+    let mut agent = crate::Agent::load(path).map_err(|e| CliError::Usage(e.to_string()))?;
+    let info = agent.info().clone();
+    let mut obs: Vec<f32> = (0..info.obs_dim).map(|i| 0.1 * i as f32 - 0.2).collect();
+    writeln!(
+        out,
+        "{} policy on {} ({} observation values), act + observe per call, {calls} calls, \
+         episodes of {episode_steps} steps, 1 thread",
+        info.algo, info.env.name, info.obs_dim
+    )
+    .map_err(io_err)?;
+    writeln!(
+        out,
+        "{:<36} {:>12} {:>18}",
+        "", "ns/call", "allocations/call"
+    )
+    .map_err(io_err)?;
+    let engines: &[(bool, &str)] = if info.recurrent {
+        &[
+            (false, "Agent::act+observe (burn)"),
+            (true, "Agent::act+observe (kernels)"),
+        ]
+    } else {
+        &[(true, "Agent::act+observe")]
+    };
+    for &(kernels, name) in engines {
+        if agent.use_kernels(kernels) != kernels {
+            writeln!(out, "{name:<36} {:>12} {:>18}", "(not covered)", "-").map_err(io_err)?;
+            continue;
+        }
+        // Errors (a wrong width) show here, not as silently skipped calls below.
+        agent.act(&obs[..])?;
+        agent.observe(0.0)?;
+        let mut picked = 0usize;
+        let t = time_calls(calls, &mut |i| {
+            if i % episode_steps == 0 {
+                agent.reset_state();
+            }
+            obs[0] = (i & 7) as f32 * 0.1;
+            if let Ok(agentry_envs::Action::Discrete(a)) = agent.act(std::hint::black_box(&obs[..]))
+            {
+                picked += a;
+            }
+            let _ = agent.observe(0.0);
+        });
+        std::hint::black_box(picked);
         writeln!(out, "{name:<36} {:>12.0} {:>18}", t.ns, t.allocations()).map_err(io_err)?;
     }
     Ok(())
