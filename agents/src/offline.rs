@@ -1500,7 +1500,7 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> SeqActor<P> {
         out.clear();
         match &family.action {
             ActionKind::Discrete { .. } => {
-                out.push(choose(&values, mask, deterministic, rng) as f32)
+                out.push(choose(values, mask, deterministic, rng) as f32)
             }
             ActionKind::Continuous { low, high } => {
                 for (j, chunk) in values.chunks(ACTION_BINS).enumerate() {

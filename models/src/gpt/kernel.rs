@@ -3,7 +3,8 @@
 //! tensor framework's per-operation dispatch, so that it can be compared with the xLSTM's
 //! plain-Rust step ([`crate::xlstm::XLstmWeights`]) on equal footing.
 //!
-//! [`GptWeights::from_model`] copies the parameters into flat vectors;
+//! [`GptWeights::from_model`] copies the parameters out, the projections packed as the
+//! xLSTM kernel's are (register-blocked products, AVX2 + FMA chosen at run time);
 //! [`GptWeights::cache`] preallocates, per layer, the keys and values of `context` tokens
 //! for `batch` rows (a ring buffer, as [`super::KvCache`]: it fills up to `context`
 //! tokens, then each new token replaces the oldest, with no reallocation), and

@@ -95,7 +95,7 @@ pub(crate) fn weighted_rows(isa: Isa, w: &[f32], v: &[f32], out: &mut [f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Avx2Fma` is only made after checking the CPU; sizes checked above.
-        Isa::Avx2Fma if dh % LANES == 0 => unsafe { weighted_rows_avx2_fma(w, v, out) },
+        Isa::Avx2Fma if dh.is_multiple_of(LANES) => unsafe { weighted_rows_avx2_fma(w, v, out) },
         _ => {
             out.fill(0.0);
             for (t, &wt) in w.iter().enumerate() {
@@ -112,6 +112,8 @@ pub(crate) fn weighted_rows(isa: Isa, w: &[f32], v: &[f32], out: &mut [f32]) {
 /// checks.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+// Index loops over the register arrays (`n` of 4 in use) read as the sums do.
+#[allow(clippy::needless_range_loop)]
 unsafe fn weighted_rows_avx2_fma(w: &[f32], v: &[f32], out: &mut [f32]) {
     use std::arch::x86_64::*;
     /// Columns per pass (4 registers) × 2 partial sums (even and odd rows).

@@ -266,6 +266,8 @@ impl Packed {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     #[inline]
+    // Index loops over the register tile (partial sum × row × panel) read as the sums do.
+    #[allow(clippy::needless_range_loop)]
     unsafe fn tile<const R: usize, const G: usize, const U: usize>(
         &self,
         x: &[f32],

@@ -3,8 +3,10 @@
 //! per-operation dispatch, which dominates a step at the widths an agent uses (a width-128
 //! step is a few hundred small operations through burn).
 //!
-//! [`XLstmWeights::from_model`] copies the parameters into flat vectors (as
-//! [`crate::inference::MlpWeights`] does for an MLP); [`XLstmWeights::state`] preallocates
+//! [`XLstmWeights::from_model`] copies the parameters out, every projection packed in
+//! panels of 8 output columns read contiguously by a register-blocked product (AVX2 + FMA
+//! chosen at run time, portable Rust otherwise; the same code as the GPT kernel's);
+//! [`XLstmWeights::state`] preallocates
 //! the recurrent state of `batch` sequences and [`XLstmWeights::scratch`] the working
 //! space, so [`XLstmWeights::step`] allocates nothing.
 //!
@@ -282,7 +284,7 @@ fn memory_update(
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Avx2Fma` is only made after checking the CPU; sizes checked above.
-        Isa::Avx2Fma if dh % 8 == 0 => unsafe {
+        Isa::Avx2Fma if dh.is_multiple_of(8) => unsafe {
             memory_update_avx2_fma(c, k, v, q, forget, input, num)
         },
         _ => {
