@@ -162,6 +162,10 @@ pub struct BenchSequenceArgs {
     /// `XLstmWeights::step` and `GptWeights::step`) or `both` (one row each).
     #[arg(long, default_value = "both", value_parser = ["burn", "rust", "both"])]
     pub engine: String,
+    /// What the µs/step columns report over the timed steps, each timed alone: `median`
+    /// (robust to a shared machine's preemptions), `mean` or `min`.
+    #[arg(long, default_value = "median", value_parser = ["median", "mean", "min"])]
+    pub stat: String,
 }
 
 /// Arguments of `agent bench envs`.
@@ -412,6 +416,15 @@ pub struct BenchInferenceArgs {
     /// stacked 84×84 frames, Atari's policy).
     #[arg(long, default_value = "mlp")]
     pub net: String,
+    /// Time a saved policy instead (a run directory or a policy file, as `Agent::load`
+    /// reads it): `Agent::act` + `Agent::observe` per call over episodes of
+    /// `--episode-steps` steps; a sequence model both through burn and through the
+    /// plain-Rust step kernels where they cover it [default calls: 20000].
+    #[arg(long, conflicts_with = "net")]
+    pub policy: Option<PathBuf>,
+    /// With --policy: steps per episode (`Agent::reset_state` after each).
+    #[arg(long, default_value_t = 100)]
+    pub episode_steps: u64,
 }
 
 /// Arguments of `agent bench replay`.
@@ -737,6 +750,9 @@ fn list_envs(out: &mut dyn Write) -> Result<(), CliError> {
 
 fn bench_inference(args: &BenchInferenceArgs, out: &mut dyn Write) -> Result<(), CliError> {
     use agentry_agents::ppo::{ActionKind, Ppo, PpoShape};
+    if let Some(path) = &args.policy {
+        return bench_policy_inference(path, args.calls.unwrap_or(20_000), args.episode_steps, out);
+    }
     let calls = args
         .calls
         .unwrap_or(if args.net == "cnn" { 500 } else { 1_000_000 });
@@ -803,6 +819,71 @@ fn bench_inference(args: &BenchInferenceArgs, out: &mut dyn Write) -> Result<(),
         ("Agent::act (greedy)", act),
         ("Agent::sample (forward + sample)", sample),
     ] {
+        writeln!(out, "{name:<36} {:>12.0} {:>18}", t.ns, t.allocations()).map_err(io_err)?;
+    }
+    Ok(())
+}
+
+/// `agent bench inference --policy PATH`: a saved policy's `Agent::act` +
+/// `Agent::observe(0)` per call, on observations that change every call, a new episode
+/// every `episode_steps` calls; a sequence model through burn, then through the
+/// plain-Rust kernels if they cover it.
+fn bench_policy_inference(
+    path: &Path,
+    calls: u64,
+    episode_steps: u64,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    if calls == 0 || episode_steps == 0 {
+        return Err(CliError::Usage(
+            "--calls and --episode-steps must be at least 1".into(),
+        ));
+    }
+    let mut agent = crate::Agent::load(path).map_err(|e| CliError::Usage(e.to_string()))?;
+    let info = agent.info().clone();
+    let mut obs: Vec<f32> = (0..info.obs_dim).map(|i| 0.1 * i as f32 - 0.2).collect();
+    writeln!(
+        out,
+        "{} policy on {} ({} observation values), act + observe per call, {calls} calls, \
+         episodes of {episode_steps} steps, 1 thread",
+        info.algo, info.env.name, info.obs_dim
+    )
+    .map_err(io_err)?;
+    writeln!(
+        out,
+        "{:<36} {:>12} {:>18}",
+        "", "ns/call", "allocations/call"
+    )
+    .map_err(io_err)?;
+    let engines: &[(bool, &str)] = if info.recurrent {
+        &[
+            (false, "Agent::act+observe (burn)"),
+            (true, "Agent::act+observe (kernels)"),
+        ]
+    } else {
+        &[(true, "Agent::act+observe")]
+    };
+    for &(kernels, name) in engines {
+        if agent.use_kernels(kernels) != kernels {
+            writeln!(out, "{name:<36} {:>12} {:>18}", "(not covered)", "-").map_err(io_err)?;
+            continue;
+        }
+        // Errors (a wrong width) show here, not as silently skipped calls below.
+        agent.act(&obs[..])?;
+        agent.observe(0.0)?;
+        let mut picked = 0usize;
+        let t = time_calls(calls, &mut |i| {
+            if i % episode_steps == 0 {
+                agent.reset_state();
+            }
+            obs[0] = (i & 7) as f32 * 0.1;
+            if let Ok(agentry_envs::Action::Discrete(a)) = agent.act(std::hint::black_box(&obs[..]))
+            {
+                picked += a;
+            }
+            let _ = agent.observe(0.0);
+        });
+        std::hint::black_box(picked);
         writeln!(out, "{name:<36} {:>12.0} {:>18}", t.ns, t.allocations()).map_err(io_err)?;
     }
     Ok(())
@@ -999,8 +1080,8 @@ fn bench_sequence(args: &BenchSequenceArgs, out: &mut dyn Write) -> Result<(), C
     let xlstm_rust = XLstmWeights::from_model(&xlstm);
     writeln!(
         out,
-        "d_model {d}, {layers} layers, {heads} heads; {} timed steps; burn flex CPU and/or plain Rust",
-        args.steps
+        "d_model {d}, {layers} layers, {heads} heads; {} timed steps, {} µs per step; burn flex CPU and/or plain Rust",
+        args.steps, args.stat
     )
     .map_err(io_err)?;
     writeln!(
@@ -1023,14 +1104,17 @@ fn bench_sequence(args: &BenchSequenceArgs, out: &mut dyn Write) -> Result<(), C
                 .map_err(|e| CliError::Usage(format!("Transformer: {e}")))?;
             let mut rows = Vec::new();
             if burn {
-                rows.push(("burn", bench_sequence_burn(&xlstm, &gpt, b, c, args.steps)));
+                rows.push((
+                    "burn",
+                    bench_sequence_burn(&xlstm, &gpt, b, c, args.steps, &args.stat),
+                ));
             }
             if rust {
                 let gpt_rust = GptWeights::from_model(&gpt)
                     .map_err(|e| CliError::Usage(format!("Transformer: {e}")))?;
                 rows.push((
                     "rust",
-                    bench_sequence_rust(&xlstm_rust, &gpt_rust, b, c, args.steps),
+                    bench_sequence_rust(&xlstm_rust, &gpt_rust, b, c, args.steps, &args.stat),
                 ));
             }
             for (engine, [xl_us, xl_bytes, dt_us, dt_bytes]) in rows {
@@ -1054,6 +1138,7 @@ fn bench_sequence_burn(
     batch: usize,
     context: usize,
     steps: usize,
+    stat: &str,
 ) -> [f64; 4] {
     use agentry_models::burn::tensor::{Distribution, Tensor};
     let device = agentry_models::cpu();
@@ -1064,12 +1149,10 @@ fn bench_sequence_burn(
         let _ = xlstm.step(token(), &mut state);
     }
     let x = token();
-    let start = Instant::now();
-    for _ in 0..steps {
+    let xl_us = time_steps(steps, stat, || {
         let y = xlstm.step(x.clone(), &mut state);
         std::hint::black_box(y.into_data());
-    }
-    let xl_us = start.elapsed().as_secs_f64() / steps as f64 * 1e6;
+    });
     let mut cache = gpt.init_cache(batch, &device);
     let mut filled = 0;
     while filled < context {
@@ -1078,18 +1161,33 @@ fn bench_sequence_burn(
         let _ = gpt.step_many(block, &mut cache);
         filled += n;
     }
-    let start = Instant::now();
-    for _ in 0..steps {
+    let dt_us = time_steps(steps, stat, || {
         let y = gpt.step(x.clone(), &mut cache);
         std::hint::black_box(y.into_data());
-    }
-    let dt_us = start.elapsed().as_secs_f64() / steps as f64 * 1e6;
+    });
     [
         xl_us,
         (state.num_values() * 4) as f64,
         dt_us,
         (cache.num_values() * 4) as f64,
     ]
+}
+
+/// Run `step` `steps` times, timing each call, and return the `stat` (`median`, `mean` or
+/// `min`) of the times in µs.
+fn time_steps(steps: usize, stat: &str, mut step: impl FnMut()) -> f64 {
+    let mut us = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let start = Instant::now();
+        step();
+        us.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    us.sort_by(f64::total_cmp);
+    match stat {
+        "mean" => us.iter().sum::<f64>() / steps as f64,
+        "min" => us[0],
+        _ => us[steps / 2],
+    }
 }
 
 /// The plain-Rust kernels, as [`bench_sequence_burn`]; the DT's cache is filled by stepping
@@ -1100,6 +1198,7 @@ fn bench_sequence_rust(
     batch: usize,
     context: usize,
     steps: usize,
+    stat: &str,
 ) -> [f64; 4] {
     use rand::{RngExt, SeedableRng};
     let d = xlstm.d_model();
@@ -1119,23 +1218,19 @@ fn bench_sequence_rust(
         xlstm.step(&pool[t % pool.len()], &mut state, &mut scratch, &mut y);
     }
     let x = &pool[0];
-    let start = Instant::now();
-    for _ in 0..steps {
+    let xl_us = time_steps(steps, stat, || {
         xlstm.step(x, &mut state, &mut scratch, &mut y);
         std::hint::black_box(&y);
-    }
-    let xl_us = start.elapsed().as_secs_f64() / steps as f64 * 1e6;
+    });
     let mut cache = gpt.cache(batch);
     let mut gpt_scratch = gpt.scratch(batch);
     for t in 0..context {
         gpt.step(&pool[t % pool.len()], &mut cache, &mut gpt_scratch, &mut y);
     }
-    let start = Instant::now();
-    for _ in 0..steps {
+    let dt_us = time_steps(steps, stat, || {
         gpt.step(x, &mut cache, &mut gpt_scratch, &mut y);
         std::hint::black_box(&y);
-    }
-    let dt_us = start.elapsed().as_secs_f64() / steps as f64 * 1e6;
+    });
     [
         xl_us,
         (state.num_values() * 4) as f64,

@@ -469,16 +469,17 @@ fn bench_plasticity_runs_small_and_rejects_bad_input_with_code_2() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The values of the line of a benchmark table that starts with `what`.
+fn row<'t>(table: &'t str, what: &str) -> Vec<&'t str> {
+    let line = table.lines().find(|l| l.starts_with(what));
+    let line = line.unwrap_or_else(|| panic!("no `{what}` line in\n{table}"));
+    line[what.len()..].split_whitespace().collect()
+}
+
 /// `agent bench inference`: the MLP and the Nature CNN acting copies and PPO agents, a
 /// bad `--net`; the binary counts allocations, and acting makes none.
 #[test]
 fn bench_inference_times_the_mlp_and_the_cnn() {
-    // The line of `what`: its figures, allocations per call last.
-    fn row<'t>(table: &'t str, what: &str) -> Vec<&'t str> {
-        let line = table.lines().find(|l| l.starts_with(what));
-        let line = line.unwrap_or_else(|| panic!("no `{what}` line in\n{table}"));
-        line[what.len()..].split_whitespace().collect()
-    }
     let out = agent(&["bench", "inference", "--calls", "100"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = text(&out.stdout);
@@ -565,6 +566,26 @@ fn collect_then_offline_training_end_to_end() {
         );
         let summary = std::fs::read_to_string(dir.join(algo).join("summary.json")).unwrap();
         assert!(summary.contains("\"normalised_mean\""), "{summary}");
+        // The embedding API's acting cost: LRAM (token-by-token) on the plain-Rust
+        // kernels allocates nothing per step; the DT preset re-runs its window on burn.
+        let out = agent(&[
+            "bench",
+            "inference",
+            "--policy",
+            &run,
+            "--calls",
+            "30",
+            "--episode-steps",
+            "7",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let table = text(&out.stdout);
+        let kernels = row(&table, "Agent::act+observe (kernels)");
+        match algo {
+            "lram" => assert_eq!(kernels.last(), Some(&"0"), "{table}"),
+            _ => assert!(table.contains("(not covered)"), "{table}"),
+        }
+        assert_eq!(row(&table, "Agent::act+observe (burn)").len(), 2, "{table}");
     }
     // Offline algorithms take datasets, online ones environments.
     let out = agent(&["train", "--algo", "lram", "--env", "cartpole"]);

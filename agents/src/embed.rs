@@ -43,7 +43,11 @@
 //! - **No training code, no autodiff, no locks.** MLP and Nature-CNN policies (PPO,
 //!   DQN, Rainbow) run a plain-Rust copy of their weights on the calling thread and
 //!   allocate nothing per call once the first call has sized the buffers (the
-//!   allocation count is measured by `agent bench inference`). Sequence models run
+//!   allocation count is measured by `agent bench inference`). LRAM and DT policies
+//!   with vector observations and token-by-token inference (`inference = "cache"`) run
+//!   plain-Rust copies too (the step kernels `XLstmWeights` / `GptWeights`), on the
+//!   calling thread, allocating nothing per call (see [`use_kernels`](Agent::use_kernels)).
+//!   The other sequence models (RA-DT, image observations, window inference) run
 //!   burn's CPU backend without autodiff; they allocate per call, and burn's backend
 //!   may run a large product on rayon's global thread pool, which it starts on first
 //!   use (set `RAYON_NUM_THREADS=1` before the first call to keep it to one thread).
@@ -65,7 +69,7 @@ use crate::checkpoint::Sections;
 use crate::config::EnvConfig;
 use crate::dqn::{QPolicy, QWorkspace};
 use crate::error::AgentError;
-use crate::offline::{SEQ_LEARNER, SEQ_POLICY, SeqActor, SeqPolicy};
+use crate::offline::{SEQ_LEARNER, SEQ_POLICY, SeqActor, SeqKernels, SeqPolicy};
 use crate::ppo::{ActMode, ActionKind, PpoPolicy, Workspace};
 use crate::radt::InContextActor;
 use crate::train::{self, LoadedPolicy, Policy, PolicyMeta};
@@ -360,7 +364,13 @@ impl Agent {
                 },
             ));
         }
-        let actor = Box::new(SeqActor::new(policy.clone(), task, target));
+        // Plain-Rust acting where the kernels cover the model, burn otherwise.
+        let actor = Box::new(match SeqKernels::new(&policy.model, &policy.config) {
+            Some(kernels) => {
+                SeqActor::with_kernels(policy.clone(), Arc::new(kernels), task, target)
+            }
+            None => SeqActor::new(policy.clone(), task, target),
+        });
         Ok(Agent::assemble(
             info,
             Brain::Seq {
@@ -479,12 +489,12 @@ impl Agent {
             Brain::Q { pending, .. } => pending.clear(),
             Brain::Seq {
                 actor,
-                policy,
                 task,
                 target,
                 awaiting,
+                ..
             } => {
-                **actor = SeqActor::new(policy.clone(), *task, *target);
+                actor.restart(*task, *target);
                 *awaiting = false;
             }
         }
@@ -554,6 +564,32 @@ impl Agent {
         }
         self.reset_state();
         Ok(())
+    }
+
+    /// Act through the plain-Rust step kernels (`true`, what [`load`](Self::load)
+    /// chooses wherever they cover the model) or through burn (`false`); starts a new
+    /// episode ([`reset_state`](Self::reset_state)). Returns whether the kernels are in
+    /// use: only sequence models (LRAM, DT) with vector observations and token-by-token
+    /// inference (`inference = "cache"`) run on them; RA-DT, image encoders and window
+    /// inference stay on burn, and online policies always run plain Rust.
+    pub fn use_kernels(&mut self, on: bool) -> bool {
+        let Brain::Seq {
+            actor,
+            policy,
+            task,
+            target,
+            ..
+        } = &mut self.brain
+        else {
+            return matches!(self.brain, Brain::Ppo { .. } | Brain::Q { .. });
+        };
+        **actor = match SeqKernels::new(&policy.model, &policy.config).filter(|_| on) {
+            Some(k) => SeqActor::with_kernels(policy.clone(), Arc::new(k), *task, *target),
+            None => SeqActor::new(policy.clone(), *task, *target),
+        };
+        let fast = actor.is_plain_rust();
+        self.reset_state();
+        fast
     }
 
     /// Condition a sequence model on return-to-go `target` from the next episode on

@@ -58,6 +58,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use agentry_envs::{Action, Dtype, EpisodeEnd, ObsMut, Out, Space, derive_seed, registry};
@@ -72,6 +73,9 @@ use burn::store::ModuleRecord;
 use burn::tensor::{Bool, Bytes, Device, Int, Tensor, TensorData, activation};
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
+
+mod kernels;
+pub use kernels::{KernelRun, SeqKernels};
 
 use crate::checkpoint::Sections;
 use crate::config::{Config, ConfigError, EnvConfig, Inference, SeqConfig};
@@ -1334,6 +1338,10 @@ pub struct SeqActor<P: std::ops::Deref<Target = SeqPolicy> + Clone> {
     window: std::collections::VecDeque<Tensor<2>>,
     rtg: f64,
     t: usize,
+    /// Plain-Rust acting ([`SeqKernels`]) instead of burn, when the policy allows it.
+    fast: Option<kernels::Fast>,
+    /// The last logits (on the plain-Rust path, in the run).
+    logits: Vec<f32>,
 }
 
 impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> SeqActor<P> {
@@ -1348,6 +1356,37 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> SeqActor<P> {
             device,
             rtg: target,
             t: 0,
+            fast: None,
+            logits: Vec::new(),
+        }
+    }
+
+    /// [`new`](Self::new), acting through `kernels` (made from this policy's model by
+    /// [`SeqKernels::new`]): the same logits to f32 rounding, without burn, and without
+    /// allocating per step.
+    pub fn with_kernels(policy: P, kernels: Arc<SeqKernels>, task: usize, target: f64) -> Self {
+        let run = Box::new(kernels.run());
+        SeqActor {
+            fast: Some((kernels, run)),
+            ..SeqActor::new(policy, task, target)
+        }
+    }
+
+    /// Whether it acts through [`SeqKernels`].
+    pub fn is_plain_rust(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// Start a new episode of task `task` with return-to-go `target`, keeping the
+    /// plain-Rust path's buffers (its reset allocates nothing).
+    pub fn restart(&mut self, task: usize, target: f64) {
+        self.task = task;
+        self.rtg = target;
+        self.t = 0;
+        self.window.clear();
+        match &mut self.fast {
+            Some((_, run)) => run.reset(),
+            None => self.state = self.policy.model.backbone.init_state(1, &self.device),
         }
     }
 
@@ -1403,6 +1442,24 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> SeqActor<P> {
     /// The head's outputs for observation `obs`: action logits (256 per dimension for
     /// continuous actions). Feeds the state and return-to-go tokens.
     pub fn logits(&mut self, obs: &[f32]) -> Vec<f32> {
+        self.compute_logits(obs).to_vec()
+    }
+
+    /// [`logits`](Self::logits), kept in the actor.
+    fn compute_logits(&mut self, obs: &[f32]) -> &[f32] {
+        if self.fast.is_none() {
+            self.logits = self.burn_logits(obs);
+            return &self.logits;
+        }
+        let (kernels, run) = self.fast.as_mut().expect("checked just above");
+        let p = &*self.policy;
+        let task = &p.set.tasks[self.task];
+        let rtg = (self.rtg / task.scale as f64) as f32;
+        kernels.logits(run, obs, task.family, self.task, self.t, rtg);
+        &run.logits
+    }
+
+    fn burn_logits(&mut self, obs: &[f32]) -> Vec<f32> {
         let policy = self.policy.clone();
         let p = &*policy;
         let task = &p.set.tasks[self.task];
@@ -1436,14 +1493,14 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> SeqActor<P> {
         rng: &mut R,
         out: &mut Vec<f32>,
     ) {
-        let values = self.logits(obs);
         let policy = self.policy.clone();
         let p = &*policy;
         let family = &p.set.families[p.set.tasks[self.task].family];
+        let values = self.compute_logits(obs);
         out.clear();
         match &family.action {
             ActionKind::Discrete { .. } => {
-                out.push(choose(&values, mask, deterministic, rng) as f32)
+                out.push(choose(values, mask, deterministic, rng) as f32)
             }
             ActionKind::Continuous { low, high } => {
                 for (j, chunk) in values.chunks(ACTION_BINS).enumerate() {
@@ -1461,6 +1518,20 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> SeqActor<P> {
         let p = &*policy;
         let task = &p.set.tasks[self.task];
         let family = &p.set.families[task.family];
+        if let Some((kernels, run)) = &mut self.fast {
+            kernels.observe(
+                run,
+                task.family,
+                &family.action,
+                action,
+                p.config.actions_in_context,
+                self.t,
+                reward as f32 / task.scale,
+            );
+            self.rtg -= reward;
+            self.t += 1;
+            return;
+        }
         let m = &p.model;
         if p.config.actions_in_context {
             let a = match (&m.actions[task.family], &family.action) {
@@ -1514,18 +1585,18 @@ pub(crate) fn choose<R: rand::Rng + ?Sized>(
     if greedy {
         return best;
     }
-    let weights: Vec<f64> = (0..logits.len())
-        .map(|i| {
-            if legal(i) {
-                ((logits[i] - logits[best]) as f64).exp()
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let mut u = rng.random::<f64>() * weights.iter().sum::<f64>();
-    for (i, w) in weights.iter().enumerate() {
-        if u < *w {
+    // Two passes over the weights instead of a vector of them: acting allocates nothing.
+    let weight = |i: usize| {
+        if legal(i) {
+            ((logits[i] - logits[best]) as f64).exp()
+        } else {
+            0.0
+        }
+    };
+    let mut u = rng.random::<f64>() * (0..logits.len()).map(weight).sum::<f64>();
+    for i in 0..logits.len() {
+        let w = weight(i);
+        if u < w {
             return i;
         }
         u -= w;
@@ -2388,6 +2459,147 @@ pub(crate) mod tests {
     /// model and the index at the switch, a resume after it (the embedder comes back
     /// from the checkpoint), and the in-context evaluation on held-out goals, whose
     /// memory is read (it changes the actions' logits).
+    /// Acting through the plain-Rust kernels gives burn's logits and actions, step after
+    /// step over episodes three times the context (the DT's cache wraps), for both
+    /// backbones, discrete and continuous tasks, with and without actions in context; a
+    /// restarted episode starts afresh. Image encoders and window inference stay on burn.
+    #[test]
+    fn plain_rust_acting_matches_burn_over_episodes() {
+        let dir = temp_dir("kernels");
+        let room = dark_room_data(&dir, 5, (3, 1), 2, 0.5, 4);
+        let pendulum = pendulum_data(&dir, 2);
+        let data =
+            load_data(&[pendulum.display().to_string(), room.display().to_string()]).unwrap();
+        let device = agentry_models::cpu();
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(9);
+        for algo in ["lram", "dt"] {
+            for in_context in [false, true] {
+                let mut config = config(algo, &[&pendulum, &room], 10, &[]).seq().clone();
+                config.context = 4;
+                config.d_model = 32;
+                config.actions_in_context = in_context;
+                // The DT preset re-runs its window; the kernels step token by token.
+                config.inference = Inference::Cache;
+                let policy = SeqPolicy {
+                    algo: algo.into(),
+                    config: config.clone(),
+                    set: data.set.clone(),
+                    model: SeqModel::new(algo, &config, &data.set, &device, 7).unwrap(),
+                    embedder: None,
+                    seed: 7,
+                };
+                let kernels = Arc::new(SeqKernels::new(&policy.model, &policy.config).unwrap());
+                for task in 0..data.set.tasks.len() {
+                    let dim = data.set.families[data.set.tasks[task].family].obs_dim();
+                    let mut burn = SeqActor::new(&policy, task, 5.0);
+                    let mut fast = SeqActor::with_kernels(&policy, kernels.clone(), task, 5.0);
+                    assert!(fast.is_plain_rust() && !burn.is_plain_rust());
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    for episode in 0..2 {
+                        for t in 0..3 * config.context {
+                            let obs: Vec<f32> =
+                                (0..dim).map(|_| rng.random::<f32>() * 4.0 - 2.0).collect();
+                            let want = burn.logits(&obs);
+                            let got = fast.logits(&obs);
+                            let diff = want
+                                .iter()
+                                .zip(&got)
+                                .map(|(x, y)| (x - y).abs())
+                                .fold(0.0, f32::max);
+                            assert!(
+                                diff < 1e-4,
+                                "{algo} in context {in_context} task {task} episode \
+                                 {episode} step {t}: {diff}"
+                            );
+                            // The same action from the same logits: feed burn's to both.
+                            let greedy = choose(&want, None, true, &mut rng);
+                            a.clear();
+                            match &data.set.families[data.set.tasks[task].family].action {
+                                ActionKind::Discrete { .. } => a.push(greedy as f32),
+                                ActionKind::Continuous { low, high } => {
+                                    a.push(bin_value(greedy, low[0], high[0]))
+                                }
+                            }
+                            let reward = rng.random::<f64>() - 0.5;
+                            burn.observe(&a, reward);
+                            fast.observe(&a, reward);
+                        }
+                        burn.restart(task, 5.0);
+                        fast.restart(task, 5.0);
+                    }
+                    // `act` picks the same greedy action on both paths.
+                    let obs = vec![0.5; dim];
+                    burn.act(&obs, None, true, &mut rng, &mut a);
+                    fast.act(&obs, None, true, &mut rng, &mut b);
+                    assert_eq!(a, b, "{algo} task {task}");
+                }
+                let window = SeqConfig {
+                    inference: Inference::Window,
+                    ..config.clone()
+                };
+                assert!(SeqKernels::new(&policy.model, &window).is_none());
+            }
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The embedding API acts through the kernels wherever they cover the model, and its
+    /// actions are burn's over episodes longer than the context (LRAM and a
+    /// token-by-token DT, actions in context); `use_kernels` switches between the paths.
+    #[test]
+    fn agent_acts_alike_through_kernels_and_burn() {
+        use crate::embed::Agent;
+        let dir = temp_dir("agent-kernels");
+        let room = dark_room_data(&dir, 5, (3, 1), 2, 0.5, 4);
+        let data = load_data(&[room.display().to_string()]).unwrap();
+        let device = agentry_models::cpu();
+        for algo in ["lram", "dt"] {
+            let mut config = config(algo, &[&room], 10, &[]).seq().clone();
+            config.context = 4;
+            config.d_model = 32;
+            config.actions_in_context = true;
+            config.inference = Inference::Cache;
+            let policy = SeqPolicy {
+                algo: algo.into(),
+                config: config.clone(),
+                set: data.set.clone(),
+                model: SeqModel::new(algo, &config, &data.set, &device, 11).unwrap(),
+                embedder: None,
+                seed: 11,
+            };
+            let mut fast = Agent::from_seq(policy.clone(), 0, dir.clone()).unwrap();
+            let mut slow = Agent::from_seq(policy.clone(), 0, dir.clone()).unwrap();
+            assert!(fast.use_kernels(true), "{algo}");
+            assert!(!slow.use_kernels(false), "{algo}");
+            let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(12);
+            for _episode in 0..2 {
+                for t in 0..15 {
+                    let obs = [rng.random_range(0..5) as f32, rng.random_range(0..5) as f32];
+                    let discrete = |a: Action<'_>| match a {
+                        Action::Discrete(i) => i,
+                        other => panic!("{other:?}"),
+                    };
+                    let a = discrete(fast.act(&obs[..]).unwrap());
+                    let b = discrete(slow.act(&obs[..]).unwrap());
+                    assert_eq!(a, b, "{algo} step {t}");
+                    let reward = f64::from(u8::from(t % 3 == 0));
+                    fast.observe(reward).unwrap();
+                    slow.observe(reward).unwrap();
+                }
+                fast.reset_state();
+                slow.reset_state();
+            }
+            let mut windowed = policy;
+            windowed.config.inference = Inference::Window;
+            let mut agent = Agent::from_seq(windowed, 0, dir.clone()).unwrap();
+            assert!(
+                !agent.use_kernels(true),
+                "{algo}: window inference stays on burn"
+            );
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn radt_trains_with_retrieval_resumes_and_evaluates_in_context() {
         let dir = temp_dir("radt");

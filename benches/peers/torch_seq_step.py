@@ -3,7 +3,8 @@ an xLSTM stack (NX-AI's `xlstm` package, mLSTM blocks with an sLSTM block at ind
 sLSTM on its "vanilla" PyTorch backend) and of a GPT-style causal Transformer with a
 KV cache holding CONTEXT tokens, at equal width and depth. torch.no_grad(), float32,
 one thread by default. Prints one line per (model, context, batch): microseconds per
-step and the bytes of state the step reads (xLSTM state / KV cache).
+step (each step timed alone; median, and mean in brackets) and the bytes of state the
+step reads (xLSTM state / KV cache).
 
     pip install torch xlstm
     python benches/peers/torch_seq_step.py --d-model 128 --layers 4 --heads 4
@@ -65,6 +66,17 @@ def xlstm_stack(d, layers, heads, slstm_at):
     return xLSTMBlockStack(cfg).eval()
 
 
+def timed(steps, step):
+    """Time `steps` calls of `step(i)` one by one: (median, mean) in microseconds."""
+    us = []
+    for i in range(steps):
+        t = time.perf_counter()
+        step(i)
+        us.append((time.perf_counter() - t) * 1e6)
+    us.sort()
+    return us[len(us) // 2], sum(us) / len(us)
+
+
 def state_bytes(state):
     if isinstance(state, torch.Tensor):
         return state.numel() * state.element_size()
@@ -103,23 +115,22 @@ def main():
                 x = torch.randn(b, 1, d)
                 for _ in range(min(c, 50)):
                     _, state = xl.step(x, state)
-                t = time.perf_counter()
-                for _ in range(a.steps):
-                    _, state = xl.step(x, state)
-                us = (time.perf_counter() - t) / a.steps * 1e6
-                print(f"xlstm context {c} batch {b}: {us:.0f} us/step, "
-                      f"state {state_bytes(state)} bytes")
+                holder = [state]
+
+                def xl_step(_):
+                    _, holder[0] = xl.step(x, holder[0])
+
+                med, mean = timed(a.steps, xl_step)
+                print(f"xlstm context {c} batch {b}: {med:.0f} us/step median "
+                      f"({mean:.0f} mean), state {state_bytes(holder[0])} bytes")
                 # Transformer: the cache is full with c tokens; each step attends to c.
                 cache = gpt.init_cache(b, c)
                 x = torch.randn(b, d)
                 for i in range(5):
                     gpt.step(x, cache, i % c)
-                t = time.perf_counter()
-                for i in range(a.steps):
-                    gpt.step(x, cache, i % c)
-                us = (time.perf_counter() - t) / a.steps * 1e6
-                print(f"gpt context {c} batch {b}: {us:.0f} us/step, "
-                      f"cache {state_bytes(cache)} bytes")
+                med, mean = timed(a.steps, lambda i: gpt.step(x, cache, i % c))
+                print(f"gpt context {c} batch {b}: {med:.0f} us/step median "
+                      f"({mean:.0f} mean), cache {state_bytes(cache)} bytes")
 
 
 if __name__ == "__main__":

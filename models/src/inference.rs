@@ -45,6 +45,23 @@ pub struct Norm {
     pub epsilon: f32,
 }
 
+impl Norm {
+    /// A copy of a burn layer norm's parameters (ε as `LayerNormConfig`'s default, which
+    /// agentry's layer norms use).
+    pub fn from_layer_norm(norm: &burn::nn::LayerNorm) -> Norm {
+        norm_of(norm)
+    }
+
+    /// Normalise `z` in place: `(z − mean) / √(var + ε) · γ + β`.
+    ///
+    /// # Panics
+    /// If `z` is not as wide as the norm.
+    pub fn apply(&self, z: &mut [f32]) {
+        assert_eq!(z.len(), self.gamma.len(), "layer norm width");
+        layer_norm(self, z);
+    }
+}
+
 /// The parameters of an [`Mlp`] as plain vectors; see the [module docs](self).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MlpWeights {

@@ -1,8 +1,16 @@
-//! Scalar functions and small loops shared by the plain-Rust step kernels
-//! ([`crate::xlstm::XLstmWeights`], [`crate::gpt::GptWeights`]). Everything here is
-//! `#[inline(always)]` so that it is compiled into the callers' AVX2 copies.
+//! Scalar functions, matrix–vector products and attention loops shared by the plain-Rust
+//! step kernels ([`crate::xlstm::XLstmWeights`], [`crate::gpt::GptWeights`]), so that the
+//! two models get the same care. The scalar functions are `#[inline(always)]` so that they
+//! are compiled into the callers' AVX2 + FMA copies; the products ([`Packed`]) and the
+//! attention loops ([`scores`], [`weighted_rows`]) choose their instructions through
+//! [`Isa`].
 
-use crate::inference::{Dense, to_vec};
+use crate::inference::to_vec;
+
+mod attend;
+mod packed;
+pub(crate) use attend::{scores, weighted_rows};
+pub(crate) use packed::{Isa, Packed};
 
 /// e^x to within ~2 ulp for x in [−87, 88] (clamped outside, so e^x of a very negative
 /// x is ~1e−38 rather than 0), branch-free so that a loop over it vectorises: Cephes'
@@ -43,14 +51,15 @@ pub(crate) fn silu(x: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn log_sigmoid(x: f32) -> f32 {
     if x >= 0.0 {
-        -(-x).exp().ln_1p()
+        -exp(-x).ln_1p()
     } else {
-        x - x.exp().ln_1p()
+        x - exp(x).ln_1p()
     }
 }
 
 /// erf(x) to within 1.5e−7 (absolute; Abramowitz & Stegun 7.1.26), enough for a GELU
-/// that agrees with burn's to float rounding.
+/// that agrees with burn's to float rounding; with [`exp`] rather than `f32::exp` (a
+/// library call per element) so that a GELU over a hidden layer vectorises.
 #[inline(always)]
 pub(crate) fn erf(x: f32) -> f32 {
     let a = x.abs();
@@ -58,7 +67,7 @@ pub(crate) fn erf(x: f32) -> f32 {
     let poly = t
         * (0.254_829_6
             + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
-    let y = 1.0 - poly * (-a * a).exp();
+    let y = 1.0 - poly * exp(-a * a);
     y.copysign(x)
 }
 
@@ -80,25 +89,14 @@ pub(crate) fn scale_norm(z: &mut [f32], gamma: &[f32], epsilon: f32) {
     }
 }
 
-/// `y += a·x`.
-#[inline(always)]
-pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
-    }
-}
-
-/// A bias-free or biased burn `Linear` as a [`Dense`] layer (zero bias when it has none).
-pub(crate) fn dense_of(linear: &burn::nn::Linear) -> Dense {
+/// A burn `Linear` (biased or not) packed for the step kernels (see [`Packed`]).
+pub(crate) fn packed_of(linear: &burn::nn::Linear) -> Packed {
     let [fan_in, fan_out] = linear.weight.val().dims();
-    Dense {
-        fan_in,
-        fan_out,
-        weight: to_vec(linear.weight.val().inner()),
-        bias: linear
-            .bias
-            .as_ref()
-            .map(|b| to_vec(b.val().inner()))
-            .unwrap_or_else(|| vec![0.0; fan_out]),
-    }
+    let weight = to_vec(linear.weight.val().inner());
+    let bias = linear
+        .bias
+        .as_ref()
+        .map(|b| to_vec(b.val().inner()))
+        .unwrap_or_else(|| vec![0.0; fan_out]);
+    Packed::dense(fan_in, fan_out, &weight, &bias)
 }

@@ -3,7 +3,8 @@
 //! tensor framework's per-operation dispatch, so that it can be compared with the xLSTM's
 //! plain-Rust step ([`crate::xlstm::XLstmWeights`]) on equal footing.
 //!
-//! [`GptWeights::from_model`] copies the parameters into flat vectors;
+//! [`GptWeights::from_model`] copies the parameters out, the projections packed as the
+//! xLSTM kernel's are (register-blocked products, AVX2 + FMA chosen at run time);
 //! [`GptWeights::cache`] preallocates, per layer, the keys and values of `context` tokens
 //! for `batch` rows (a ring buffer, as [`super::KvCache`]: it fills up to `context`
 //! tokens, then each new token replaces the oldest, with no reallocation), and
@@ -30,8 +31,8 @@
 use std::fmt;
 
 use super::Gpt;
-use crate::inference::{Dense, Norm, dense_rows, layer_norm, norm_of};
-use crate::step_math::{axpy, dense_of, exp, gelu};
+use crate::inference::{Norm, layer_norm, norm_of};
+use crate::step_math::{Isa, Packed, exp, gelu, packed_of, scores, weighted_rows};
 
 /// Why a [`Gpt`] cannot run on the plain-Rust fast path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,11 +59,11 @@ impl std::error::Error for GptWeightsError {}
 struct BlockWeights {
     ln_attn: Norm,
     /// `d → 3·d`: queries, keys, values.
-    qkv: Dense,
-    out: Dense,
+    qkv: Packed,
+    out: Packed,
     ln_mlp: Norm,
-    mlp_in: Dense,
-    mlp_out: Dense,
+    mlp_in: Packed,
+    mlp_out: Packed,
 }
 
 /// The parameters of a [`Gpt`] (without cross-attention) as plain vectors; see the
@@ -134,6 +135,16 @@ pub struct GptScratch {
     delta: Vec<f32>,
     hidden: Vec<f32>,
     scores: Vec<f32>,
+    isa: Isa,
+}
+
+impl GptScratch {
+    /// Run the steps with this scratch on `isa` instead of the best the CPU has (tests
+    /// compare the portable path with the SIMD one).
+    #[cfg(test)]
+    pub(crate) fn set_isa(&mut self, isa: Isa) {
+        self.isa = isa;
+    }
 }
 
 impl GptWeights {
@@ -148,11 +159,11 @@ impl GptWeights {
             .iter()
             .map(|b| BlockWeights {
                 ln_attn: norm_of(&b.ln_attn),
-                qkv: dense_of(&b.attn.qkv),
-                out: dense_of(&b.attn.out),
+                qkv: packed_of(&b.attn.qkv),
+                out: packed_of(&b.attn.out),
                 ln_mlp: norm_of(&b.ln_mlp),
-                mlp_in: dense_of(&b.mlp_in),
-                mlp_out: dense_of(&b.mlp_out),
+                mlp_in: packed_of(&b.mlp_in),
+                mlp_out: packed_of(&b.mlp_out),
             })
             .collect();
         Ok(GptWeights {
@@ -190,7 +201,7 @@ impl GptWeights {
     /// Working space for [`step`](Self::step) on `batch` rows.
     pub fn scratch(&self, batch: usize) -> GptScratch {
         let d = self.d_model;
-        let hidden = self.blocks.first().map_or(0, |b| b.mlp_in.fan_out);
+        let hidden = self.blocks.first().map_or(0, |b| b.mlp_in.fan_out());
         GptScratch {
             batch,
             normed: vec![0.0; batch * d],
@@ -199,6 +210,7 @@ impl GptWeights {
             delta: vec![0.0; batch * d],
             hidden: vec![0.0; batch * hidden],
             scores: vec![0.0; self.context],
+            isa: Isa::detect(),
         }
     }
 
@@ -230,18 +242,19 @@ impl GptWeights {
             cache.capacity == self.context && cache.keys.len() == self.blocks.len(),
             "gpt step: the cache was made for another model"
         );
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            unsafe { self.step_avx2(x, cache, scratch, out) };
-            return;
+        match scratch.isa {
+            Isa::Portable => self.step_body(x, cache, scratch, out),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the scratch holds `Avx2Fma` only if the CPU has both (`Isa::detect`).
+            Isa::Avx2Fma => unsafe { self.step_avx2_fma(x, cache, scratch, out) },
         }
-        self.step_body(x, cache, scratch, out);
     }
 
+    /// [`step_body`](Self::step_body) compiled with AVX2 and FMA, so that its own loops
+    /// use them too.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn step_avx2(
+    #[target_feature(enable = "avx2,fma")]
+    fn step_avx2_fma(
         &self,
         x: &[f32],
         cache: &mut GptRustCache,
@@ -255,6 +268,7 @@ impl GptWeights {
     fn step_body(&self, x: &[f32], cache: &mut GptRustCache, s: &mut GptScratch, out: &mut [f32]) {
         let (batch, d, heads, cap) = (cache.batch, self.d_model, self.num_heads, cache.capacity);
         let dh = d / heads;
+        let isa = s.isa;
         let scale = 1.0 / (dh as f32).sqrt();
         // The new token goes over the oldest when full; then every held token is visible.
         let slot = cache.fed % cap;
@@ -265,7 +279,7 @@ impl GptWeights {
             s.normed
                 .chunks_exact_mut(d)
                 .for_each(|r| layer_norm(&b.ln_attn, r));
-            dense_rows(&b.qkv, &s.normed, batch, &mut s.qkv);
+            b.qkv.apply(isa, &s.normed, batch, &mut s.qkv);
             let (keys, values) = (&mut cache.keys[l], &mut cache.values[l]);
             for r in 0..batch {
                 let row = &s.qkv[r * 3 * d..(r + 1) * 3 * d];
@@ -280,38 +294,33 @@ impl GptWeights {
                     }
                     let vs = &mut values[base..base + cap * dh];
                     vs[slot * dh..(slot + 1) * dh].copy_from_slice(v);
-                    let scores = &mut s.scores[..len];
-                    scores.fill(0.0);
-                    for (i, &qi) in q.iter().enumerate() {
-                        axpy(qi * scale, &kt[i * cap..i * cap + len], scores);
-                    }
-                    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let sc = &mut s.scores[..len];
+                    scores(isa, q, scale, kt, cap, sc);
+                    let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                     let mut sum = 0.0;
-                    for sc in scores.iter_mut() {
-                        *sc = exp(*sc - max);
-                        sum += *sc;
+                    for v in sc.iter_mut() {
+                        *v = exp(*v - max);
+                        sum += *v;
                     }
-                    let inv = 1.0 / sum;
                     let a = &mut s.attended[r * d + h * dh..r * d + (h + 1) * dh];
-                    a.fill(0.0);
-                    for (t, &w) in scores.iter().enumerate() {
-                        axpy(w * inv, &vs[t * dh..(t + 1) * dh], a);
-                    }
+                    weighted_rows(isa, sc, &vs[..len * dh], a);
+                    let inv = 1.0 / sum;
+                    a.iter_mut().for_each(|v| *v *= inv);
                 }
             }
-            dense_rows(&b.out, &s.attended, batch, &mut s.delta);
+            b.out.apply(isa, &s.attended, batch, &mut s.delta);
             out.iter_mut().zip(&s.delta).for_each(|(o, dl)| *o += dl);
             s.normed.copy_from_slice(out);
             s.normed
                 .chunks_exact_mut(d)
                 .for_each(|r| layer_norm(&b.ln_mlp, r));
-            dense_rows(&b.mlp_in, &s.normed, batch, &mut s.hidden);
+            b.mlp_in.apply(isa, &s.normed, batch, &mut s.hidden);
             if self.relu {
                 s.hidden.iter_mut().for_each(|v| *v = v.max(0.0));
             } else {
                 s.hidden.iter_mut().for_each(|v| *v = gelu(*v));
             }
-            dense_rows(&b.mlp_out, &s.hidden, batch, &mut s.delta);
+            b.mlp_out.apply(isa, &s.hidden, batch, &mut s.delta);
             out.iter_mut().zip(&s.delta).for_each(|(o, dl)| *o += dl);
         }
         cache.fed += 1;
@@ -336,6 +345,11 @@ mod tests {
 
     /// Max |burn step − plain-Rust step| over `seq` random tokens for `batch` rows.
     fn max_step_diff(config: &GptConfig, batch: usize, seq: usize, seed: u64) -> f32 {
+        max_step_diff_on(Isa::detect(), config, batch, seq, seed)
+    }
+
+    /// [`max_step_diff`] with the plain-Rust step on `isa`.
+    fn max_step_diff_on(isa: Isa, config: &GptConfig, batch: usize, seq: usize, seed: u64) -> f32 {
         let device = crate::cpu();
         let d = config.d_model;
         let gpt = config
@@ -350,6 +364,7 @@ mod tests {
         let mut kv = gpt.init_cache(batch, &device);
         let mut cache = weights.cache(batch);
         let mut scratch = weights.scratch(batch);
+        scratch.set_isa(isa);
         let mut y = vec![0.0; batch * d];
         let mut worst = 0.0f32;
         for t in 0..seq {
@@ -387,6 +402,17 @@ mod tests {
         // A context longer than the sequence: the cache never wraps.
         let diff = max_step_diff(&GptConfig::new(16, 2, 2, 100), 2, 64, 90);
         assert!(diff < 1e-4, "{diff}");
+        // The path of CPUs without AVX2 + FMA (run here on any CPU); d_head 6 also takes
+        // the attention's non-multiple-of-8 loops.
+        for (config, batch) in [
+            (GptConfig::new(32, 2, 4, 24), 5),
+            (GptConfig::new(24, 2, 4, 40), 2),
+        ] {
+            let diff = max_step_diff_on(Isa::Portable, &config, batch, 64, 91);
+            assert!(diff < 1e-4, "portable, batch {batch}: {diff}");
+        }
+        let diff = max_step_diff(&GptConfig::new(24, 2, 4, 40), 2, 64, 92);
+        assert!(diff < 1e-4, "d_head 6: {diff}");
     }
 
     #[test]

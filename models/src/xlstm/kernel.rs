@@ -3,8 +3,10 @@
 //! per-operation dispatch, which dominates a step at the widths an agent uses (a width-128
 //! step is a few hundred small operations through burn).
 //!
-//! [`XLstmWeights::from_model`] copies the parameters into flat vectors (as
-//! [`crate::inference::MlpWeights`] does for an MLP); [`XLstmWeights::state`] preallocates
+//! [`XLstmWeights::from_model`] copies the parameters out, every projection packed in
+//! panels of 8 output columns read contiguously by a register-blocked product (AVX2 + FMA
+//! chosen at run time, portable Rust otherwise; the same code as the GPT kernel's);
+//! [`XLstmWeights::state`] preallocates
 //! the recurrent state of `batch` sequences and [`XLstmWeights::scratch`] the working
 //! space, so [`XLstmWeights::step`] allocates nothing.
 //!
@@ -27,8 +29,8 @@ use super::mlstm::MLstmBlock;
 use super::parts::{CausalConv, Headwise, M_EMPTY, NORM_EPS};
 use super::slstm::SLstmBlock;
 use super::{XLstm, XLstmBlock};
-use crate::inference::{Dense, Norm, dense_rows, layer_norm, norm_of, to_vec};
-use crate::step_math::{axpy, dense_of, gelu, log_sigmoid, scale_norm, sigmoid, silu};
+use crate::inference::{Norm, layer_norm, norm_of, tanh, to_vec};
+use crate::step_math::{Isa, Packed, exp, gelu, log_sigmoid, packed_of, scale_norm, sigmoid, silu};
 
 /// Added to the mLSTM normaliser (as in [`super::mlstm_step`]).
 const MLSTM_EPS: f32 = 1e-6;
@@ -82,55 +84,26 @@ impl Conv {
     }
 }
 
-/// A block-diagonal map: `heads` blocks of `d_in × d_out` (`weight` `[heads, d_in, d_out]`).
-#[derive(Clone, Debug)]
-struct BlockDiag {
-    heads: usize,
-    d_in: usize,
-    d_out: usize,
-    weight: Vec<f32>,
-}
-
-impl BlockDiag {
-    fn of(h: &Headwise) -> Self {
-        let [heads, d_in, d_out] = h.weight.dims();
-        BlockDiag {
-            heads,
-            d_in,
-            d_out,
-            weight: to_vec(h.weight.val().inner()),
-        }
-    }
-
-    /// `y = x·W` for one row (`x`: heads·d_in, `y`: heads·d_out).
-    #[inline(always)]
-    fn apply(&self, x: &[f32], y: &mut [f32]) {
-        let (di, dout) = (self.d_in, self.d_out);
-        for h in 0..self.heads {
-            let yh = &mut y[h * dout..(h + 1) * dout];
-            yh.fill(0.0);
-            for i in 0..di {
-                let row = &self.weight[(h * di + i) * dout..][..dout];
-                axpy(x[h * di + i], row, yh);
-            }
-        }
-    }
+/// A burn [`Headwise`] (block-diagonal, no bias) packed for the step.
+fn packed_headwise(h: &Headwise) -> Packed {
+    let [heads, d_in, d_out] = h.weight.dims();
+    Packed::block_diag(heads, d_in, d_out, &to_vec(h.weight.val().inner()), None)
 }
 
 #[derive(Clone, Debug)]
 struct MLstmWeights {
     norm: Norm,
     /// `d → 2·inner`: x, then z.
-    up: Dense,
+    up: Packed,
     conv: Option<Conv>,
-    q: BlockDiag,
-    k: BlockDiag,
-    v: BlockDiag,
+    q: Packed,
+    k: Packed,
+    v: Packed,
     /// `3·inner → 2·heads`: input gates, then forget gates.
-    gates: Dense,
+    gates: Packed,
     head_norm: Vec<f32>,
     skip: Vec<f32>,
-    down: Dense,
+    down: Packed,
     inner: usize,
     heads: usize,
 }
@@ -139,16 +112,17 @@ struct MLstmWeights {
 struct SLstmWeights {
     norm: Norm,
     conv: Option<Conv>,
-    gates_if: BlockDiag,
-    gates_zo: BlockDiag,
-    /// `[heads, head_dim, 4·head_dim]`.
-    recurrent: Vec<f32>,
-    /// `[heads, 4, head_dim]`.
-    bias: Vec<f32>,
+    /// Per head `head_dim → 2·head_dim`: input and forget gates from the conv path.
+    gates_if: Packed,
+    /// Per head `head_dim → 2·head_dim`: cell input and output gates from the normed input.
+    gates_zo: Packed,
+    /// Per head `head_dim → 4·head_dim` (`[i, f, z, o]`) from the previous h, with the
+    /// gate biases.
+    recurrent: Packed,
     group_norm: Vec<f32>,
     ffn_norm: Norm,
-    ffn_up: Dense,
-    ffn_down: Dense,
+    ffn_up: Packed,
+    ffn_down: Packed,
     ffn_inner: usize,
     heads: usize,
 }
@@ -279,6 +253,100 @@ pub struct XLstmScratch {
     delta: Vec<f32>,
     rec: Vec<f32>,
     num: Vec<f32>,
+    isa: Isa,
+}
+
+impl XLstmScratch {
+    /// Run the steps with this scratch on `isa` instead of the best the CPU has (tests
+    /// compare the portable path with the SIMD one).
+    #[cfg(test)]
+    pub(crate) fn set_isa(&mut self, isa: Isa) {
+        self.isa = isa;
+    }
+}
+
+/// The mLSTM memory's step for one head: `C ← f·C + i·k vᵀ` and `num = Cᵀ q` (`C`
+/// `[d, d]`, key rows). `num` is overwritten.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn memory_update(
+    isa: Isa,
+    c: &mut [f32],
+    k: &[f32],
+    v: &[f32],
+    q: &[f32],
+    forget: f32,
+    input: f32,
+    num: &mut [f32],
+) {
+    let dh = v.len();
+    assert!(c.len() == dh * dh && k.len() == dh && q.len() == dh && num.len() == dh);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Avx2Fma` is only made after checking the CPU; sizes checked above.
+        Isa::Avx2Fma if dh.is_multiple_of(8) => unsafe {
+            memory_update_avx2_fma(c, k, v, q, forget, input, num)
+        },
+        _ => {
+            num.fill(0.0);
+            for ((crow, &ki), &qi) in c.chunks_exact_mut(dh).zip(k).zip(q) {
+                let ka = input * ki;
+                for ((cj, &vj), nj) in crow.iter_mut().zip(v).zip(num.iter_mut()) {
+                    *cj = forget * *cj + ka * vj;
+                    *nj += qi * *cj;
+                }
+            }
+        }
+    }
+}
+
+/// [`memory_update`] with up to 32 columns at a time, their `v` and `num` in registers
+/// across all key rows (the memory itself is read and written once).
+///
+/// # Safety
+/// AVX2 and FMA; `v.len()` a multiple of 8; the sizes [`memory_update`] checks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn memory_update_avx2_fma(
+    c: &mut [f32],
+    k: &[f32],
+    v: &[f32],
+    q: &[f32],
+    forget: f32,
+    input: f32,
+    num: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let dh = v.len();
+    let f = _mm256_set1_ps(forget);
+    // SAFETY: loads and stores stay at rows < dh and columns j0 + 8·u + 8 ≤ dh.
+    unsafe {
+        let mut j0 = 0;
+        while j0 < dh {
+            let n = ((dh - j0) / 8).min(4);
+            let mut vr = [_mm256_setzero_ps(); 4];
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for (u, vr) in vr.iter_mut().enumerate().take(n) {
+                *vr = _mm256_loadu_ps(v.as_ptr().add(j0 + 8 * u));
+            }
+            for a in 0..dh {
+                let ka = _mm256_set1_ps(input * k[a]);
+                let qa = _mm256_set1_ps(q[a]);
+                let row = c.as_mut_ptr().add(a * dh + j0);
+                for u in 0..n {
+                    let cv = _mm256_loadu_ps(row.add(8 * u));
+                    let cv = _mm256_fmadd_ps(ka, vr[u], _mm256_mul_ps(f, cv));
+                    _mm256_storeu_ps(row.add(8 * u), cv);
+                    acc[u] = _mm256_fmadd_ps(qa, cv, acc[u]);
+                }
+            }
+            for (u, acc) in acc.iter().enumerate().take(n) {
+                _mm256_storeu_ps(num.as_mut_ptr().add(j0 + 8 * u), *acc);
+            }
+            j0 += 8 * n;
+        }
+    }
 }
 
 impl MLstmWeights {
@@ -286,15 +354,15 @@ impl MLstmWeights {
         let heads = b.cell.num_heads;
         MLstmWeights {
             norm: norm_of(&b.norm),
-            up: dense_of(&b.up),
+            up: packed_of(&b.up),
             conv: b.conv.as_ref().map(Conv::of),
-            q: BlockDiag::of(&b.q),
-            k: BlockDiag::of(&b.k),
-            v: BlockDiag::of(&b.v),
-            gates: dense_of(&b.cell.gates),
+            q: packed_headwise(&b.q),
+            k: packed_headwise(&b.k),
+            v: packed_headwise(&b.v),
+            gates: packed_of(&b.cell.gates),
             head_norm: to_vec(b.cell.norm.val().inner()),
             skip: to_vec(b.skip.val().inner()),
-            down: dense_of(&b.down),
+            down: packed_of(&b.down),
             inner: b.inner,
             heads,
         }
@@ -311,6 +379,7 @@ impl MLstmWeights {
             unreachable!("block kinds are checked by the caller")
         };
         let (batch, d, inner, heads) = (s.batch, self.norm.gamma.len(), self.inner, self.heads);
+        let isa = s.isa;
         let dh = self.head_dim();
         let normed = &mut s.normed[..batch * d];
         normed.copy_from_slice(x);
@@ -318,7 +387,7 @@ impl MLstmWeights {
             .chunks_exact_mut(d)
             .for_each(|r| layer_norm(&self.norm, r));
         let up = &mut s.up[..batch * 2 * inner];
-        dense_rows(&self.up, normed, batch, up);
+        self.up.apply(isa, normed, batch, up);
         let qkv = &mut s.qkv[..batch * 3 * inner];
         let xconv = &mut s.conv[..batch * inner];
         let window = self.conv.as_ref().map_or(0, Conv::window);
@@ -329,15 +398,16 @@ impl MLstmWeights {
                 Some(cv) => cv.step_silu(&mut conv[r * window..(r + 1) * window], x_cell, xc),
                 None => xc.copy_from_slice(x_cell),
             }
-            let row = &mut qkv[r * 3 * inner..(r + 1) * 3 * inner];
-            let (q, rest) = row.split_at_mut(inner);
-            let (k, v) = rest.split_at_mut(inner);
-            self.q.apply(xc, q);
-            self.k.apply(xc, k);
-            self.v.apply(x_cell, v);
         }
+        // q and k from the conv path, v from the cell input; rows of qkv are [q, k, v].
+        self.q
+            .apply_strided(isa, xconv, inner, batch, qkv, 3 * inner);
+        self.k
+            .apply_strided(isa, xconv, inner, batch, &mut qkv[inner..], 3 * inner);
+        self.v
+            .apply_strided(isa, up, 2 * inner, batch, &mut qkv[2 * inner..], 3 * inner);
         let gates = &mut s.gates[..batch * 2 * heads];
-        dense_rows(&self.gates, qkv, batch, gates);
+        self.gates.apply(isa, qkv, batch, gates);
         let scale = 1.0 / (dh as f32).sqrt();
         let hbuf = &mut s.mixed[..batch * inner];
         let num = &mut s.num[..dh];
@@ -362,14 +432,7 @@ impl MLstmWeights {
                     qn += qi * *ni;
                 }
                 let ch = &mut c[(r * heads + h) * dh * dh..(r * heads + h + 1) * dh * dh];
-                num.fill(0.0);
-                for ((crow, &ki), &qi) in ch.chunks_exact_mut(dh).zip(k).zip(q) {
-                    let ka = input * ki;
-                    for ((cj, &vj), nj) in crow.iter_mut().zip(v).zip(num.iter_mut()) {
-                        *cj = forget * *cj + ka * vj;
-                        *nj += qi * *cj;
-                    }
-                }
+                memory_update(isa, ch, k, v, q, forget, input, num);
                 let denom = qn.abs().max((-m_new).exp()) + MLSTM_EPS;
                 let out = &mut hbuf[r * inner + h * dh..r * inner + (h + 1) * dh];
                 for (o, &nj) in out.iter_mut().zip(num.iter()) {
@@ -386,7 +449,7 @@ impl MLstmWeights {
             }
         }
         let delta = &mut s.delta[..batch * d];
-        dense_rows(&self.down, hbuf, batch, delta);
+        self.down.apply(isa, hbuf, batch, delta);
         x.iter_mut().zip(delta.iter()).for_each(|(a, b)| *a += b);
     }
 }
@@ -396,14 +459,18 @@ impl SLstmWeights {
         SLstmWeights {
             norm: norm_of(&b.norm),
             conv: b.conv.as_ref().map(Conv::of),
-            gates_if: BlockDiag::of(&b.gates_if),
-            gates_zo: BlockDiag::of(&b.gates_zo),
-            recurrent: to_vec(b.cell.recurrent.val().inner()),
-            bias: to_vec(b.cell.bias.val().inner()),
+            gates_if: packed_headwise(&b.gates_if),
+            gates_zo: packed_headwise(&b.gates_zo),
+            recurrent: {
+                let [heads, dh, four_dh] = b.cell.recurrent.dims();
+                let bias = to_vec(b.cell.bias.val().inner());
+                let weight = to_vec(b.cell.recurrent.val().inner());
+                Packed::block_diag(heads, dh, four_dh, &weight, Some(&bias))
+            },
             group_norm: to_vec(b.group_norm.val().inner()),
             ffn_norm: norm_of(&b.ffn_norm),
-            ffn_up: dense_of(&b.ffn.up),
-            ffn_down: dense_of(&b.ffn.down),
+            ffn_up: packed_of(&b.ffn.up),
+            ffn_down: packed_of(&b.ffn.down),
             ffn_inner: b.ffn.inner,
             heads: b.num_heads,
         }
@@ -416,47 +483,49 @@ impl SLstmWeights {
             unreachable!("block kinds are checked by the caller")
         };
         let (batch, d, heads) = (s.batch, self.norm.gamma.len(), self.heads);
+        let isa = s.isa;
         let dh = d / heads;
         let window = self.conv.as_ref().map_or(0, Conv::window);
-        let rec = &mut s.rec[..4 * dh];
+        let normed = &mut s.normed[..batch * d];
+        normed.copy_from_slice(x);
+        normed
+            .chunks_exact_mut(d)
+            .for_each(|r| layer_norm(&self.norm, r));
+        let cp = &mut s.conv[..batch * d];
         for r in 0..batch {
-            let normed = &mut s.normed[r * d..(r + 1) * d];
-            normed.copy_from_slice(&x[r * d..(r + 1) * d]);
-            layer_norm(&self.norm, normed);
-            let cp = &mut s.conv[r * d..(r + 1) * d];
+            let (nr, cr) = (&normed[r * d..(r + 1) * d], &mut cp[r * d..(r + 1) * d]);
             match &self.conv {
-                Some(cv) => cv.step_silu(&mut conv[r * window..(r + 1) * window], normed, cp),
-                None => cp.copy_from_slice(normed),
+                Some(cv) => cv.step_silu(&mut conv[r * window..(r + 1) * window], nr, cr),
+                None => cr.copy_from_slice(nr),
             }
-            let (wif, wzo) = s.qkv[..4 * d].split_at_mut(2 * d);
-            self.gates_if.apply(cp, wif);
-            self.gates_zo.apply(normed, wzo);
+        }
+        // Per row and head: wif [i, f], wzo [z, o] from the input, rec [i, f, z, o] (with
+        // the biases) from the previous h.
+        let (wif, wzo) = s.qkv[..batch * 4 * d].split_at_mut(batch * 2 * d);
+        self.gates_if.apply(isa, cp, batch, wif);
+        self.gates_zo.apply(isa, normed, batch, wzo);
+        let rec = &mut s.rec[..batch * 4 * d];
+        self.recurrent.apply(isa, h, batch, rec);
+        for r in 0..batch {
             let y = &mut s.mixed[..d];
             for hd in 0..heads {
                 let units = r * d + hd * dh..r * d + (hd + 1) * dh;
-                // R·h_{t−1} for this head's four gates, from the previous h.
-                rec.copy_from_slice(&self.bias[hd * 4 * dh..(hd + 1) * 4 * dh]);
-                for (a, &ha) in h[units.clone()].iter().enumerate() {
-                    axpy(ha, &self.recurrent[(hd * dh + a) * 4 * dh..][..4 * dh], rec);
-                }
-                let wx = |g: usize, j: usize| {
-                    if g < 2 {
-                        wif[hd * 2 * dh + g * dh + j]
-                    } else {
-                        wzo[hd * 2 * dh + (g - 2) * dh + j]
-                    }
-                };
+                let rec = &rec[(r * heads + hd) * 4 * dh..(r * heads + hd + 1) * 4 * dh];
+                let wif = &wif[(r * heads + hd) * 2 * dh..(r * heads + hd + 1) * 2 * dh];
+                let wzo = &wzo[(r * heads + hd) * 2 * dh..(r * heads + hd + 1) * 2 * dh];
                 for j in 0..dh {
                     let u = units.start + j;
-                    let ig = rec[j] + wx(0, j);
-                    let fg = rec[dh + j] + wx(1, j);
-                    let zg = rec[2 * dh + j] + wx(2, j);
-                    let og = rec[3 * dh + j] + wx(3, j);
+                    let ig = rec[j] + wif[j];
+                    let fg = rec[dh + j] + wif[dh + j];
+                    let zg = rec[2 * dh + j] + wzo[j];
+                    let og = rec[3 * dh + j] + wzo[dh + j];
                     let decayed = log_sigmoid(fg) + m[u];
                     let m_new = decayed.max(ig);
-                    let i = (ig - m_new).exp();
-                    let f = (decayed - m_new).exp();
-                    c[u] = f * c[u] + i * zg.tanh();
+                    // Both exponents ≤ 0: the fast exp's clamp at −87 only turns a
+                    // vanishing gate (e.g. the first token's forget) into ~1e-38.
+                    let i = exp(ig - m_new);
+                    let f = exp(decayed - m_new);
+                    c[u] = f * c[u] + i * tanh(zg);
                     n[u] = f * n[u] + i;
                     m[u] = m_new;
                     h[u] = sigmoid(og) * c[u] / n[u];
@@ -482,7 +551,7 @@ impl SLstmWeights {
             .chunks_exact_mut(d)
             .for_each(|r| layer_norm(&self.ffn_norm, r));
         let up = &mut s.up[..batch * 2 * inner];
-        dense_rows(&self.ffn_up, normed, batch, up);
+        self.ffn_up.apply(isa, normed, batch, up);
         let mid = &mut s.mixed[..batch * inner];
         for r in 0..batch {
             let (gate, value) = up[r * 2 * inner..(r + 1) * 2 * inner].split_at(inner);
@@ -495,7 +564,7 @@ impl SLstmWeights {
             }
         }
         let delta = &mut s.delta[..batch * d];
-        dense_rows(&self.ffn_down, mid, batch, delta);
+        self.ffn_down.apply(isa, mid, batch, delta);
         x.iter_mut().zip(delta.iter()).for_each(|(a, b)| *a += b);
     }
 }
@@ -562,10 +631,7 @@ impl XLstmWeights {
                     heads = heads.max(w.heads);
                     dh = dh.max(w.head_dim());
                 }
-                BlockWeights::SLstm(w) => {
-                    ffn = ffn.max(w.ffn_inner);
-                    dh = dh.max(d / w.heads);
-                }
+                BlockWeights::SLstm(w) => ffn = ffn.max(w.ffn_inner),
             }
         }
         let buf = |n: usize| vec![0.0; n];
@@ -574,12 +640,13 @@ impl XLstmWeights {
             normed: buf(batch * d),
             up: buf(batch * 2 * inner.max(ffn)),
             conv: buf(batch * inner.max(d)),
-            qkv: buf((batch * 3 * inner).max(4 * d)),
+            qkv: buf(batch * (3 * inner).max(4 * d)),
             gates: buf(batch * 2 * heads),
             mixed: buf(batch * inner.max(ffn).max(d)),
             delta: buf(batch * d),
-            rec: buf(4 * dh),
+            rec: buf(batch * 4 * d),
             num: buf(dh),
+            isa: Isa::detect(),
         }
     }
 
@@ -607,18 +674,19 @@ impl XLstmWeights {
         assert_eq!(x.len(), batch * self.d_model, "xLSTM step: input size");
         assert_eq!(out.len(), batch * self.d_model, "xLSTM step: output size");
         assert_eq!(state.blocks.len(), self.blocks.len(), "xLSTM step: state");
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            unsafe { self.step_avx2(x, state, scratch, out) };
-            return;
+        match scratch.isa {
+            Isa::Portable => self.step_body(x, state, scratch, out),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the scratch holds `Avx2Fma` only if the CPU has both (`Isa::detect`).
+            Isa::Avx2Fma => unsafe { self.step_avx2_fma(x, state, scratch, out) },
         }
-        self.step_body(x, state, scratch, out);
     }
 
+    /// [`step_body`](Self::step_body) compiled with AVX2 and FMA, so that its own loops
+    /// use them too.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn step_avx2(
+    #[target_feature(enable = "avx2,fma")]
+    fn step_avx2_fma(
         &self,
         x: &[f32],
         state: &mut XLstmRustState,
@@ -658,6 +726,17 @@ mod tests {
 
     /// Max |burn step − plain-Rust step| over `seq` random tokens for `batch` rows.
     fn max_step_diff(config: &XLstmConfig, batch: usize, seq: usize, seed: u64) -> f32 {
+        max_step_diff_on(Isa::detect(), config, batch, seq, seed)
+    }
+
+    /// [`max_step_diff`] with the plain-Rust step on `isa`.
+    fn max_step_diff_on(
+        isa: Isa,
+        config: &XLstmConfig,
+        batch: usize,
+        seq: usize,
+        seed: u64,
+    ) -> f32 {
         let device = crate::cpu();
         let d = config.d_model;
         let model = hot_gates(config.init_seeded(&device, seed), seed + 1);
@@ -667,6 +746,7 @@ mod tests {
         let mut state = model.init_state(batch, &device);
         let mut rust_state = weights.state(batch);
         let mut scratch = weights.scratch(batch);
+        scratch.set_isa(isa);
         let mut y = vec![0.0; batch * d];
         let mut worst = 0.0f32;
         for t in 0..seq {
@@ -705,6 +785,17 @@ mod tests {
         for batch in [1, 3] {
             let diff = max_step_diff(&config, batch, 64, 50 + batch as u64);
             eprintln!("with sLSTM, batch {batch}: max |burn − rust| = {diff:e}");
+            assert!(diff < 1e-4, "batch {batch}: {diff}");
+        }
+    }
+
+    #[test]
+    fn xlstm_rust_portable_step_matches_burn_step() {
+        // The path of CPUs without AVX2 + FMA (run here on any CPU).
+        let config = XLstmConfig::new(32, 3, 4).with_slstm_at(vec![1]);
+        for batch in [1, 5] {
+            let diff = max_step_diff_on(Isa::Portable, &config, batch, 64, 55 + batch as u64);
+            eprintln!("portable, batch {batch}: max |burn − rust| = {diff:e}");
             assert!(diff < 1e-4, "batch {batch}: {diff}");
         }
     }
