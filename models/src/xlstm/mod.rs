@@ -944,32 +944,4 @@ mod tests {
         // Seeded run: 2.47 at the start, below 0.01 from about step 200.
         assert!(last < 0.1, "{losses:?}");
     }
-
-    /// Run by hand (`--ignored --nocapture`): the per-token cost of `step` after 100 and
-    /// after 1000 tokens.
-    #[test]
-    #[ignore]
-    fn xlstm_step_latency_is_flat_in_context() {
-        use std::time::Instant;
-        let device = crate::cpu();
-        for (d_model, blocks) in [(128, 4), (512, 6)] {
-            let model = XLstmConfig::new(d_model, blocks, 4).init_seeded(&device, 0);
-            let mut state = model.init_state(1, &device);
-            let x = random([1, d_model], 1.0, 1, &device);
-            let mut mean_us = |steps: usize| {
-                let start = Instant::now();
-                for _ in 0..steps {
-                    model.step(x.clone(), &mut state).into_data();
-                }
-                start.elapsed().as_secs_f64() * 1e6 / steps as f64
-            };
-            let early = mean_us(100);
-            mean_us(800);
-            let late = mean_us(100);
-            eprintln!(
-                "d_model {d_model}, {blocks} blocks: {early:.0} us/token at 0-100, {late:.0} us/token at 900-1000"
-            );
-            assert!(late < 1.5 * early, "{early} -> {late}");
-        }
-    }
 }
