@@ -316,6 +316,11 @@ pub struct EvalArgs {
     /// Cut an episode after this many steps.
     #[arg(long, default_value_t = 100_000)]
     pub max_steps: u64,
+    /// A DT run (trained on Dark-Room with dt.task_embedding = false): evaluate it in
+    /// context on the held-out goals, as RA-DT runs always are (40 consecutive
+    /// episodes each; writes DIR/in_context.csv).
+    #[arg(long)]
+    pub in_context: bool,
 }
 
 /// Arguments of `agent export`.
@@ -395,6 +400,11 @@ pub struct PlotArgs {
     /// Trailing moving-average window, in rows.
     #[arg(long, default_value_t = 1)]
     pub smooth: usize,
+    /// Plot the runs' in-context curves (their in_context.csv, see `agent eval
+    /// --in-context`) against the episode index, mean ± std over the seeds of each
+    /// learner, and write them as FILE.csv next to the plot.
+    #[arg(long, conflicts_with_all = ["metric", "smooth"])]
+    pub in_context: bool,
 }
 
 /// Arguments of `agent bench inference`.
@@ -1543,6 +1553,11 @@ fn eval(args: EvalArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), 
             return eval_offline(policy, None, &args, out, err);
         }
     }
+    if args.in_context {
+        return Err(CliError::Usage(
+            "--in-context evaluates dt and radt runs (offline sequence models)".into(),
+        ));
+    }
     let (loaded, env) = policy_and_env(&args.run, &args.policy, &args.env, &args.params)?;
     let _ = writeln!(
         err,
@@ -1614,25 +1629,27 @@ fn eval_offline(
     if args.deterministic {
         policy.config.deterministic = true;
     }
-    if policy.algo == "radt" {
+    if args.in_context && policy.algo != "dt" && policy.algo != "radt" {
+        return Err(CliError::Usage(format!(
+            "--in-context evaluates dt and radt runs on held-out Dark-Room goals, not {}",
+            policy.algo
+        )));
+    }
+    if policy.algo == "radt" || args.in_context {
         let _ = writeln!(
             err,
             "evaluating {source} in context: {} consecutive episodes on each held-out task",
             policy.config.retrieval.in_context_episodes
         );
-        let results = offline::radt_eval(&policy, args.seed, None)?;
-        let radt = agentry_agents::radt::curve(
-            &results.iter().map(|r| r.radt.clone()).collect::<Vec<_>>(),
-        );
-        let dt =
-            agentry_agents::radt::curve(&results.iter().map(|r| r.dt.clone()).collect::<Vec<_>>());
-        for (i, ((rm, rs), (dm, ds))) in radt.iter().zip(&dt).enumerate() {
-            writeln!(
-                out,
-                "episode {:>3}: RA-DT {rm:.2} ± {rs:.2}   DT (no retrieval) {dm:.2} ± {ds:.2}",
-                i + 1
-            )
-            .map_err(io_err)?;
+        let results = offline::in_context_eval(&policy, args.seed, None)?;
+        let curves = agentry_agents::radt::curves(&results);
+        let n = curves.iter().map(|c| c.1.len()).min().unwrap_or(0);
+        for i in 0..n {
+            let mut line = format!("episode {:>3}:", i + 1);
+            for (label, c) in &curves {
+                line.push_str(&format!("  {label} {:.2} ± {:.2}", c[i].0, c[i].1));
+            }
+            writeln!(out, "{line}").map_err(io_err)?;
         }
         if let Some(dir) = dir {
             agentry_agents::radt::write_curve(dir, &results)?;
@@ -1754,7 +1771,29 @@ fn collect(args: CollectArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
 }
 
 fn plot(args: PlotArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    use agentry_agents::plot::{PlotError, PlotOptions, plot_runs};
+    use agentry_agents::plot::{PlotError, PlotOptions, plot_in_context, plot_runs};
+    if args.in_context {
+        let report = plot_in_context(&args.runs, &args.out).map_err(|e| match e {
+            PlotError::Io {
+                ref path,
+                ref source,
+            } if source.kind() == std::io::ErrorKind::NotFound
+                && path.ends_with("in_context.csv") =>
+            {
+                CliError::Usage(format!(
+                    "{e}: evaluate the run in context first (agent eval --run DIR --in-context)"
+                ))
+            }
+            PlotError::Draw(_) | PlotError::Io { .. } => CliError::Runtime(e.to_string()),
+            other => CliError::Usage(other.to_string()),
+        })?;
+        for s in &report.series {
+            writeln!(out, "{s}").map_err(io_err)?;
+        }
+        writeln!(out, "wrote {}", report.csv.display()).map_err(io_err)?;
+        writeln!(out, "wrote {}", report.out.display()).map_err(io_err)?;
+        return Ok(());
+    }
     let opts = PlotOptions {
         metric: args.metric,
         out: args.out,

@@ -206,6 +206,16 @@ fn train_resume_eval_and_plot_end_to_end() {
         text(&out.stderr)
     );
 
+    // The in-context evaluation and plot are for offline sequence models: a PPO run
+    // has neither, and says so.
+    let out = agent(&["eval", "--run", d, "--in-context"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--in-context"));
+    let out = agent(&["plot", d, "--in-context", "--out", svg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("in_context.csv"));
+    assert!(text(&out.stderr).contains("agent eval --run DIR --in-context"));
+
     // A second `train` into the same directory is refused, naming --resume.
     let out = agent(&["train", "--env", "cartpole", "--steps", "2048", "--out", d]);
     assert_eq!(out.status.code(), Some(2));

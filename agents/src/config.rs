@@ -547,6 +547,14 @@ pub struct SeqConfig {
     pub timestep_embedding: bool,
     /// Add a learned embedding of the task to the state tokens.
     pub task_embedding: bool,
+    /// Condition on the return-to-go (DT); false feeds 0 in its place, so actions are
+    /// predicted from states, actions and rewards only (Algorithm Distillation).
+    pub returns_to_go: bool,
+    /// Training sequences run on across the episode boundaries of each task's data,
+    /// laid end to end in recorded order (a learning history), and the in-context
+    /// evaluation keeps the earlier episodes in the window: Algorithm Distillation's
+    /// multi-episode context (Laskin et al. 2022). `dt` only.
+    pub across_episodes: bool,
     /// Largest time step the timestep embedding covers (later steps share the last).
     pub max_timestep: usize,
     /// Updates between metric rows.
@@ -645,6 +653,8 @@ impl Default for SeqConfig {
             actions_in_context: false,
             timestep_embedding: false,
             task_embedding: true,
+            returns_to_go: true,
+            across_episodes: false,
             max_timestep: 1000,
             log_interval: 50,
             eval_interval: 1000,
@@ -715,6 +725,14 @@ impl SeqConfig {
         }
         if self.log_interval == 0 {
             return Err((key("log_interval"), "must be at least 1".into()));
+        }
+        if self.across_episodes && algo != "dt" {
+            return Err((
+                key("across_episodes"),
+                "sequences across episode boundaries (Algorithm Distillation) are the DT's: \
+                 use --algo dt"
+                    .into(),
+            ));
         }
         let r = &self.retrieval;
         if algo != "radt" {

@@ -38,7 +38,9 @@
 //!
 //! Each update draws `batch_size` sequences of `context` steps (split evenly over the
 //! tasks; a sequence starts at a uniformly drawn step of the task's data and is padded
-//! past its episode's end, the padding masked out of the loss) and minimises the
+//! past its episode's end, the padding masked out of the loss — or, with
+//! `across_episodes`, runs on into the task's next episodes as Algorithm Distillation
+//! reads a learning history) and minimises the
 //! cross-entropy of the actions taken, with AdamW (decoupled weight decay), linear
 //! warm-up, cosine decay and a global gradient-norm clip. `run.steps` counts these
 //! updates.
@@ -416,6 +418,25 @@ impl Backbone {
         }
     }
 
+    /// `n` tokens per sequence at once through the inference state, `[batch, n, d]` →
+    /// `[batch, n, d]`: the same as `n` calls of [`step`](Self::step).
+    pub fn step_many(&self, x: Tensor<3>, state: &mut BackboneState) -> Tensor<3> {
+        match (self, state) {
+            (Backbone::Gpt(m), BackboneState::Gpt(c)) => m.step_many(x, c),
+            (Backbone::XLstm(m), BackboneState::XLstm(s)) => {
+                let [b, n, d] = x.dims();
+                let steps = (0..n)
+                    .map(|i| {
+                        let t = x.clone().slice([0..b, i..i + 1, 0..d]).reshape([b, d]);
+                        m.step(t, s).reshape([b, 1, d])
+                    })
+                    .collect();
+                Tensor::cat(steps, 1)
+            }
+            _ => unreachable!("a state is made by its own backbone"),
+        }
+    }
+
     /// A fresh inference state for `batch` sequences.
     pub fn init_state(&self, batch: usize, device: &Device) -> BackboneState {
         match self {
@@ -470,7 +491,7 @@ pub struct SeqModel {
     task: Option<Embedding>,
     time: Option<Embedding>,
     norm: LayerNorm,
-    backbone: Backbone,
+    pub(crate) backbone: Backbone,
 }
 
 fn embedding(rows: usize, d: usize, rng: &mut rand_pcg::Pcg64Mcg, device: &Device) -> Embedding {
@@ -657,8 +678,13 @@ impl SeqModel {
         Memory::new(tokens).with_padding(padding)
     }
 
+    /// The action head of family `family` over backbone outputs `[rows, d]`.
+    pub(crate) fn head(&self, family: usize, h: Tensor<2>) -> Tensor<2> {
+        self.heads[family].forward(h)
+    }
+
     /// The tokens of a batch, `[batch, steps × tokens_per_step, d]`, normalised.
-    fn tokens(
+    pub(crate) fn tokens(
         &self,
         config: &SeqConfig,
         set: &TaskSet,
@@ -683,12 +709,15 @@ impl SeqModel {
             .collect();
         let s = Self::add_embedding(s, &self.task, &ids, device);
         let s = Self::add_embedding(s, time, &batch.timesteps, device);
-        let r_to_go = Self::add_embedding(
-            self.rtg.forward(column(&batch.rtg)),
-            time,
-            &batch.timesteps,
-            device,
-        );
+        // Without return conditioning (Algorithm Distillation) the token carries only
+        // its time step: the action is predicted from what came before it.
+        let rtg_values = if config.returns_to_go {
+            column(&batch.rtg)
+        } else {
+            Tensor::zeros([rows, 1], device)
+        };
+        let r_to_go =
+            Self::add_embedding(self.rtg.forward(rtg_values), time, &batch.timesteps, device);
         let reward = Self::add_embedding(
             self.reward.forward(column(&batch.rewards)),
             time,
@@ -905,13 +934,57 @@ impl SeqBatch {
         scale: f32,
         max_timestep: usize,
     ) {
-        let (k, dim) = (self.steps.min(len), family.obs_dim());
+        self.fill_at(s, 0, e, start, len, family, scale, max_timestep);
+    }
+
+    /// Fill sequence `s` with `episodes` laid end to end, from step `start` of episode
+    /// `first` on, running on across their boundaries (a learning history: each step
+    /// keeps its own episode's time step and return-to-go); padding only past the
+    /// last episode.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fill_across(
+        &mut self,
+        s: usize,
+        episodes: &[EpisodeRecord],
+        first: usize,
+        start: usize,
+        family: &Family,
+        scale: f32,
+        max_timestep: usize,
+    ) {
+        let (mut at, mut start) = (0, start);
+        for e in episodes.iter().skip(first) {
+            if at == self.steps {
+                break;
+            }
+            let n = e.len().saturating_sub(start).min(self.steps - at);
+            self.fill_at(s, at, e, start, n, family, scale, max_timestep);
+            at += n;
+            start = 0;
+        }
+    }
+
+    /// Fill steps `offset..offset + len` of sequence `s` (at most to its end) with the
+    /// steps of `e` from `start` on.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fill_at(
+        &mut self,
+        s: usize,
+        offset: usize,
+        e: &EpisodeRecord,
+        start: usize,
+        len: usize,
+        family: &Family,
+        scale: f32,
+        max_timestep: usize,
+    ) {
+        let (k, dim) = (self.steps.saturating_sub(offset).min(len), family.obs_dim());
         let stride = self.steps;
         let adim = crate::dataset::action_dim(&family.action);
         let rtg = e.returns_to_go();
         let mut row_buf = Vec::with_capacity(dim);
         for j in 0..k.min(e.len().saturating_sub(start)) {
-            let (u, r) = (start + j, s * stride + j);
+            let (u, r) = (start + j, s * stride + offset + j);
             row_buf.clear();
             e.obs.row_into(u, dim, &mut row_buf);
             self.obs[r * dim..(r + 1) * dim].copy_from_slice(&row_buf);
@@ -990,12 +1063,16 @@ pub(crate) fn sample_sequences(
 /// Draw `n` sequences of `k` steps of the tasks of family `family`, each of a uniformly
 /// drawn task of it, as in [`sample_sequences`]; also returns each sequence's (task,
 /// episode, start). One batch per family: its tasks share the encoders and head.
+/// `across`: a sequence runs on into the task's next episodes (Algorithm
+/// Distillation's learning-history context) instead of being padded at its episode's
+/// end.
 pub(crate) fn sample_family(
     data: &Data,
     family: usize,
     n: usize,
     k: usize,
     max_timestep: usize,
+    across: bool,
     rng: &mut rand_pcg::Pcg64Mcg,
 ) -> (SeqBatch, Vec<(usize, usize, usize)>) {
     let tasks: Vec<usize> = (0..data.set.tasks.len())
@@ -1009,14 +1086,26 @@ pub(crate) fn sample_family(
         let task = &data.set.tasks[t];
         let (i, step) = locate_step(&data.episodes[t], rng.random_range(0..task.steps));
         b.row_tasks[s] = t;
-        b.fill(
-            s,
-            &data.episodes[t][i],
-            step as usize,
-            fam,
-            task.scale,
-            max_timestep,
-        );
+        if across {
+            b.fill_across(
+                s,
+                &data.episodes[t],
+                i,
+                step as usize,
+                fam,
+                task.scale,
+                max_timestep,
+            );
+        } else {
+            b.fill(
+                s,
+                &data.episodes[t][i],
+                step as usize,
+                fam,
+                task.scale,
+                max_timestep,
+            );
+        }
         picked.push((t, i, step as usize));
     }
     (b, picked)
@@ -1136,6 +1225,7 @@ impl SeqLearner {
                 n,
                 self.config.context,
                 self.config.max_timestep,
+                self.config.across_episodes,
                 &mut self.rng,
             );
             let memory = match &self.retrieval {
@@ -1470,10 +1560,12 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> SeqActor<P> {
         let s = SeqModel::add_embedding(s, &m.task, &[self.task as i64], &self.device);
         let s = self.time(s);
         self.feed(s, false);
-        let r = self.time(
-            m.rtg
-                .forward(self.scalar((self.rtg / task.scale as f64) as f32)),
-        );
+        let rtg = if p.config.returns_to_go {
+            (self.rtg / task.scale as f64) as f32
+        } else {
+            0.0
+        };
+        let r = self.time(m.rtg.forward(self.scalar(rtg)));
         let h = self.feed(r, true).expect("an output is asked for");
         m.heads[task.family]
             .forward(h)
@@ -1868,7 +1960,7 @@ pub(crate) fn drive(
         }
         let in_context = if config.run.algo == "radt" {
             let policy = learner.policy();
-            let results = radt_eval(&policy, derive_seed(config.run.seed, 0x1C1), None)?;
+            let results = in_context_eval(&policy, derive_seed(config.run.seed, 0x1C1), None)?;
             crate::radt::write_curve(dir, &results)?;
             results
         } else {
@@ -1908,9 +2000,10 @@ fn save(
     crate::train::write_checkpoint(rd, "learner", state.env_steps, &s)
 }
 
-/// RA-DT's in-context evaluation of `policy` on its held-out tasks (the first `goals`
-/// of them when given).
-pub fn radt_eval(
+/// The in-context evaluation of `policy` (RA-DT, or a DT trained with
+/// `task_embedding = false`) on the held-out Dark-Room goals (the first `goals` of them
+/// when given): `retrieval.in_context_episodes` consecutive episodes each.
+pub fn in_context_eval(
     policy: &SeqPolicy,
     seed: u64,
     goals: Option<usize>,
@@ -2648,11 +2741,15 @@ pub(crate) mod tests {
         // The held-out goals of a 5×5 room: 5 of its 25 cells.
         assert_eq!(summary.in_context.len(), 5);
         for r in &summary.in_context {
-            assert_eq!((r.radt.len(), r.dt.len()), (3, 3));
-            assert!(r.radt.iter().chain(&r.dt).all(|x| (0.0..=25.0).contains(x)));
+            let (radt, dt) = (&r.curves["radt"], &r.curves["frozen_dt"]);
+            assert_eq!((radt.len(), dt.len(), r.curves.len()), (3, 3, 2));
+            assert!(radt.iter().chain(dt).all(|x| (0.0..=25.0).contains(x)));
         }
         let csv = fs::read_to_string(run.join("in_context.csv")).unwrap();
         assert_eq!(csv.lines().count(), 4, "{csv}");
+        assert!(csv.starts_with(
+            "episode,radt_return_mean,radt_return_std,frozen_dt_return_mean,frozen_dt_return_std\n"
+        ));
         // An embedded agent plays the in-context evaluation's episodes on the first
         // held-out goal: same seeds, same memory, same returns.
         let mut agent =
@@ -2686,7 +2783,7 @@ pub(crate) mod tests {
             assert_eq!(agent.remembered_episodes(), episode as usize + 1);
             returns.push(ret);
         }
-        assert_eq!(returns, summary.in_context[0].radt);
+        assert_eq!(returns, summary.in_context[0].curves["radt"]);
         agent.clear_memory().unwrap();
         assert_eq!(agent.remembered_episodes(), 0);
         // The memory is read: the same window with and without a retrieved
@@ -2854,6 +2951,223 @@ pub(crate) mod tests {
             let t0 = b.timesteps[s * 30] as usize;
             assert_eq!(t0 + n, 25, "a sequence runs to its episode's end or fills");
         }
+    }
+
+    /// Algorithm Distillation's sequences run on across the episodes of a task's
+    /// learning history (each step keeping its own episode's time step and
+    /// return-to-go), where a plain DT's are padded at the episode's end.
+    #[test]
+    fn ad_sequences_run_across_episode_boundaries() {
+        let dir = temp_dir("across");
+        let path = dark_room_data(&dir, 5, (3, 2), 4, 0.5, 1);
+        let data = load_data(&[path.display().to_string()]).unwrap();
+        let eps = &data.episodes[0];
+        assert!(eps.iter().all(|e| e.len() == 25));
+        let family = &data.set.families[0];
+        let scale = data.set.tasks[0].scale;
+        // From step 20 of episode 1: its last 5 steps, all of episode 2, 10 of episode 3.
+        let mut b = SeqBatch::empty(0, 1, 40, family);
+        b.fill_across(0, eps, 1, 20, family, scale, 1000);
+        assert!(b.mask.iter().all(|&m| m == 1.0));
+        let mut row = Vec::new();
+        for (j, (e, u)) in (20..25)
+            .map(|u| (1, u))
+            .chain((0..25).map(|u| (2, u)))
+            .chain((0..10).map(|u| (3, u)))
+            .enumerate()
+        {
+            assert_eq!(b.timesteps[j], u as i64, "row {j}");
+            row.clear();
+            eps[e].obs.row_into(u, 2, &mut row);
+            assert_eq!(&b.obs[j * 2..j * 2 + 2], &row[..], "row {j}");
+            assert_eq!(b.rtg[j], eps[e].returns_to_go()[u] / scale);
+            assert_eq!(b.targets[j], eps[e].actions[u] as i64);
+        }
+        // Past the last episode: padding.
+        let mut end = SeqBatch::empty(0, 1, 40, family);
+        end.fill_across(0, eps, 3, 10, family, scale, 1000);
+        assert_eq!(end.mask.iter().filter(|&&m| m == 1.0).count(), 15);
+        assert!(end.mask[..15].iter().all(|&m| m == 1.0));
+        // Sampled batches: every sequence fills its window unless it reaches the end of
+        // the data; without `across` none runs past its episode.
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(3);
+        let (b, picked) = sample_family(&data, 0, 16, 40, 1000, true, &mut rng);
+        let mut crossed = 0;
+        for (s, &(_, i, start)) in picked.iter().enumerate() {
+            let left = (eps.len() - i) * 25 - start;
+            let valid = b.mask[s * 40..(s + 1) * 40]
+                .iter()
+                .filter(|&&m| m == 1.0)
+                .count();
+            assert_eq!(valid, left.min(40));
+            crossed += usize::from(b.timesteps[s * 40..s * 40 + valid].contains(&0) && start > 0);
+        }
+        assert!(
+            crossed > 0,
+            "no sampled sequence crossed an episode boundary"
+        );
+        let (b, picked) = sample_family(&data, 0, 16, 40, 1000, false, &mut rng);
+        for (s, &(_, _, start)) in picked.iter().enumerate() {
+            let valid = b.mask[s * 40..(s + 1) * 40]
+                .iter()
+                .filter(|&&m| m == 1.0)
+                .count();
+            assert_eq!(valid, 25 - start);
+        }
+    }
+
+    /// Without return conditioning (AD) the return-to-go tokens carry nothing: the
+    /// logits do not depend on them; with it (DT) they do.
+    #[test]
+    fn returns_to_go_can_be_left_out() {
+        let dir = temp_dir("no-rtg");
+        let path = dark_room_data(&dir, 5, (3, 2), 2, 0.5, 1);
+        let data = load_data(&[path.display().to_string()]).unwrap();
+        let device = agentry_models::cpu();
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(0);
+        let (b, _) = sample_sequences(&data, 0, 2, 10, 1000, &mut rng);
+        let mut shifted = b.clone();
+        for v in &mut shifted.rtg {
+            *v += 0.5;
+        }
+        for returns_to_go in [true, false] {
+            let cfg = config(
+                "dt",
+                &[&path],
+                1,
+                &[&format!("dt.returns_to_go={returns_to_go}")],
+            );
+            let model = SeqModel::new("dt", cfg.seq(), &data.set, &device, 1).unwrap();
+            let logits = |batch: &SeqBatch| {
+                model
+                    .logits(cfg.seq(), &data.set, batch, &device)
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .unwrap()
+            };
+            let (a, c) = (logits(&b), logits(&shifted));
+            let diff = a
+                .iter()
+                .zip(&c)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert_eq!(diff > 1e-5, returns_to_go, "diff {diff}");
+        }
+    }
+
+    /// The baselines train as DTs and are evaluated through the same in-context loop
+    /// as RA-DT: the AD-style DT's window holds its earlier episodes (its first action
+    /// of a new episode depends on them), the plain DT's does not; each run's curve
+    /// is labelled by what it is.
+    #[test]
+    fn ad_and_dt_baselines_are_evaluated_in_context() {
+        let dir = temp_dir("baselines");
+        let data_dir = dir.join("data");
+        fs::create_dir_all(&data_dir).unwrap();
+        for (i, goal) in [(1, 4), (4, 1), (3, 3), (0, 2)].into_iter().enumerate() {
+            dark_room_data(&data_dir, 5, goal, 4, 0.2 + 0.15 * i as f64, i as u64);
+        }
+        let data = load_data(&[data_dir.display().to_string()]).unwrap();
+        for (across, label) in [(true, "ad"), (false, "dt")] {
+            let sets = [
+                "dt.d_model=16".to_string(),
+                "dt.context=30".into(),
+                "dt.batch_size=4".into(),
+                "dt.task_embedding=false".into(),
+                "dt.eval_episodes=0".into(),
+                "dt.deterministic=false".into(),
+                format!("dt.across_episodes={across}"),
+                format!("dt.returns_to_go={}", !across),
+            ];
+            let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+            let run = dir.join(label);
+            let cfg = config("dt", &[&data_dir], 3, &sets);
+            train(
+                Start::New {
+                    config: Box::new(cfg),
+                    out: Some(run.clone()),
+                },
+                &mut Silent,
+            )
+            .unwrap();
+            let mut policy = load_run(&run).unwrap();
+            policy.config.retrieval.in_context_episodes = 2;
+            assert_eq!(crate::radt::label(&policy).unwrap(), label);
+            let results = in_context_eval(&policy, 7, Some(2)).unwrap();
+            assert_eq!(results.len(), 2);
+            for r in &results {
+                assert_eq!(r.curves.keys().collect::<Vec<_>>(), [label]);
+                assert_eq!(r.curves[label].len(), 2);
+            }
+            // Acting through the KV cache is the window until the window fills up
+            // (the whole run for the DT, whose context holds an episode; AD's first
+            // 30 steps, the whole first episode, before it rebuilds).
+            let env = &results[0].env;
+            let mut cached = policy.clone();
+            cached.config.inference = Inference::Cache;
+            let mut windowed = policy.clone();
+            windowed.config.inference = Inference::Window;
+            let a = crate::radt::play_in_context(&cached, false, env, 3, 5).unwrap();
+            let b = crate::radt::play_in_context(&windowed, false, env, 3, 5).unwrap();
+            if across {
+                assert_eq!(a[0], b[0]);
+            } else {
+                assert_eq!(a, b);
+            }
+            crate::radt::write_curve(&run, &results).unwrap();
+            let csv = fs::read_to_string(run.join("in_context.csv")).unwrap();
+            assert!(csv.starts_with(&format!("episode,{label}_return_mean,{label}_return_std\n")));
+            // The window at the first step of a new episode, after one played episode.
+            let family = &data.set.families[0];
+            let played = [data.episodes[0][0].clone()];
+            let obs = [0.0f32, 0.0];
+            let config = &policy.config;
+            let (with, last) =
+                crate::radt::window(config, family, 0, &played, &obs, &[], &[], 20.0, 25.0);
+            let (without, first) =
+                crate::radt::window(config, family, 0, &[], &obs, &[], &[], 20.0, 25.0);
+            assert_eq!(first, 0);
+            let logits = |b: &SeqBatch, row: usize| {
+                let all = policy
+                    .model
+                    .logits(config, &data.set, b, &agentry_models::cpu())
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .unwrap();
+                all[row * 5..(row + 1) * 5].to_vec()
+            };
+            let diff = logits(&with, last)
+                .iter()
+                .zip(logits(&without, first))
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            if across {
+                // The played episode's 25 steps (room for 29), then the current state.
+                assert_eq!(last, 25);
+                assert_eq!((with.timesteps[0], with.timesteps[24]), (0, 24));
+                assert_eq!(with.timesteps[25], 0);
+                assert_eq!(with.mask.iter().filter(|&&m| m == 1.0).count(), 26);
+                assert!(diff > 1e-5, "the earlier episode changed nothing");
+            } else {
+                assert_eq!(last, 0);
+                assert_eq!(diff, 0.0);
+            }
+        }
+        // A DT with task embeddings cannot play goals it was not trained on.
+        let cfg = config("dt", &[&data_dir], 1, &["dt.eval_episodes=0"]);
+        let run = dir.join("task-embedding");
+        train(
+            Start::New {
+                config: Box::new(cfg),
+                out: Some(run.clone()),
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        let err = in_context_eval(&load_run(&run).unwrap(), 1, Some(1)).unwrap_err();
+        assert!(err.to_string().contains("task_embedding = false"), "{err}");
     }
 
     /// The Decision Transformer learns the same task (fewer updates: it reads the

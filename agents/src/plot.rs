@@ -560,6 +560,227 @@ pub fn plot_runs(runs: &[PathBuf], opts: &PlotOptions) -> Result<PlotReport, Plo
     })
 }
 
+/// What [`plot_in_context`] drew and wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InContextReport {
+    /// The plot written.
+    pub out: PathBuf,
+    /// The curves written as CSV (the plot's path with the extension `.csv`).
+    pub csv: PathBuf,
+    /// One entry per learner, in legend order.
+    pub series: Vec<SeriesSummary>,
+}
+
+/// The curves of `run/in_context.csv` (written by the in-context evaluation): each
+/// learner's label (the columns `{label}_return_mean`) and its mean return over the
+/// goals at each episode index, in column order.
+pub fn read_in_context(run: &Path) -> Result<Vec<(String, Vec<f64>)>, PlotError> {
+    let path = run.join("in_context.csv");
+    let text = std::fs::read_to_string(&path).map_err(|source| PlotError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let csv_err = |line: usize, message: String| PlotError::Csv {
+        path: path.clone(),
+        line,
+        message,
+    };
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let Some((_, header)) = lines.next() else {
+        return Err(csv_err(1, "empty file: no header row".to_string()));
+    };
+    let header = split_fields(header).map_err(|m| csv_err(1, m))?;
+    let columns: Vec<(usize, String)> = header
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.strip_suffix("_return_mean").map(|l| (i, l.to_string())))
+        .collect();
+    if header.first().map(String::as_str) != Some("episode") || columns.is_empty() {
+        return Err(PlotError::MissingMetric {
+            path,
+            metric: "episode, {label}_return_mean".to_string(),
+            available: header,
+        });
+    }
+    let mut curves: Vec<(String, Vec<f64>)> = columns
+        .iter()
+        .map(|(_, l)| (l.clone(), Vec::new()))
+        .collect();
+    for (at, line) in lines {
+        let fields = split_fields(line).map_err(|m| csv_err(at + 1, m))?;
+        if fields.len() != header.len() {
+            return Err(csv_err(
+                at + 1,
+                format!(
+                    "row has {} fields but the header has {}",
+                    fields.len(),
+                    header.len()
+                ),
+            ));
+        }
+        for ((i, label), (_, values)) in columns.iter().zip(curves.iter_mut()) {
+            let v = parse_value(&fields[*i])
+                .map_err(|m| csv_err(at + 1, format!("{label}_return_mean: {m}")))?;
+            values.push(v.unwrap_or(f64::NAN));
+        }
+    }
+    if curves[0].1.is_empty() {
+        return Err(PlotError::NoData {
+            path,
+            metric: format!("{}_return_mean", curves[0].0),
+        });
+    }
+    Ok(curves)
+}
+
+/// One learner's in-context curve over the seeds: its label, `(mean, std)` per episode
+/// index, and the number of runs.
+pub type SeedCurve = (String, Vec<(f64, f64)>, usize);
+
+/// Each learner's in-context curve over the seeds: the labels in order of first
+/// appearance and, per episode index (up to the shortest run), the mean over the runs
+/// of their mean returns, its standard deviation over the runs (population, as
+/// [`plot_runs`] draws bands), and the number of runs.
+pub fn aggregate_in_context(runs: &[Vec<(String, Vec<f64>)>]) -> Vec<SeedCurve> {
+    let mut labels: Vec<String> = Vec::new();
+    for run in runs {
+        for (label, _) in run {
+            if !labels.contains(label) {
+                labels.push(label.clone());
+            }
+        }
+    }
+    labels
+        .into_iter()
+        .map(|label| {
+            let members: Vec<&Vec<f64>> = runs
+                .iter()
+                .flat_map(|run| run.iter().filter(|(l, _)| *l == label).map(|(_, v)| v))
+                .collect();
+            let n = members.iter().map(|v| v.len()).min().unwrap_or(0);
+            let stats = (0..n)
+                .map(|i| {
+                    let xs: Vec<f64> = members.iter().map(|v| v[i]).collect();
+                    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+                    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
+                    (mean, var.sqrt())
+                })
+                .collect();
+            (label, stats, members.len())
+        })
+        .collect()
+}
+
+/// Plot the in-context curves of `runs` (each run directory's `in_context.csv`):
+/// return against the episode index, one line per learner label (RA-DT, AD, DT, ...),
+/// the mean over the runs that have it with a ±1 std band over them when there are
+/// several (the seeds); the same figures are written as CSV next to `out`
+/// (`episode,{label}_return_mean,{label}_return_std,{label}_runs`).
+pub fn plot_in_context(runs: &[PathBuf], out: &Path) -> Result<InContextReport, PlotError> {
+    if runs.is_empty() {
+        return Err(PlotError::NoRuns);
+    }
+    let format = format_of(out)?;
+    let data = runs
+        .iter()
+        .map(|r| read_in_context(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let groups = aggregate_in_context(&data);
+
+    let csv = out.with_extension("csv");
+    let mut text = String::from("episode");
+    for (label, _, _) in &groups {
+        text.push_str(&format!(
+            ",{label}_return_mean,{label}_return_std,{label}_runs"
+        ));
+    }
+    text.push('\n');
+    let n = groups.iter().map(|g| g.1.len()).min().unwrap_or(0);
+    for i in 0..n {
+        text.push_str(&(i + 1).to_string());
+        for (_, stats, runs) in &groups {
+            text.push_str(&format!(",{},{},{runs}", stats[i].0, stats[i].1));
+        }
+        text.push('\n');
+    }
+    std::fs::write(&csv, text).map_err(|source| PlotError::Io {
+        path: csv.clone(),
+        source,
+    })?;
+
+    let curves: Vec<Curve> = groups
+        .iter()
+        .enumerate()
+        .map(|(g, (label, stats, n))| {
+            let line: Vec<(f64, f64)> = stats
+                .iter()
+                .enumerate()
+                .map(|(i, &(m, _))| ((i + 1) as f64, m))
+                .collect();
+            let band = (*n > 1).then(|| {
+                stats
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(m, s))| ((i + 1) as f64, m - s, m + s))
+                    .collect()
+            });
+            Curve {
+                label: if *n > 1 {
+                    format!("{label} ({n} seeds)")
+                } else {
+                    label.clone()
+                },
+                runs: *n,
+                color: COLORS[g % COLORS.len()],
+                line,
+                band,
+            }
+        })
+        .collect();
+
+    ensure_font()?;
+    let draw_err = |e: String| PlotError::Draw(format!("{}: {e}", out.display()));
+    let caption = "in-context return on held-out goals";
+    let axes = ("episode", "return (mean over goals)");
+    let x_format = |x: f64| format!("{x:.0}");
+    match format {
+        Format::Png => {
+            let root = BitMapBackend::new(out, PLOT_SIZE).into_drawing_area();
+            draw_chart_on(&root, &curves, caption, axes, x_format).map_err(draw_err)?;
+            root.present().map_err(|e| draw_err(e.to_string()))?;
+        }
+        Format::Svg => {
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, PLOT_SIZE).into_drawing_area();
+                draw_chart_on(&root, &curves, caption, axes, x_format).map_err(draw_err)?;
+                root.present().map_err(|e| draw_err(e.to_string()))?;
+            }
+            std::fs::write(out, svg).map_err(|source| PlotError::Io {
+                path: out.to_path_buf(),
+                source,
+            })?;
+        }
+    }
+    let series = curves
+        .into_iter()
+        .map(|c| SeriesSummary {
+            points: c.line.len(),
+            last: c.line.last().map_or(f64::NAN, |p| p.1),
+            label: c.label,
+            runs: c.runs,
+        })
+        .collect();
+    Ok(InContextReport {
+        out: out.to_path_buf(),
+        csv,
+        series,
+    })
+}
+
 /// Register the bundled DejaVu Sans as the `sans-serif` family (once per process).
 pub(crate) fn ensure_font() -> Result<(), PlotError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
@@ -597,6 +818,23 @@ fn draw_chart<DB: DrawingBackend>(
     curves: &[Curve],
     metric: &str,
 ) -> Result<(), String> {
+    draw_chart_on(
+        root,
+        curves,
+        &format!("{metric} vs env steps"),
+        ("env steps", metric),
+        format_steps,
+    )
+}
+
+/// Draw the chart with a caption, axis descriptions `(x, y)` and an x label format.
+fn draw_chart_on<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    curves: &[Curve],
+    caption: &str,
+    (x_desc, y_desc): (&str, &str),
+    x_format: fn(f64) -> String,
+) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(e)?;
 
@@ -609,10 +847,7 @@ fn draw_chart<DB: DrawingBackend>(
     let (y0, y1) = padded_range(ys, 0.05);
 
     let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!("{metric} vs env steps"),
-            (FONT, 26).into_font().color(&BLACK),
-        )
+        .caption(caption, (FONT, 26).into_font().color(&BLACK))
         .margin(16)
         .x_label_area_size(56)
         .y_label_area_size(80)
@@ -620,11 +855,11 @@ fn draw_chart<DB: DrawingBackend>(
         .map_err(e)?;
     chart
         .configure_mesh()
-        .x_desc("env steps")
-        .y_desc(metric)
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .axis_desc_style((FONT, 18))
         .label_style((FONT, 14))
-        .x_label_formatter(&|x| format_steps(*x))
+        .x_label_formatter(&|x| x_format(*x))
         .y_label_formatter(&|y| format_number(*y))
         .light_line_style(RGBColor(235, 235, 235))
         .bold_line_style(RGBColor(210, 210, 210))
@@ -829,6 +1064,51 @@ mod tests {
             out,
             ..PlotOptions::default()
         }
+    }
+
+    /// In-context curves of several runs and learners: one line per learner, the mean
+    /// over the runs (seeds) that have it and their std, written as CSV beside the plot.
+    #[test]
+    fn in_context_curves_are_averaged_over_seeds_per_learner() {
+        let tmp = TempDir::new("in-context");
+        let run = |name: &str, csv: &str| {
+            let dir = tmp.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("in_context.csv"), csv).unwrap();
+            dir
+        };
+        let radt1 = run(
+            "radt1",
+            "episode,radt_return_mean,radt_return_std,frozen_dt_return_mean,frozen_dt_return_std\n\
+             1,2,9,1,0\n2,4,9,1,0\n3,6,9,1,0\n",
+        );
+        let radt2 = run(
+            "radt2",
+            "episode,radt_return_mean,radt_return_std,frozen_dt_return_mean,frozen_dt_return_std\n\
+             1,4,9,3,0\n2,8,9,3,0\n3,10,9,3,0\n",
+        );
+        let ad = run("ad", "episode,ad_return_mean,ad_return_std\n1,5,1\n2,5,1\n");
+        let out = tmp.path().join("curves.png");
+        let report = plot_in_context(&[radt1, ad, radt2], &out).unwrap();
+        assert!(std::fs::metadata(&out).unwrap().len() > 0);
+        let labels: Vec<&str> = report.series.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, ["radt (2 seeds)", "frozen_dt (2 seeds)", "ad"]);
+        assert_eq!(report.series[0].last, 8.0);
+        let csv = std::fs::read_to_string(&report.csv).unwrap();
+        assert_eq!(report.csv, tmp.path().join("curves.csv"));
+        // Up to the shortest curve (AD's two episodes); std over the seeds.
+        assert_eq!(
+            csv,
+            "episode,radt_return_mean,radt_return_std,radt_runs,frozen_dt_return_mean,\
+             frozen_dt_return_std,frozen_dt_runs,ad_return_mean,ad_return_std,ad_runs\n\
+             1,3,1,2,2,1,2,5,0,1\n2,6,2,2,2,1,2,5,0,1\n"
+        );
+        // A run without the file, or with a file of other columns, is an error.
+        let bad = run("bad", "episode,x\n1,2\n");
+        let err = plot_in_context(&[bad], &out).unwrap_err();
+        assert!(matches!(err, PlotError::MissingMetric { .. }), "{err}");
+        let err = plot_in_context(&[tmp.path().join("none")], &out).unwrap_err();
+        assert!(matches!(err, PlotError::Io { .. }), "{err}");
     }
 
     #[test]

@@ -26,12 +26,19 @@
 //! window (the last `context` steps) queries it, rescored
 //! `minmax(similarity) + w_ret·minmax(utility)`, and the model reads what it found.
 //! Reported: the mean return at each episode index over the goals (± std), for RA-DT and
-//! for the frozen plain DT of phase 1 acting without memory (the baseline).
+//! for the frozen plain DT of phase 1 acting without memory.
+//!
+//! **Baselines** go through the same loop ([`evaluate_in_context`], [`InContextActor`]):
+//! a DT trained separately on the same histories, whose window is the current episode
+//! ([`DT`]), and an Algorithm-Distillation-style DT ([`AD`]: `dt.across_episodes`),
+//! trained on sequences that run across the episodes of a learning history and acting
+//! with its own earlier episodes in its window. `agent plot --in-context` draws the
+//! runs' curves together, mean ± std over seeds.
 //!
 //! Deviations from the paper, for 2 CPU cores: a width-64 model of 2 layers (the paper:
 //! 4 layers of width 512), one retrieved sub-trajectory, retrieval every few steps
-//! rather than every step, the embedding model trained on the same data in the same run
-//! (the paper pre-trains a separate DT), and no Algorithm-Distillation baseline yet.
+//! rather than every step, and the embedding model trained on the same data in the same
+//! run (the paper pre-trains a separate DT).
 
 use std::path::Path;
 
@@ -207,15 +214,40 @@ impl Retrieval {
     }
 }
 
-/// The in-context learning curve of a held-out task.
+/// The label of RA-DT's curve (with retrieval).
+pub const RADT: &str = "radt";
+/// The label of the curve of RA-DT's frozen plain DT (its embedding model), acting
+/// without memory.
+pub const FROZEN_DT: &str = "frozen_dt";
+/// The label of an Algorithm-Distillation-style DT (`dt` with `across_episodes`).
+pub const AD: &str = "ad";
+/// The label of a plain DT (one episode of context).
+pub const DT: &str = "dt";
+/// The labels in the order curves are written and drawn.
+pub const LABELS: &[&str] = &[RADT, AD, DT, FROZEN_DT];
+
+/// The in-context learning curves of a held-out task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InContext {
     /// The environment.
     pub env: EnvConfig,
-    /// The return of each consecutive episode, with retrieval.
-    pub radt: Vec<f64>,
-    /// The same episodes' returns of the frozen plain DT, without memory.
-    pub dt: Vec<f64>,
+    /// The return of each consecutive episode, per learner label ([`RADT`] and
+    /// [`FROZEN_DT`] for an RA-DT run, [`AD`] or [`DT`] for a DT run).
+    pub curves: std::collections::BTreeMap<String, Vec<f64>>,
+}
+
+/// The label of a policy's in-context curve: [`RADT`], [`AD`] (a DT whose context
+/// runs across episodes) or [`DT`]; an error for other algorithms.
+pub fn label(policy: &SeqPolicy) -> Result<&'static str, AgentError> {
+    match (policy.algo.as_str(), policy.config.across_episodes) {
+        ("radt", _) => Ok(RADT),
+        ("dt", true) => Ok(AD),
+        ("dt", false) => Ok(DT),
+        (other, _) => Err(AgentError::Usage(format!(
+            "the in-context evaluation on held-out Dark-Room goals is for radt and dt runs, \
+             not {other}"
+        ))),
+    }
 }
 
 /// The held-out Dark-Room goals of the family the tasks belong to (RA-DT's 80/20 split
@@ -254,13 +286,18 @@ pub fn held_out_tasks(set: &TaskSet) -> Result<Vec<EnvConfig>, AgentError> {
         .collect())
 }
 
-/// The tokens of the current episode's window (the last `context` steps, the last one
-/// up to its state and return-to-go), as one sequence.
+/// The tokens of the window (the last `context` steps, the last one up to its state
+/// and return-to-go), as one sequence, and the row of its last step. The window holds
+/// the current episode's steps; with `config.across_episodes` (Algorithm Distillation)
+/// it is filled up from the end of the `played` episodes before it, as training laid
+/// the learning histories end to end (each earlier step with its episode's own
+/// return-to-go and time step).
 #[allow(clippy::too_many_arguments)]
-fn window(
+pub(crate) fn window(
     config: &SeqConfig,
     family: &Family,
     task: usize,
+    played: &[EpisodeRecord],
     obs: &[f32],
     actions: &[f32],
     rewards: &[f32],
@@ -272,12 +309,32 @@ fn window(
     let k = config.context;
     let first = t.saturating_sub(k);
     let mut b = SeqBatch::empty(task, 1, k, family);
+    // The earlier episodes' steps that fit before the current ones, oldest first.
+    let mut room = if config.across_episodes {
+        k - (t - first)
+    } else {
+        0
+    };
+    let mut earlier = Vec::new();
+    for e in played.iter().rev() {
+        if room == 0 {
+            break;
+        }
+        let n = e.len().min(room);
+        earlier.push((e, e.len() - n, n));
+        room -= n;
+    }
+    let mut at = 0;
+    for &(e, start, n) in earlier.iter().rev() {
+        b.fill_at(0, at, e, start, n, family, scale, config.max_timestep);
+        at += n;
+    }
     let mut got: f64 = rewards[..first].iter().map(|&r| r as f64).sum();
     for (r, u) in (first..t).enumerate() {
         let action = actions.get(u).copied().unwrap_or(0.0);
         let reward = rewards.get(u).copied().unwrap_or(0.0);
         b.set_step(
-            r,
+            at + r,
             &obs[u * dim..(u + 1) * dim],
             ((target - got) / scale as f64) as f32,
             reward / scale,
@@ -286,11 +343,12 @@ fn window(
         );
         got += reward as f64;
     }
-    (b, t - first - 1)
+    (b, at + t - first - 1)
 }
 
-/// RA-DT acting in context: the current episode's window, and (with an embedding model)
-/// a retrieval memory of its own finished episodes that it reads from. One actor plays
+/// A sequence model acting in context: the current episode's window (an AD-style DT's
+/// also holding its earlier episodes), and (RA-DT, with an embedding model) a retrieval
+/// memory of its own finished episodes that it reads from. One actor plays
 /// one environment's episodes in a row; [`end_episode`](Self::end_episode) files the
 /// episode into the memory, which is what the next episodes learn from.
 #[derive(Clone)]
@@ -305,6 +363,9 @@ pub struct InContextActor<P: std::ops::Deref<Target = SeqPolicy> + Clone> {
     actions: Vec<f32>,
     rewards: Vec<f32>,
     read: Option<agentry_models::gpt::Memory>,
+    /// Incremental acting (`inference = "cache"`, a DT without retrieval): the
+    /// backbone's KV cache and the tokens it holds.
+    cache: Option<(crate::offline::BackboneState, usize)>,
     ret: f64,
     /// The last observed step ended the episode.
     done: bool,
@@ -337,6 +398,7 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> InContextActor<P> {
             actions: Vec::new(),
             rewards: Vec::new(),
             read: None,
+            cache: None,
             ret: 0.0,
             done: false,
             target,
@@ -375,10 +437,17 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> InContextActor<P> {
         }
         self.obs.extend_from_slice(obs);
         let scale = set.tasks[0].scale;
+        if policy.algo == "dt" && config.inference == crate::config::Inference::Cache {
+            let row = self.cached_logits(&policy, scale);
+            let a = crate::offline::choose(&row, mask, greedy, rng);
+            self.actions.push(a as f32);
+            return Ok(a);
+        }
         let (b, last) = window(
             config,
             family,
             0,
+            &self.played,
             &self.obs,
             &self.actions,
             &self.rewards,
@@ -433,6 +502,61 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> InContextActor<P> {
         let a = crate::offline::choose(row, mask, greedy, rng);
         self.actions.push(a as f32);
         Ok(a)
+    }
+
+    /// The logits of the current step, acting incrementally: the new tokens (the last
+    /// step's action and reward, this step's state and return-to-go) go through the KV
+    /// cache. When the window is full (or a plain DT's episode starts) the cache is
+    /// rebuilt from the last half of the window, so every output is what the training
+    /// forward gives over a window starting at the rebuild, never one whose early
+    /// tokens were computed from steps that have left it. A DT whose context covers an
+    /// episode never rebuilds within one: there it is exactly the window.
+    fn cached_logits(&mut self, policy: &SeqPolicy, scale: f32) -> Vec<f32> {
+        let (model, config, set) = (&policy.model, &policy.config, &policy.set);
+        let family = &set.families[0];
+        let per = crate::offline::tokens_per_step(config);
+        let k = config.context;
+        let restart = self.actions.is_empty() && !config.across_episodes;
+        let held = match &self.cache {
+            Some((_, held)) if !restart && held + per <= k * per => Some(*held),
+            _ => None,
+        };
+        let steps = if held.is_some() { 2 } else { (k / 2).max(1) };
+        let part = SeqConfig {
+            context: steps,
+            ..config.clone()
+        };
+        let (b, last) = window(
+            &part,
+            family,
+            0,
+            &self.played,
+            &self.obs,
+            &self.actions,
+            &self.rewards,
+            self.target,
+            scale,
+        );
+        let end = last * per + 2;
+        let from = if held.is_some() { end - per } else { 0 };
+        let d = config.d_model;
+        let x = model
+            .tokens(config, set, &b, &self.device)
+            .slice([0..1, from..end, 0..d]);
+        let mut state = match (held, self.cache.take()) {
+            (Some(_), Some((state, _))) => state,
+            _ => model.backbone.init_state(1, &self.device),
+        };
+        let h = model.backbone.step_many(x, &mut state);
+        let n = end - from;
+        let out = h.slice([0..1, n - 1..n, 0..d]).reshape([1, d]);
+        self.cache = Some((state, held.map_or(end, |held| held + per)));
+        model
+            .head(0, out)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 logits")
     }
 
     /// What the last action earned, and whether the episode ended with it; an error
@@ -498,7 +622,7 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> InContextActor<P> {
 
 /// Play `episodes` consecutive episodes of `env` with `policy` (reading retrieved
 /// sub-trajectories of its own earlier episodes when `retrieve`); the returns.
-fn play_in_context(
+pub(crate) fn play_in_context(
     policy: &SeqPolicy,
     retrieve: bool,
     env_config: &EnvConfig,
@@ -543,28 +667,49 @@ fn play_in_context(
     Ok(returns)
 }
 
-/// RA-DT's in-context evaluation: `episodes` consecutive episodes on each held-out goal,
-/// with retrieval and (the baseline) the frozen plain DT without it.
+/// The in-context evaluation: `episodes` consecutive episodes on each held-out goal,
+/// the policy keeping what it played (its context or memory) from one episode to the
+/// next. An RA-DT run plays with retrieval ([`RADT`]) and, as its own baseline, its
+/// frozen plain DT without memory ([`FROZEN_DT`]); a DT run plays with its window
+/// ([`DT`]: the current episode; [`AD`]: across the episodes, as it was trained).
 pub fn evaluate_in_context(
-    radt: &SeqPolicy,
+    policy: &SeqPolicy,
     episodes: usize,
     seed: u64,
     goals: Option<usize>,
 ) -> Result<Vec<InContext>, AgentError> {
-    let embedder = radt.embedder.clone().ok_or_else(|| {
-        AgentError::Usage(
-            "this RA-DT run has not reached its retrieval phase yet (no embedding model): \
-             train it further"
-                .into(),
-        )
-    })?;
-    // The baseline: the frozen plain DT of phase 1 (the embedding model), no memory.
-    let dt = SeqPolicy {
-        model: embedder,
-        embedder: None,
-        ..radt.clone()
-    };
-    let mut tasks = held_out_tasks(&radt.set)?;
+    let label = label(policy)?;
+    // (label, policy, retrieve)
+    let mut players: Vec<(&str, SeqPolicy, bool)> = Vec::new();
+    if label == RADT {
+        let embedder = policy.embedder.clone().ok_or_else(|| {
+            AgentError::Usage(
+                "this RA-DT run has not reached its retrieval phase yet (no embedding \
+                 model): train it further"
+                    .into(),
+            )
+        })?;
+        players.push((RADT, policy.clone(), true));
+        players.push((
+            FROZEN_DT,
+            SeqPolicy {
+                model: embedder,
+                embedder: None,
+                ..policy.clone()
+            },
+            false,
+        ));
+    } else {
+        if policy.config.task_embedding {
+            return Err(AgentError::Usage(
+                "the in-context evaluation plays held-out goals, which have no task \
+                 embedding: train the DT with dt.task_embedding = false"
+                    .into(),
+            ));
+        }
+        players.push((label, policy.clone(), false));
+    }
+    let mut tasks = held_out_tasks(&policy.set)?;
     if let Some(g) = goals {
         tasks.truncate(g);
     }
@@ -573,11 +718,14 @@ pub fn evaluate_in_context(
         .enumerate()
         .map(|(i, env)| {
             let seed = agentry_envs::derive_seed(seed, i as u64);
-            Ok(InContext {
-                radt: play_in_context(radt, true, &env, episodes, seed)?,
-                dt: play_in_context(&dt, false, &env, episodes, seed)?,
-                env,
-            })
+            let mut curves = std::collections::BTreeMap::new();
+            for (label, player, retrieve) in &players {
+                curves.insert(
+                    label.to_string(),
+                    play_in_context(player, *retrieve, &env, episodes, seed)?,
+                );
+            }
+            Ok(InContext { env, curves })
         })
         .collect()
 }
@@ -593,14 +741,37 @@ pub fn curve(runs: &[Vec<f64>]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Write `DIR/in_context.csv`: episode, RA-DT mean and std, DT mean and std.
+/// Each label's curve over `results` (mean and std over the goals at each episode
+/// index), in [`LABELS`] order.
+pub fn curves(results: &[InContext]) -> Vec<(&'static str, Vec<(f64, f64)>)> {
+    LABELS
+        .iter()
+        .filter_map(|&label| {
+            let runs: Option<Vec<Vec<f64>>> = results
+                .iter()
+                .map(|r| r.curves.get(label).cloned())
+                .collect();
+            runs.filter(|r| !r.is_empty()).map(|r| (label, curve(&r)))
+        })
+        .collect()
+}
+
+/// Write `DIR/in_context.csv`: the episode index, then each label's mean and std over
+/// the goals (`{label}_return_mean`, `{label}_return_std`).
 pub fn write_curve(dir: &Path, results: &[InContext]) -> Result<(), AgentError> {
-    let radt = curve(&results.iter().map(|r| r.radt.clone()).collect::<Vec<_>>());
-    let dt = curve(&results.iter().map(|r| r.dt.clone()).collect::<Vec<_>>());
-    let mut text =
-        String::from("episode,radt_return_mean,radt_return_std,dt_return_mean,dt_return_std\n");
-    for (i, ((rm, rs), (dm, ds))) in radt.iter().zip(&dt).enumerate() {
-        text.push_str(&format!("{},{rm},{rs},{dm},{ds}\n", i + 1));
+    let curves = curves(results);
+    let mut text = String::from("episode");
+    for (label, _) in &curves {
+        text.push_str(&format!(",{label}_return_mean,{label}_return_std"));
+    }
+    text.push('\n');
+    let n = curves.iter().map(|c| c.1.len()).min().unwrap_or(0);
+    for i in 0..n {
+        text.push_str(&(i + 1).to_string());
+        for (_, c) in &curves {
+            text.push_str(&format!(",{},{}", c[i].0, c[i].1));
+        }
+        text.push('\n');
     }
     crate::checkpoint::write_atomic(&dir.join("in_context.csv"), text.as_bytes())
 }
