@@ -522,40 +522,11 @@ pub fn plot_runs(runs: &[PathBuf], opts: &PlotOptions) -> Result<PlotReport, Plo
         curves.push(curve);
     }
 
-    ensure_font()?;
-    let out = &opts.out;
-    let draw_err = |e: String| PlotError::Draw(format!("{}: {e}", out.display()));
-    match format {
-        Format::Png => {
-            let root = BitMapBackend::new(out, PLOT_SIZE).into_drawing_area();
-            draw_chart(&root, &curves, &opts.metric).map_err(draw_err)?;
-            root.present().map_err(|e| draw_err(e.to_string()))?;
-        }
-        Format::Svg => {
-            let mut svg = String::new();
-            {
-                let root = SVGBackend::with_string(&mut svg, PLOT_SIZE).into_drawing_area();
-                draw_chart(&root, &curves, &opts.metric).map_err(draw_err)?;
-                root.present().map_err(|e| draw_err(e.to_string()))?;
-            }
-            std::fs::write(out, svg).map_err(|source| PlotError::Io {
-                path: out.clone(),
-                source,
-            })?;
-        }
-    }
-
-    let series = curves
-        .into_iter()
-        .map(|c| SeriesSummary {
-            points: c.line.len(),
-            last: c.line.last().map_or(f64::NAN, |p| p.1),
-            label: c.label,
-            runs: c.runs,
-        })
-        .collect();
+    let caption = format!("{} vs env steps", opts.metric);
+    let axes = ("env steps", opts.metric.as_str());
+    let series = render(&opts.out, format, curves, &caption, axes, format_steps)?;
     Ok(PlotReport {
-        out: out.clone(),
+        out: opts.out.clone(),
         series,
     })
 }
@@ -741,39 +712,9 @@ pub fn plot_in_context(runs: &[PathBuf], out: &Path) -> Result<InContextReport, 
         })
         .collect();
 
-    ensure_font()?;
-    let draw_err = |e: String| PlotError::Draw(format!("{}: {e}", out.display()));
     let caption = "in-context return on held-out goals";
     let axes = ("episode", "return (mean over goals)");
-    let x_format = |x: f64| format!("{x:.0}");
-    match format {
-        Format::Png => {
-            let root = BitMapBackend::new(out, PLOT_SIZE).into_drawing_area();
-            draw_chart_on(&root, &curves, caption, axes, x_format).map_err(draw_err)?;
-            root.present().map_err(|e| draw_err(e.to_string()))?;
-        }
-        Format::Svg => {
-            let mut svg = String::new();
-            {
-                let root = SVGBackend::with_string(&mut svg, PLOT_SIZE).into_drawing_area();
-                draw_chart_on(&root, &curves, caption, axes, x_format).map_err(draw_err)?;
-                root.present().map_err(|e| draw_err(e.to_string()))?;
-            }
-            std::fs::write(out, svg).map_err(|source| PlotError::Io {
-                path: out.to_path_buf(),
-                source,
-            })?;
-        }
-    }
-    let series = curves
-        .into_iter()
-        .map(|c| SeriesSummary {
-            points: c.line.len(),
-            last: c.line.last().map_or(f64::NAN, |p| p.1),
-            label: c.label,
-            runs: c.runs,
-        })
-        .collect();
+    let series = render(out, format, curves, caption, axes, |x| format!("{x:.0}"))?;
     Ok(InContextReport {
         out: out.to_path_buf(),
         csv,
@@ -812,19 +753,45 @@ fn padded_range(values: impl Iterator<Item = f64>, pad_fraction: f64) -> (f64, f
     (lo - pad, hi + pad)
 }
 
-/// Draw the whole chart onto `root`; errors are returned as text.
-fn draw_chart<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    curves: &[Curve],
-    metric: &str,
-) -> Result<(), String> {
-    draw_chart_on(
-        root,
-        curves,
-        &format!("{metric} vs env steps"),
-        ("env steps", metric),
-        format_steps,
-    )
+/// Draw `curves` into `out` as PNG or SVG and summarise each series.
+fn render(
+    out: &Path,
+    format: Format,
+    curves: Vec<Curve>,
+    caption: &str,
+    axes: (&str, &str),
+    x_format: fn(f64) -> String,
+) -> Result<Vec<SeriesSummary>, PlotError> {
+    ensure_font()?;
+    let draw_err = |e: String| PlotError::Draw(format!("{}: {e}", out.display()));
+    match format {
+        Format::Png => {
+            let root = BitMapBackend::new(out, PLOT_SIZE).into_drawing_area();
+            draw_chart_on(&root, &curves, caption, axes, x_format).map_err(draw_err)?;
+            root.present().map_err(|e| draw_err(e.to_string()))?;
+        }
+        Format::Svg => {
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, PLOT_SIZE).into_drawing_area();
+                draw_chart_on(&root, &curves, caption, axes, x_format).map_err(draw_err)?;
+                root.present().map_err(|e| draw_err(e.to_string()))?;
+            }
+            std::fs::write(out, svg).map_err(|source| PlotError::Io {
+                path: out.to_path_buf(),
+                source,
+            })?;
+        }
+    }
+    Ok(curves
+        .into_iter()
+        .map(|c| SeriesSummary {
+            points: c.line.len(),
+            last: c.line.last().map_or(f64::NAN, |p| p.1),
+            label: c.label,
+            runs: c.runs,
+        })
+        .collect())
 }
 
 /// Draw the chart with a caption, axis descriptions `(x, y)` and an x label format.
