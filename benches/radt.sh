@@ -24,7 +24,10 @@ OUT=${OUT:-runs/radt-bench}
 HISTORY_STEPS=${HISTORY_STEPS:-60000}
 UPDATES=${UPDATES:-1000}
 SEEDS=${SEEDS:-1 2}
-SETS=${SETS:-}
+# Extra `--set K=V` flags: RADT_SETS for RA-DT (its retrieval.* and radt.* keys), DT_SETS
+# for the AD and DT baselines (dt.* keys).
+RADT_SETS=${RADT_SETS:-}
+DT_SETS=${DT_SETS:-}
 RESULT=${RESULT:-benches/results/radt-dark-room-in-context}
 # The histories are one PPO run per goal, always of seed 1.
 SEED=1
@@ -66,11 +69,11 @@ for seed in $SEEDS; do
         if [ "$model" = radt ]; then
           # shellcheck disable=SC2086
           "$AGENT" train --algo radt --dataset "${histories[@]}" --steps "$UPDATES" \
-            --seed "$seed" --out "$dir" -q $SETS
+            --seed "$seed" --out "$dir" -q $RADT_SETS
         else
           # shellcheck disable=SC2086
           "$AGENT" train --algo dt --config "benches/radt/$model.toml" \
-            --dataset "${histories[@]}" --steps "$UPDATES" --seed "$seed" --out "$dir" -q $SETS
+            --dataset "${histories[@]}" --steps "$UPDATES" --seed "$seed" --out "$dir" -q $DT_SETS
         fi
       fi
       echo "== $(date -u +%T) seed $seed: $model trained"

@@ -1544,7 +1544,11 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> SeqActor<P> {
         let (kernels, run) = self.fast.as_mut().expect("checked just above");
         let p = &*self.policy;
         let task = &p.set.tasks[self.task];
-        let rtg = (self.rtg / task.scale as f64) as f32;
+        let rtg = if p.config.returns_to_go {
+            (self.rtg / task.scale as f64) as f32
+        } else {
+            0.0
+        };
         kernels.logits(run, obs, task.family, self.task, self.t, rtg);
         &run.logits
     }
@@ -2571,6 +2575,8 @@ pub(crate) mod tests {
                 config.context = 4;
                 config.d_model = 32;
                 config.actions_in_context = in_context;
+                // Both settings of the return-to-go, paired with the two above.
+                config.returns_to_go = !in_context;
                 // The DT preset re-runs its window; the kernels step token by token.
                 config.inference = Inference::Cache;
                 let policy = SeqPolicy {
@@ -3115,6 +3121,15 @@ pub(crate) mod tests {
             } else {
                 assert_eq!(a, b);
             }
+            // An act left without its reward, then a new episode: the next act rebuilds
+            // the cache from what was played (it once indexed before the cache's start).
+            let mut actor = crate::radt::InContextActor::new(&cached, false).unwrap();
+            let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(1);
+            for _ in 0..2 {
+                actor.act(&[0.0, 0.0], None, false, &mut rng).unwrap();
+                actor.end_episode().unwrap();
+            }
+            actor.act(&[0.0, 0.0], None, false, &mut rng).unwrap();
             crate::radt::write_curve(&run, &results).unwrap();
             let csv = fs::read_to_string(run.join("in_context.csv")).unwrap();
             assert!(csv.starts_with(&format!("episode,{label}_return_mean,{label}_return_std\n")));

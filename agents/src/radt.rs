@@ -506,11 +506,13 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> InContextActor<P> {
 
     /// The logits of the current step, acting incrementally: the new tokens (the last
     /// step's action and reward, this step's state and return-to-go) go through the KV
-    /// cache. When the window is full (or a plain DT's episode starts) the cache is
-    /// rebuilt from the last half of the window, so every output is what the training
-    /// forward gives over a window starting at the rebuild, never one whose early
-    /// tokens were computed from steps that have left it. A DT whose context covers an
-    /// episode never rebuilds within one: there it is exactly the window.
+    /// cache. When the window is full or an episode starts (the cache is dropped at
+    /// every episode's end) the cache is rebuilt from the last half of the window, so
+    /// every output is what the training forward gives over a window starting at the
+    /// rebuild, never one whose early tokens were computed from steps that have left it
+    /// (nor a finished episode's tokens with the return-to-go it was played with rather
+    /// than the one it earned). A DT whose context covers an episode never rebuilds
+    /// within one: there it is exactly the window.
     fn cached_logits(&mut self, policy: &SeqPolicy, scale: f32) -> Vec<f32> {
         let (model, config, set) = (&policy.model, &policy.config, &policy.set);
         let family = &set.families[0];
@@ -614,6 +616,9 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> InContextActor<P> {
         self.actions.clear();
         self.rewards.clear();
         self.read = None;
+        // The cache holds this episode's tokens as played (an action perhaps without its
+        // reward, the return-to-go of the target): the next act rebuilds it from `played`.
+        self.cache = None;
         self.ret = 0.0;
         self.done = false;
         Ok(ret)
