@@ -354,7 +354,13 @@ impl Agent {
         let task = 0;
         let target = policy.set.tasks[task].target(policy.config.target_return);
         let info = seq_info(&policy, task, trained_steps, source);
-        if policy.algo == "radt" {
+        // RA-DT, and an AD-style DT (`dt.across_episodes`) whose context runs on across
+        // its own episodes, act as their in-context evaluation does (one discrete
+        // environment family); every other sequence model restarts its context per episode.
+        let across = policy.config.across_episodes
+            && policy.set.families.len() == 1
+            && matches!(policy.set.families[0].action, ActionKind::Discrete { .. });
+        if policy.algo == "radt" || across {
             let actor = Box::new(InContextActor::new(policy, true)?);
             return Ok(Agent::assemble(
                 info,
@@ -513,7 +519,8 @@ impl Agent {
         Ok(())
     }
 
-    /// Episodes in RA-DT's retrieval memory (0 for other policies).
+    /// Episodes in RA-DT's retrieval memory, or in the context of an AD-style DT
+    /// (`dt.across_episodes`); 0 for other policies.
     pub fn remembered_episodes(&self) -> usize {
         match &self.brain {
             Brain::InContext { actor, .. } => actor.episodes(),

@@ -3130,6 +3130,34 @@ pub(crate) mod tests {
                 actor.end_episode().unwrap();
             }
             actor.act(&[0.0, 0.0], None, false, &mut rng).unwrap();
+            // An embedded AD keeps its earlier episodes in context as its evaluation
+            // does (same seeds, same returns); a plain DT's context is one episode.
+            let mut agent = crate::embed::Agent::from_seq(cached.clone(), 0, run.clone()).unwrap();
+            let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(derive_seed(5, 0xAC7));
+            let mut env_ = registry::make(&env.name, &env.params).unwrap();
+            let mut returns = Vec::new();
+            for episode in 0..3 {
+                use agentry_envs::EnvExt;
+                let (mut obs, _) = env_.reset(Some(derive_seed(5, episode))).unwrap();
+                let mut ret = 0.0;
+                loop {
+                    let a = agent.sample(&obs, &mut rng).unwrap().into_owned();
+                    let step = env_.step(a.as_action()).unwrap();
+                    agent.observe(step.reward).unwrap();
+                    ret += step.reward;
+                    if step.terminated || step.truncated {
+                        break;
+                    }
+                    obs = step.obs;
+                }
+                agent.reset_state();
+                let held = if across { episode as usize + 1 } else { 0 };
+                assert_eq!(agent.remembered_episodes(), held);
+                returns.push(ret);
+            }
+            if across {
+                assert_eq!(returns, a);
+            }
             crate::radt::write_curve(&run, &results).unwrap();
             let csv = fs::read_to_string(run.join("in_context.csv")).unwrap();
             assert!(csv.starts_with(&format!("episode,{label}_return_mean,{label}_return_std\n")));
