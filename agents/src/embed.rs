@@ -590,7 +590,10 @@ impl Agent {
         else {
             return matches!(self.brain, Brain::Ppo { .. } | Brain::Q { .. });
         };
-        **actor = match SeqKernels::new(&policy.model, &policy.config).filter(|_| on) {
+        **actor = match on
+            .then(|| SeqKernels::new(&policy.model, &policy.config))
+            .flatten()
+        {
             Some(k) => SeqActor::with_kernels(policy.clone(), Arc::new(k), *task, *target),
             None => SeqActor::new(policy.clone(), *task, *target),
         };
