@@ -853,6 +853,12 @@ pub fn action_bin(value: f32, low: f32, high: f32) -> usize {
         .clamp(0.0, (ACTION_BINS - 1) as f32) as usize
 }
 
+/// `value` in `[low, high]` mapped linearly onto `[-1, 1]` (the input of a linear action
+/// encoder).
+pub(crate) fn unit_action(value: f32, low: f32, high: f32) -> f32 {
+    2.0 * (value - low) / (high - low).max(f32::MIN_POSITIVE) - 1.0
+}
+
 /// The centre of bin `bin` of `[low, high]`.
 pub fn bin_value(bin: usize, low: f32, high: f32) -> f32 {
     low + (bin as f32 + 0.5) / ACTION_BINS as f32 * (high - low)
@@ -1002,8 +1008,7 @@ impl SeqBatch {
                 ActionKind::Continuous { low, high } => {
                     for (j, &v) in a.iter().enumerate() {
                         self.targets[r * adim + j] = action_bin(v, low[j], high[j]) as i64;
-                        let span = (high[j] - low[j]).max(f32::MIN_POSITIVE);
-                        self.action_values[r * adim + j] = 2.0 * (v - low[j]) / span - 1.0;
+                        self.action_values[r * adim + j] = unit_action(v, low[j], high[j]);
                     }
                 }
             }
@@ -1642,9 +1647,7 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> SeqActor<P> {
                     let scaled: Vec<f32> = action
                         .iter()
                         .enumerate()
-                        .map(|(j, &v)| {
-                            2.0 * (v - low[j]) / (high[j] - low[j]).max(f32::MIN_POSITIVE) - 1.0
-                        })
+                        .map(|(j, &v)| unit_action(v, low[j], high[j]))
                         .collect();
                     let n = scaled.len();
                     l.forward(Tensor::from_data(

@@ -246,7 +246,7 @@ impl SeqKernels {
                 (ActionKernel::Linear(m), ActionKind::Continuous { low, high }) => {
                     let n = action.len();
                     for (j, (x, &v)) in run.input[..n].iter_mut().zip(action).enumerate() {
-                        *x = 2.0 * (v - low[j]) / (high[j] - low[j]).max(f32::MIN_POSITIVE) - 1.0;
+                        *x = super::unit_action(v, low[j], high[j]);
                     }
                     let at = self.states.len()
                         + self.actions[..family]
