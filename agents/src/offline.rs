@@ -2765,33 +2765,10 @@ pub(crate) mod tests {
             crate::embed::Agent::from_seq(load_run(&run).unwrap(), 20, run.clone()).unwrap();
         let run_seed = crate::train::read_config(&run).unwrap().run.seed;
         let seed = derive_seed(derive_seed(run_seed, 0x1C1), 0);
-        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(derive_seed(seed, 0xAC7));
         let goal = &summary.in_context[0].env;
-        let mut env = registry::make(&goal.name, &goal.params).unwrap();
         let greedy = agent_config_greedy(&run);
-        let mut returns = Vec::new();
-        for episode in 0..3 {
-            use agentry_envs::EnvExt;
-            let (mut obs, _) = env.reset(Some(derive_seed(seed, episode))).unwrap();
-            let mut ret = 0.0;
-            loop {
-                let a = if greedy {
-                    agent.act(&obs).unwrap().into_owned()
-                } else {
-                    agent.sample(&obs, &mut rng).unwrap().into_owned()
-                };
-                let step = env.step(a.as_action()).unwrap();
-                agent.observe(step.reward).unwrap();
-                ret += step.reward;
-                if step.terminated || step.truncated {
-                    break;
-                }
-                obs = step.obs;
-            }
-            agent.reset_state();
-            assert_eq!(agent.remembered_episodes(), episode as usize + 1);
-            returns.push(ret);
-        }
+        let (returns, held) = replay_in_context(&mut agent, goal, seed, 3, greedy);
+        assert_eq!(held, [1, 2, 3]);
         assert_eq!(returns, summary.in_context[0].curves["radt"]);
         agent.clear_memory().unwrap();
         assert_eq!(agent.remembered_episodes(), 0);
@@ -2834,6 +2811,44 @@ pub(crate) mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max);
         assert!(diff > 1e-4, "the memory changed nothing ({diff})");
+    }
+
+    /// `episodes` episodes of `goal` played by an embedded `agent` with the seeds the
+    /// in-context evaluation uses (`seed`): the returns, and the agent's remembered
+    /// episodes after each.
+    fn replay_in_context(
+        agent: &mut crate::embed::Agent,
+        goal: &EnvConfig,
+        seed: u64,
+        episodes: u64,
+        greedy: bool,
+    ) -> (Vec<f64>, Vec<usize>) {
+        use agentry_envs::EnvExt;
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(derive_seed(seed, 0xAC7));
+        let mut env = registry::make(&goal.name, &goal.params).unwrap();
+        let (mut returns, mut held) = (Vec::new(), Vec::new());
+        for episode in 0..episodes {
+            let (mut obs, _) = env.reset(Some(derive_seed(seed, episode))).unwrap();
+            let mut ret = 0.0;
+            loop {
+                let a = if greedy {
+                    agent.act(&obs).unwrap().into_owned()
+                } else {
+                    agent.sample(&obs, &mut rng).unwrap().into_owned()
+                };
+                let step = env.step(a.as_action()).unwrap();
+                agent.observe(step.reward).unwrap();
+                ret += step.reward;
+                if step.terminated || step.truncated {
+                    break;
+                }
+                obs = step.obs;
+            }
+            agent.reset_state();
+            held.push(agent.remembered_episodes());
+            returns.push(ret);
+        }
+        (returns, held)
     }
 
     fn agent_config_greedy(run: &Path) -> bool {
@@ -3136,28 +3151,8 @@ pub(crate) mod tests {
             // An embedded AD keeps its earlier episodes in context as its evaluation
             // does (same seeds, same returns); a plain DT's context is one episode.
             let mut agent = crate::embed::Agent::from_seq(cached.clone(), 0, run.clone()).unwrap();
-            let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(derive_seed(5, 0xAC7));
-            let mut env_ = registry::make(&env.name, &env.params).unwrap();
-            let mut returns = Vec::new();
-            for episode in 0..3 {
-                use agentry_envs::EnvExt;
-                let (mut obs, _) = env_.reset(Some(derive_seed(5, episode))).unwrap();
-                let mut ret = 0.0;
-                loop {
-                    let a = agent.sample(&obs, &mut rng).unwrap().into_owned();
-                    let step = env_.step(a.as_action()).unwrap();
-                    agent.observe(step.reward).unwrap();
-                    ret += step.reward;
-                    if step.terminated || step.truncated {
-                        break;
-                    }
-                    obs = step.obs;
-                }
-                agent.reset_state();
-                let held = if across { episode as usize + 1 } else { 0 };
-                assert_eq!(agent.remembered_episodes(), held);
-                returns.push(ret);
-            }
+            let (returns, held) = replay_in_context(&mut agent, env, 5, 3, false);
+            assert_eq!(held, if across { vec![1, 2, 3] } else { vec![0; 3] });
             if across {
                 assert_eq!(returns, a);
             }
