@@ -9,6 +9,8 @@ use crate::inference::to_vec;
 
 mod attend;
 mod packed;
+#[cfg(test)]
+mod tests;
 pub(crate) use attend::{scores, weighted_rows};
 pub(crate) use packed::{Isa, Packed};
 
@@ -47,14 +49,72 @@ pub(crate) fn silu(x: f32) -> f32 {
     x * sigmoid(x)
 }
 
-/// log σ(x) = −log(1 + e^−x), without overflow for large |x|.
+/// log σ(x) = min(x, 0) − log(1 + e^−|x|), without overflow for large |x| and branch-free
+/// (with [`exp`] and [`ln_1p`] rather than library calls) so that a loop over it
+/// vectorises.
 #[inline(always)]
 pub(crate) fn log_sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        -exp(-x).ln_1p()
-    } else {
-        x - exp(x).ln_1p()
+    x.min(0.0) - ln_1p(exp(-x.abs()))
+}
+
+/// log(1 + y) for y in [0, 1], to within ~1e−7 absolute: the natural log of `1 + y`
+/// (rounded to f32, the only error for a tiny y) by Cephes' `logf` (the mantissa brought
+/// into [√½, √2), a degree-9 polynomial, the exponent's ln 2 added in two parts),
+/// branch-free for vectorised loops.
+#[inline(always)]
+pub(crate) fn ln_1p(y: f32) -> f32 {
+    const C1: f32 = -2.121_944_4e-4;
+    const C2: f32 = 0.693_359_4;
+    // 1 + y is in [1, 2]: halve it above √2, counting the halving in `e`.
+    let z = 1.0 + y;
+    let high = z > std::f32::consts::SQRT_2;
+    let e = if high { 1.0 } else { 0.0 };
+    let x = if high { z * 0.5 } else { z } - 1.0;
+    let p = 7.037_683_6e-2;
+    let p = p * x - 1.151_461_e-1;
+    let p = p * x + 1.167_699_9e-1;
+    let p = p * x - 1.242_014_1e-1;
+    let p = p * x + 1.424_932_3e-1;
+    let p = p * x - 1.666_805_8e-1;
+    let p = p * x + 2.000_071_5e-1;
+    let p = p * x - 2.499_999_4e-1;
+    let p = p * x + 3.333_333e-1;
+    let x2 = x * x;
+    let t = p * x * x2 + e * C1 - 0.5 * x2;
+    x + t + e * C2
+}
+
+/// Softmax over `v` in place without the division: `v ← e^(v − max v)`, returning the sum
+/// the caller divides by. The maximum and the sum run over 8 lanes of partial results, so
+/// the loops vectorise (a single running sum is a chain the compiler may not reorder).
+#[inline(always)]
+pub(crate) fn softmax_unnormalised(v: &mut [f32]) -> f32 {
+    const L: usize = 8;
+    let mut lanes = [f32::NEG_INFINITY; L];
+    let mut chunks = v.chunks_exact(L);
+    for c in &mut chunks {
+        for (m, &x) in lanes.iter_mut().zip(c) {
+            *m = m.max(x);
+        }
     }
+    let max = chunks.remainder().iter().fold(
+        lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        |a, &x| a.max(x),
+    );
+    let mut sums = [0.0f32; L];
+    let mut chunks = v.chunks_exact_mut(L);
+    for c in &mut chunks {
+        for (s, x) in sums.iter_mut().zip(c) {
+            *x = exp(*x - max);
+            *s += *x;
+        }
+    }
+    let mut sum = sums.iter().sum::<f32>();
+    for x in chunks.into_remainder() {
+        *x = exp(*x - max);
+        sum += *x;
+    }
+    sum
 }
 
 /// erf(x) to within 1.5e−7 (absolute; Abramowitz & Stegun 7.1.26), enough for a GELU

@@ -32,7 +32,7 @@ use std::fmt;
 
 use super::Gpt;
 use crate::inference::{Norm, layer_norm, norm_of};
-use crate::step_math::{Isa, Packed, exp, gelu, packed_of, scores, weighted_rows};
+use crate::step_math::{Isa, Packed, gelu, packed_of, scores, softmax_unnormalised, weighted_rows};
 
 /// Why a [`Gpt`] cannot run on the plain-Rust fast path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -296,12 +296,7 @@ impl GptWeights {
                     vs[slot * dh..(slot + 1) * dh].copy_from_slice(v);
                     let sc = &mut s.scores[..len];
                     scores(isa, q, scale, kt, cap, sc);
-                    let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0.0;
-                    for v in sc.iter_mut() {
-                        *v = exp(*v - max);
-                        sum += *v;
-                    }
+                    let sum = softmax_unnormalised(sc);
                     let a = &mut s.attended[r * d + h * dh..r * d + (h + 1) * dh];
                     weighted_rows(isa, sc, &vs[..len * dh], a);
                     let inv = 1.0 / sum;

@@ -317,34 +317,66 @@ unsafe fn memory_update_avx2_fma(
     input: f32,
     num: &mut [f32],
 ) {
+    let dh = v.len();
+    let mut j0 = 0;
+    // SAFETY (all calls): columns j0..j0 + 8·N exist (the loop bounds), the rest as ours.
+    unsafe {
+        while j0 + 32 <= dh {
+            memory_columns::<4>(c, k, v, q, forget, input, num, j0);
+            j0 += 32;
+        }
+        match (dh - j0) / 8 {
+            3 => memory_columns::<3>(c, k, v, q, forget, input, num, j0),
+            2 => memory_columns::<2>(c, k, v, q, forget, input, num, j0),
+            1 => memory_columns::<1>(c, k, v, q, forget, input, num, j0),
+            _ => {}
+        }
+    }
+}
+
+/// Columns `j0..j0 + 8·N` of [`memory_update_avx2_fma`]. `N` is a constant so that the
+/// column loop unrolls and the sums stay in registers (a loop over a run-time count kept
+/// them on the stack, a store and a reload per row).
+///
+/// # Safety
+/// As [`memory_update_avx2_fma`], and `j0 + 8·N ≤ dh`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn memory_columns<const N: usize>(
+    c: &mut [f32],
+    k: &[f32],
+    v: &[f32],
+    q: &[f32],
+    forget: f32,
+    input: f32,
+    num: &mut [f32],
+    j0: usize,
+) {
     use std::arch::x86_64::*;
     let dh = v.len();
-    let f = _mm256_set1_ps(forget);
-    // SAFETY: loads and stores stay at rows < dh and columns j0 + 8·u + 8 ≤ dh.
+    // SAFETY: loads and stores stay at rows < dh and columns < j0 + 8·N ≤ dh.
     unsafe {
-        let mut j0 = 0;
-        while j0 < dh {
-            let n = ((dh - j0) / 8).min(4);
-            let mut vr = [_mm256_setzero_ps(); 4];
-            let mut acc = [_mm256_setzero_ps(); 4];
-            for (u, vr) in vr.iter_mut().enumerate().take(n) {
-                *vr = _mm256_loadu_ps(v.as_ptr().add(j0 + 8 * u));
+        let f = _mm256_set1_ps(forget);
+        let mut vr = [_mm256_setzero_ps(); N];
+        let mut acc = [_mm256_setzero_ps(); N];
+        for (u, vr) in vr.iter_mut().enumerate() {
+            *vr = _mm256_loadu_ps(v.as_ptr().add(j0 + 8 * u));
+        }
+        for a in 0..dh {
+            let ka = _mm256_set1_ps(input * *k.get_unchecked(a));
+            let qa = _mm256_set1_ps(*q.get_unchecked(a));
+            let row = c.as_mut_ptr().add(a * dh + j0);
+            for u in 0..N {
+                let cv = _mm256_loadu_ps(row.add(8 * u));
+                let cv = _mm256_fmadd_ps(ka, vr[u], _mm256_mul_ps(f, cv));
+                _mm256_storeu_ps(row.add(8 * u), cv);
+                acc[u] = _mm256_fmadd_ps(qa, cv, acc[u]);
             }
-            for a in 0..dh {
-                let ka = _mm256_set1_ps(input * k[a]);
-                let qa = _mm256_set1_ps(q[a]);
-                let row = c.as_mut_ptr().add(a * dh + j0);
-                for u in 0..n {
-                    let cv = _mm256_loadu_ps(row.add(8 * u));
-                    let cv = _mm256_fmadd_ps(ka, vr[u], _mm256_mul_ps(f, cv));
-                    _mm256_storeu_ps(row.add(8 * u), cv);
-                    acc[u] = _mm256_fmadd_ps(qa, cv, acc[u]);
-                }
-            }
-            for (u, acc) in acc.iter().enumerate().take(n) {
-                _mm256_storeu_ps(num.as_mut_ptr().add(j0 + 8 * u), *acc);
-            }
-            j0 += 8 * n;
+        }
+        for (u, acc) in acc.iter().enumerate() {
+            _mm256_storeu_ps(num.as_mut_ptr().add(j0 + 8 * u), *acc);
         }
     }
 }
@@ -513,22 +545,33 @@ impl SLstmWeights {
                 let rec = &rec[(r * heads + hd) * 4 * dh..(r * heads + hd + 1) * 4 * dh];
                 let wif = &wif[(r * heads + hd) * 2 * dh..(r * heads + hd + 1) * 2 * dh];
                 let wzo = &wzo[(r * heads + hd) * 2 * dh..(r * heads + hd + 1) * 2 * dh];
-                for j in 0..dh {
-                    let u = units.start + j;
-                    let ig = rec[j] + wif[j];
-                    let fg = rec[dh + j] + wif[dh + j];
-                    let zg = rec[2 * dh + j] + wzo[j];
-                    let og = rec[3 * dh + j] + wzo[dh + j];
-                    let decayed = log_sigmoid(fg) + m[u];
+                let (ri, rest) = rec.split_at(dh);
+                let (rf, rest) = rest.split_at(dh);
+                let (rz, ro) = rest.split_at(dh);
+                let (wi, wf) = wif.split_at(dh);
+                let (wz, wo) = wzo.split_at(dh);
+                // One unit per lane: no branches or library calls, so this vectorises.
+                for (((((((ri, wi), (rf, wf)), (rz, wz)), (ro, wo)), cu), nu), (mu, hu)) in ri
+                    .iter()
+                    .zip(wi)
+                    .zip(rf.iter().zip(wf))
+                    .zip(rz.iter().zip(wz))
+                    .zip(ro.iter().zip(wo))
+                    .zip(&mut c[units.clone()])
+                    .zip(&mut n[units.clone()])
+                    .zip(m[units.clone()].iter_mut().zip(&mut h[units.clone()]))
+                {
+                    let (ig, fg, zg, og) = (ri + wi, rf + wf, rz + wz, ro + wo);
+                    let decayed = log_sigmoid(fg) + *mu;
                     let m_new = decayed.max(ig);
                     // Both exponents ≤ 0: the fast exp's clamp at −87 only turns a
                     // vanishing gate (e.g. the first token's forget) into ~1e-38.
                     let i = exp(ig - m_new);
                     let f = exp(decayed - m_new);
-                    c[u] = f * c[u] + i * tanh(zg);
-                    n[u] = f * n[u] + i;
-                    m[u] = m_new;
-                    h[u] = sigmoid(og) * c[u] / n[u];
+                    *cu = f * *cu + i * tanh(zg);
+                    *nu = f * *nu + i;
+                    *mu = m_new;
+                    *hu = sigmoid(og) * *cu / *nu;
                 }
                 let yh = &mut y[hd * dh..(hd + 1) * dh];
                 yh.copy_from_slice(&h[units]);
