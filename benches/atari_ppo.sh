@@ -6,15 +6,19 @@
 #   benches/atari_ppo.sh                    # everything: 6 runs of ~1 h each on 2 cores
 #   GAMES=Breakout SEEDS=1 benches/atari_ppo.sh
 # Needs scripts/setup-atari.sh once. Runs go to $OUT (default runs/atari-ppo), plots to
-# benches/results/ppo-atari-{game}.png.
+# benches/results/ppo-atari-{game}.png. AGENT=path runs that binary (built with
+# `--features atari`) instead of building target/release/agent: a build of the
+# workspace without the feature, while the script runs, would replace the one it uses.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GAMES=${GAMES:-"Pong Breakout"}
 SEEDS=${SEEDS:-"1 2 3"}
 STEPS=${STEPS:-500000}
 OUT=${OUT:-runs/atari-ppo}
-cargo build --release --features atari --bin agent -q
-AGENT=target/release/agent
+if [ -z "${AGENT:-}" ]; then
+  cargo build --release --features atari --bin agent -q
+  AGENT=target/release/agent
+fi
 echo "== $(date -u +%FT%TZ) on $(nproc) cores:$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 for game in $GAMES; do
   dirs=()

@@ -44,10 +44,11 @@
 //!   DQN, Rainbow) run a plain-Rust copy of their weights on the calling thread and
 //!   allocate nothing per call once the first call has sized the buffers (the
 //!   allocation count is measured by `agent bench inference`). LRAM and DT policies
-//!   with vector observations and token-by-token inference (`inference = "cache"`) run
-//!   plain-Rust copies too (the step kernels `XLstmWeights` / `GptWeights`), on the
-//!   calling thread, allocating nothing per call (see [`use_kernels`](Agent::use_kernels)).
-//!   The other sequence models (RA-DT, image observations, window inference) run
+//!   with vector observations run plain-Rust copies too (the step kernels
+//!   `XLstmWeights` / `GptWeights`; token by token with `inference = "cache"`, the
+//!   window re-run from a fresh backbone per action with `"window"`), on the calling
+//!   thread, allocating nothing per call (see [`use_kernels`](Agent::use_kernels)).
+//!   The other sequence models (RA-DT, image observations) run
 //!   burn's CPU backend without autodiff; they allocate per call, and burn's backend
 //!   may run a large product on rayon's global thread pool, which it starts on first
 //!   use (set `RAYON_NUM_THREADS=1` before the first call to keep it to one thread).
@@ -576,9 +577,9 @@ impl Agent {
     /// Act through the plain-Rust step kernels (`true`, what [`load`](Self::load)
     /// chooses wherever they cover the model) or through burn (`false`); starts a new
     /// episode ([`reset_state`](Self::reset_state)). Returns whether the kernels are in
-    /// use: only sequence models (LRAM, DT) with vector observations and token-by-token
-    /// inference (`inference = "cache"`) run on them; RA-DT, image encoders and window
-    /// inference stay on burn, and online policies always run plain Rust.
+    /// use: only sequence models (LRAM, DT) with vector observations run on them (either
+    /// `inference` setting); RA-DT and image encoders stay on burn, and online policies
+    /// always run plain Rust.
     pub fn use_kernels(&mut self, on: bool) -> bool {
         let Brain::Seq {
             actor,

@@ -460,6 +460,13 @@ pub fn tokens_per_step(config: &SeqConfig) -> usize {
     3 + usize::from(config.actions_in_context)
 }
 
+/// The tokens an acting window holds with `inference = "window"`: the window training
+/// saw, `context` steps, the last one up to its return-to-go token (the tokens after it
+/// are not read by it anyway).
+pub(crate) fn window_tokens(config: &SeqConfig) -> usize {
+    (config.context - 1) * tokens_per_step(config) + 2
+}
+
 /// A family's state encoder.
 #[derive(Module, Debug)]
 // A module built once per family; boxing would only add an indirection.
@@ -1506,9 +1513,7 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> SeqActor<P> {
             Inference::Cache => Some(m.backbone.step(x, &mut self.state)),
             Inference::Window => {
                 self.window.push_back(x);
-                // The window training saw: `context` steps, the last one up to its
-                // return-to-go token (the tokens after it are not read by it anyway).
-                let keep = (config.context - 1) * tokens_per_step(config) + 2;
+                let keep = window_tokens(config);
                 while self.window.len() > keep {
                     self.window.pop_front();
                 }
@@ -2561,8 +2566,8 @@ pub(crate) mod tests {
     /// memory is read (it changes the actions' logits).
     /// Acting through the plain-Rust kernels gives burn's logits and actions, step after
     /// step over episodes three times the context (the DT's cache wraps), for both
-    /// backbones, discrete and continuous tasks, with and without actions in context; a
-    /// restarted episode starts afresh. Image encoders and window inference stay on burn.
+    /// backbones, discrete and continuous tasks, with and without actions in context,
+    /// token by token and re-running the window; a restarted episode starts afresh.
     #[test]
     fn plain_rust_acting_matches_burn_over_episodes() {
         let dir = temp_dir("kernels");
@@ -2572,16 +2577,18 @@ pub(crate) mod tests {
             load_data(&[pendulum.display().to_string(), room.display().to_string()]).unwrap();
         let device = agentry_models::cpu();
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(9);
+        let cases = [false, true]
+            .into_iter()
+            .flat_map(|c| [Inference::Cache, Inference::Window].map(|i| (c, i)));
         for algo in ["lram", "dt"] {
-            for in_context in [false, true] {
+            for (in_context, inference) in cases.clone() {
                 let mut config = config(algo, &[&pendulum, &room], 10, &[]).seq().clone();
                 config.context = 4;
                 config.d_model = 32;
                 config.actions_in_context = in_context;
                 // Both settings of the return-to-go, paired with the two above.
                 config.returns_to_go = !in_context;
-                // The DT preset re-runs its window; the kernels step token by token.
-                config.inference = Inference::Cache;
+                config.inference = inference;
                 let policy = SeqPolicy {
                     algo: algo.into(),
                     config: config.clone(),
@@ -2610,8 +2617,8 @@ pub(crate) mod tests {
                                 .fold(0.0, f32::max);
                             assert!(
                                 diff < 1e-4,
-                                "{algo} in context {in_context} task {task} episode \
-                                 {episode} step {t}: {diff}"
+                                "{algo} {inference:?} in context {in_context} task {task} \
+                                 episode {episode} step {t}: {diff}"
                             );
                             // The same action from the same logits: feed burn's to both.
                             let greedy = choose(&want, None, true, &mut rng);
@@ -2633,21 +2640,17 @@ pub(crate) mod tests {
                     let obs = vec![0.5; dim];
                     burn.act(&obs, None, true, &mut rng, &mut a);
                     fast.act(&obs, None, true, &mut rng, &mut b);
-                    assert_eq!(a, b, "{algo} task {task}");
+                    assert_eq!(a, b, "{algo} {inference:?} task {task}");
                 }
-                let window = SeqConfig {
-                    inference: Inference::Window,
-                    ..config.clone()
-                };
-                assert!(SeqKernels::new(&policy.model, &window).is_none());
             }
         }
         let _ = fs::remove_dir_all(&dir);
     }
 
     /// The embedding API acts through the kernels wherever they cover the model, and its
-    /// actions are burn's over episodes longer than the context (LRAM and a
-    /// token-by-token DT, actions in context); `use_kernels` switches between the paths.
+    /// actions are burn's over episodes longer than the context (LRAM and a DT, token by
+    /// token and re-running the window, actions in context); `use_kernels` switches
+    /// between the paths.
     #[test]
     fn agent_acts_alike_through_kernels_and_burn() {
         use crate::embed::Agent;
@@ -2655,12 +2658,16 @@ pub(crate) mod tests {
         let room = dark_room_data(&dir, 5, (3, 1), 2, 0.5, 4);
         let data = load_data(&[room.display().to_string()]).unwrap();
         let device = agentry_models::cpu();
-        for algo in ["lram", "dt"] {
+        for (algo, inference) in [
+            ("lram", Inference::Cache),
+            ("dt", Inference::Cache),
+            ("dt", Inference::Window),
+        ] {
             let mut config = config(algo, &[&room], 10, &[]).seq().clone();
             config.context = 4;
             config.d_model = 32;
             config.actions_in_context = true;
-            config.inference = Inference::Cache;
+            config.inference = inference;
             let policy = SeqPolicy {
                 algo: algo.into(),
                 config: config.clone(),
@@ -2671,8 +2678,8 @@ pub(crate) mod tests {
             };
             let mut fast = Agent::from_seq(policy.clone(), 0, dir.clone()).unwrap();
             let mut slow = Agent::from_seq(policy.clone(), 0, dir.clone()).unwrap();
-            assert!(fast.use_kernels(true), "{algo}");
-            assert!(!slow.use_kernels(false), "{algo}");
+            assert!(fast.use_kernels(true), "{algo} {inference:?}");
+            assert!(!slow.use_kernels(false), "{algo} {inference:?}");
             let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(12);
             for _episode in 0..2 {
                 for t in 0..15 {
@@ -2683,7 +2690,7 @@ pub(crate) mod tests {
                     };
                     let a = discrete(fast.act(&obs[..]).unwrap());
                     let b = discrete(slow.act(&obs[..]).unwrap());
-                    assert_eq!(a, b, "{algo} step {t}");
+                    assert_eq!(a, b, "{algo} {inference:?} step {t}");
                     let reward = f64::from(u8::from(t % 3 == 0));
                     fast.observe(reward).unwrap();
                     slow.observe(reward).unwrap();
@@ -2691,13 +2698,6 @@ pub(crate) mod tests {
                 fast.reset_state();
                 slow.reset_state();
             }
-            let mut windowed = policy;
-            windowed.config.inference = Inference::Window;
-            let mut agent = Agent::from_seq(windowed, 0, dir.clone()).unwrap();
-            assert!(
-                !agent.use_kernels(true),
-                "{algo}: window inference stays on burn"
-            );
         }
         let _ = fs::remove_dir_all(&dir);
     }

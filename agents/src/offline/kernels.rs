@@ -4,10 +4,12 @@
 //! [`SeqActor`](super::SeqActor) (tested to 1e-4 over episodes longer than the context),
 //! without burn's per-operation dispatch and without allocating per token.
 //!
-//! Covered: vector observations (MLP state encoders) with token-by-token inference
-//! (`inference = "cache"`). Not covered, so acting stays on burn: image observations
-//! (the Nature-CNN encoder), `inference = "window"` (re-running the window is burn's
-//! parallel forward) and a Transformer with cross-attention (RA-DT).
+//! Covered: vector observations (MLP state encoders), token by token
+//! (`inference = "cache"`) or re-running the window for every action
+//! (`inference = "window"`: the window's tokens are kept, and for each action the
+//! backbone starts afresh and steps through them, which is what burn's parallel forward
+//! over the window computes). Not covered, so acting stays on burn: image observations
+//! (the Nature-CNN encoder) and a Transformer with cross-attention (RA-DT).
 
 use std::sync::Arc;
 
@@ -41,6 +43,8 @@ pub struct SeqKernels {
     time: Option<Vec<f32>>,
     norm: Norm,
     backbone: BackboneKernel,
+    /// With `inference = "window"`: the tokens a window holds.
+    window: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -69,6 +73,11 @@ pub struct KernelRun {
     input: Vec<f32>,
     /// The last head output.
     pub(crate) logits: Vec<f32>,
+    /// With window inference: the window's normalised tokens, a ring of `[keep, d]`
+    /// from `start`, `held` of them.
+    window: Vec<f32>,
+    start: usize,
+    held: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -90,9 +99,6 @@ impl SeqKernels {
     /// A copy of `model` for plain-Rust acting, or `None` when `config` or the model asks
     /// for something the kernels do not run (see the [module docs](self)).
     pub fn new(model: &SeqModel, config: &SeqConfig) -> Option<SeqKernels> {
-        if config.inference != Inference::Cache {
-            return None;
-        }
         let states = model
             .states
             .iter()
@@ -125,6 +131,7 @@ impl SeqKernels {
             time: model.time.as_ref().map(table),
             norm: Norm::from_layer_norm(&model.norm),
             backbone,
+            window: (config.inference == Inference::Window).then(|| super::window_tokens(config)),
         })
     }
 
@@ -156,6 +163,9 @@ impl SeqKernels {
             out: vec![0.0; self.d],
             input: vec![0.0; widest_in],
             logits: Vec::with_capacity(widest_head.unwrap_or(0)),
+            window: vec![0.0; self.window.unwrap_or(0) * self.d],
+            start: 0,
+            held: 0,
         }
     }
 
@@ -181,15 +191,40 @@ impl SeqKernels {
         t.min(self.max_timestep - 1)
     }
 
-    /// Normalise `run.token` and step the backbone with it (its output in `run.out`).
-    fn feed(&self, run: &mut KernelRun) {
+    /// Normalise `run.token` and feed it to the backbone, its output in `run.out`: token
+    /// by token, or with window inference into the window, whose tokens are run through
+    /// a fresh backbone when `output` asks for the output.
+    fn feed(&self, run: &mut KernelRun, output: bool) {
         self.norm.apply(&mut run.token);
-        match (&self.backbone, &mut run.backbone) {
+        let Some(keep) = self.window else {
+            Self::step(&self.backbone, &mut run.backbone, &run.token, &mut run.out);
+            return;
+        };
+        let d = self.d;
+        let slot = (run.start + run.held) % keep;
+        run.window[slot * d..(slot + 1) * d].copy_from_slice(&run.token);
+        if run.held == keep {
+            run.start = (run.start + 1) % keep;
+        } else {
+            run.held += 1;
+        }
+        if output {
+            run.reset_backbone();
+            for i in 0..run.held {
+                let at = (run.start + i) % keep;
+                let token = &run.window[at * d..(at + 1) * d];
+                Self::step(&self.backbone, &mut run.backbone, token, &mut run.out);
+            }
+        }
+    }
+
+    fn step(backbone: &BackboneKernel, run: &mut BackboneRun, token: &[f32], out: &mut [f32]) {
+        match (backbone, run) {
             (BackboneKernel::XLstm(w), BackboneRun::XLstm(state, scratch)) => {
-                w.step(&run.token, state, scratch, &mut run.out)
+                w.step(token, state, scratch, out)
             }
             (BackboneKernel::Gpt(w), BackboneRun::Gpt(cache, scratch)) => {
-                w.step(&run.token, cache, scratch, &mut run.out)
+                w.step(token, cache, scratch, out)
             }
             _ => unreachable!("a run is made by its kernels"),
         }
@@ -211,13 +246,13 @@ impl SeqKernels {
         self.states[family].forward(obs, &mut run.scratch[family], &mut run.token);
         Self::add_row(&mut run.token, &self.task, task);
         Self::add_row(&mut run.token, &self.time, t);
-        self.feed(run);
+        self.feed(run, false);
         run.input[0] = rtg;
         let rtg_at = self.states.len() + self.linear_actions() + self.heads.len();
         self.rtg
             .forward(&run.input[..1], &mut run.scratch[rtg_at], &mut run.token);
         Self::add_row(&mut run.token, &self.time, t);
-        self.feed(run);
+        self.feed(run, true);
         let head = &self.heads[family];
         run.logits.resize(head.output_dim(), 0.0);
         let head_at = self.states.len() + self.linear_actions() + family;
@@ -260,20 +295,26 @@ impl SeqKernels {
                 }
             }
             Self::add_row(&mut run.token, &self.time, t);
-            self.feed(run);
+            self.feed(run, false);
         }
         run.input[0] = reward;
         let at = self.states.len() + self.linear_actions() + self.heads.len() + 1;
         self.reward
             .forward(&run.input[..1], &mut run.scratch[at], &mut run.token);
         Self::add_row(&mut run.token, &self.time, t);
-        self.feed(run);
+        self.feed(run, false);
     }
 }
 
 impl KernelRun {
     /// Forget the episode (the buffers are kept).
     pub fn reset(&mut self) {
+        self.start = 0;
+        self.held = 0;
+        self.reset_backbone();
+    }
+
+    fn reset_backbone(&mut self) {
         match &mut self.backbone {
             BackboneRun::XLstm(state, _) => state.reset(),
             BackboneRun::Gpt(cache, _) => cache.reset(),
