@@ -7,8 +7,9 @@
 //! Covered: vector observations (MLP state encoders), token by token
 //! (`inference = "cache"`) or re-running the window for every action
 //! (`inference = "window"`: the window's tokens are kept, and for each action the
-//! backbone starts afresh and steps through them, which is what burn's parallel forward
-//! over the window computes). Not covered, so acting stays on burn: image observations
+//! backbone starts afresh and reads them all, which is what burn's parallel forward over
+//! the window computes; the Transformer takes them as one block,
+//! [`GptWeights::prefill`], the xLSTM steps through them). Not covered, so acting stays on burn: image observations
 //! (the Nature-CNN encoder) and a Transformer with cross-attention (RA-DT).
 
 use std::sync::Arc;
@@ -73,11 +74,13 @@ pub struct KernelRun {
     input: Vec<f32>,
     /// The last head output.
     pub(crate) logits: Vec<f32>,
-    /// With window inference: the window's normalised tokens, a ring of `[keep, d]`
-    /// from `start`, `held` of them.
+    /// With window inference: the window's normalised tokens, `[keep, d]`, the oldest
+    /// first, `held` of them.
     window: Vec<f32>,
-    start: usize,
     held: usize,
+    /// With window inference on a Transformer: the working space and outputs of a
+    /// prefill of `keep` tokens.
+    prefill: Option<(GptScratch, Vec<f32>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -164,8 +167,13 @@ impl SeqKernels {
             input: vec![0.0; widest_in],
             logits: Vec::with_capacity(widest_head.unwrap_or(0)),
             window: vec![0.0; self.window.unwrap_or(0) * self.d],
-            start: 0,
             held: 0,
+            prefill: match (&self.backbone, self.window) {
+                (BackboneKernel::Gpt(w), Some(keep)) => {
+                    Some((w.scratch(keep), vec![0.0; keep * self.d]))
+                }
+                _ => None,
+            },
         }
     }
 
@@ -201,19 +209,27 @@ impl SeqKernels {
             return;
         };
         let d = self.d;
-        let slot = (run.start + run.held) % keep;
-        run.window[slot * d..(slot + 1) * d].copy_from_slice(&run.token);
         if run.held == keep {
-            run.start = (run.start + 1) % keep;
-        } else {
-            run.held += 1;
+            run.window.copy_within(d.., 0);
+            run.held -= 1;
         }
-        if output {
-            run.reset_backbone();
-            for i in 0..run.held {
-                let at = (run.start + i) % keep;
-                let token = &run.window[at * d..(at + 1) * d];
-                Self::step(&self.backbone, &mut run.backbone, token, &mut run.out);
+        run.window[run.held * d..(run.held + 1) * d].copy_from_slice(&run.token);
+        run.held += 1;
+        if !output {
+            return;
+        }
+        run.reset_backbone();
+        let tokens = &run.window[..run.held * d];
+        match (&self.backbone, &mut run.backbone, &mut run.prefill) {
+            (BackboneKernel::Gpt(w), BackboneRun::Gpt(cache, _), Some((scratch, outs))) => {
+                let outs = &mut outs[..tokens.len()];
+                w.prefill(tokens, cache, scratch, outs);
+                run.out.copy_from_slice(&outs[outs.len() - d..]);
+            }
+            (backbone, state, _) => {
+                for token in tokens.chunks_exact(d) {
+                    Self::step(backbone, state, token, &mut run.out);
+                }
             }
         }
     }
@@ -309,7 +325,6 @@ impl SeqKernels {
 impl KernelRun {
     /// Forget the episode (the buffers are kept).
     pub fn reset(&mut self) {
-        self.start = 0;
         self.held = 0;
         self.reset_backbone();
     }

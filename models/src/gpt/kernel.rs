@@ -10,10 +10,13 @@
 //! tokens, then each new token replaces the oldest, with no reallocation), and
 //! [`GptWeights::scratch`] the working space, so [`GptWeights::step`] allocates nothing.
 //!
+//! [`GptWeights::prefill`] feeds several tokens of one sequence at once (each projection
+//! reads its weights once for every four tokens instead of once per token), with the
+//! same result as stepping them one by one.
+//!
 //! Not covered by this fast path: cross-attention (RA-DT's memory; a model built with it
-//! is refused by [`GptWeights::from_model`]), feeding several tokens at once, and
-//! resetting one row of a batch (all rows advance together; [`GptRustCache::reset`]
-//! clears them all).
+//! is refused by [`GptWeights::from_model`]) and resetting one row of a batch (all rows
+//! advance together; [`GptRustCache::reset`] clears them all).
 //!
 //! ```
 //! use agentry_models::gpt::{GptConfig, GptWeights};
@@ -242,52 +245,126 @@ impl GptWeights {
             cache.capacity == self.context && cache.keys.len() == self.blocks.len(),
             "gpt step: the cache was made for another model"
         );
-        match scratch.isa {
-            Isa::Portable => self.step_body(x, cache, scratch, out),
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the scratch holds `Avx2Fma` only if the CPU has both (`Isa::detect`).
-            Isa::Avx2Fma => unsafe { self.step_avx2_fma(x, cache, scratch, out) },
-        }
+        self.run(x, cache, scratch, out, batch, false);
     }
 
-    /// [`step_body`](Self::step_body) compiled with AVX2 and FMA, so that its own loops
-    /// use them too.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn step_avx2_fma(
+    /// Feed `n` tokens of one sequence (`x`: `[n, d_model]`, oldest first) to a cache of
+    /// batch 1, as `n` calls of [`step`](Self::step) would (token `i` attends to itself
+    /// and what came before it), writing every token's output into `out` (`[n, d_model]`).
+    /// The projections run on all `n` tokens together. Allocates nothing.
+    ///
+    /// # Panics
+    /// If the cache is not of batch 1, the scratch has fewer than `n` rows
+    /// ([`scratch`](Self::scratch)`(n)` or more), or `x` and `out` are not `n` tokens.
+    pub fn prefill(
         &self,
         x: &[f32],
         cache: &mut GptRustCache,
         scratch: &mut GptScratch,
         out: &mut [f32],
     ) {
-        self.step_body(x, cache, scratch, out);
+        let d = self.d_model;
+        let n = x.len() / d;
+        assert!(cache.batch == 1, "gpt prefill: a cache of one sequence");
+        assert!(
+            scratch.batch >= n,
+            "gpt prefill: scratch for fewer than {n} tokens"
+        );
+        assert_eq!(x.len(), n * d, "gpt prefill: input size");
+        assert_eq!(out.len(), n * d, "gpt prefill: output size");
+        assert!(
+            cache.capacity == self.context && cache.keys.len() == self.blocks.len(),
+            "gpt prefill: the cache was made for another model"
+        );
+        self.run(x, cache, scratch, &mut out[..n * d], n, true);
     }
 
+    /// [`run_body`](Self::run_body) on the scratch's instruction set.
+    fn run(
+        &self,
+        x: &[f32],
+        cache: &mut GptRustCache,
+        scratch: &mut GptScratch,
+        out: &mut [f32],
+        rows: usize,
+        one_sequence: bool,
+    ) {
+        match scratch.isa {
+            Isa::Portable => self.run_body(x, cache, scratch, out, rows, one_sequence),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the scratch holds `Avx2Fma` only if the CPU has both (`Isa::detect`).
+            Isa::Avx2Fma => unsafe {
+                self.run_avx2_fma(x, cache, scratch, out, rows, one_sequence)
+            },
+        }
+    }
+
+    /// [`run_body`](Self::run_body) compiled with AVX2 and FMA, so that its own loops use
+    /// them too.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn run_avx2_fma(
+        &self,
+        x: &[f32],
+        cache: &mut GptRustCache,
+        scratch: &mut GptScratch,
+        out: &mut [f32],
+        rows: usize,
+        one_sequence: bool,
+    ) {
+        self.run_body(x, cache, scratch, out, rows, one_sequence);
+    }
+
+    /// `rows` tokens: one per sequence of the cache (a step), or, with `one_sequence`,
+    /// consecutive tokens of its only sequence (a prefill). Token by token within a layer,
+    /// a token's keys and values enter the cache before it attends, so that a prefill's
+    /// token sees exactly what a step would have shown it (also when the ring wraps: a
+    /// slot is overwritten only after the tokens that read it).
     #[inline(always)]
-    fn step_body(&self, x: &[f32], cache: &mut GptRustCache, s: &mut GptScratch, out: &mut [f32]) {
-        let (batch, d, heads, cap) = (cache.batch, self.d_model, self.num_heads, cache.capacity);
+    fn run_body(
+        &self,
+        x: &[f32],
+        cache: &mut GptRustCache,
+        s: &mut GptScratch,
+        out: &mut [f32],
+        rows: usize,
+        one_sequence: bool,
+    ) {
+        let (d, heads, cap) = (self.d_model, self.num_heads, cache.capacity);
         let dh = d / heads;
         let isa = s.isa;
         let scale = 1.0 / (dh as f32).sqrt();
-        // The new token goes over the oldest when full; then every held token is visible.
-        let slot = cache.fed % cap;
-        let len = (cache.fed + 1).min(cap);
+        let normed = &mut s.normed[..rows * d];
+        let qkv = &mut s.qkv[..rows * 3 * d];
+        let attended = &mut s.attended[..rows * d];
+        let delta = &mut s.delta[..rows * d];
+        let width = s.hidden.len() / s.batch;
+        let hidden = &mut s.hidden[..rows * width];
         out.copy_from_slice(x);
         for (l, b) in self.blocks.iter().enumerate() {
-            s.normed.copy_from_slice(out);
-            s.normed
+            normed.copy_from_slice(out);
+            normed
                 .chunks_exact_mut(d)
                 .for_each(|r| layer_norm(&b.ln_attn, r));
-            b.qkv.apply(isa, &s.normed, batch, &mut s.qkv);
+            b.qkv.apply(isa, normed, rows, qkv);
             let (keys, values) = (&mut cache.keys[l], &mut cache.values[l]);
-            for r in 0..batch {
-                let row = &s.qkv[r * 3 * d..(r + 1) * 3 * d];
+            for r in 0..rows {
+                // The sequence this token belongs to, and how many tokens it has seen.
+                let (seq, fed) = if one_sequence {
+                    (0, cache.fed + r)
+                } else {
+                    (r, cache.fed)
+                };
+                // The new token goes over the oldest when full; then every held token is
+                // visible.
+                let slot = fed % cap;
+                let len = (fed + 1).min(cap);
+                let row = &qkv[r * 3 * d..(r + 1) * 3 * d];
                 for h in 0..heads {
                     let q = &row[h * dh..(h + 1) * dh];
                     let k = &row[d + h * dh..d + (h + 1) * dh];
                     let v = &row[2 * d + h * dh..2 * d + (h + 1) * dh];
-                    let base = (r * heads + h) * dh * cap;
+                    let base = (seq * heads + h) * dh * cap;
                     let kt = &mut keys[base..base + dh * cap];
                     for (i, &ki) in k.iter().enumerate() {
                         kt[i * cap + slot] = ki;
@@ -297,28 +374,32 @@ impl GptWeights {
                     let sc = &mut s.scores[..len];
                     scores(isa, q, scale, kt, cap, sc);
                     let sum = softmax_unnormalised(sc);
-                    let a = &mut s.attended[r * d + h * dh..r * d + (h + 1) * dh];
+                    let a = &mut attended[r * d + h * dh..r * d + (h + 1) * dh];
                     weighted_rows(isa, sc, &vs[..len * dh], a);
                     let inv = 1.0 / sum;
                     a.iter_mut().for_each(|v| *v *= inv);
                 }
             }
-            b.out.apply(isa, &s.attended, batch, &mut s.delta);
-            out.iter_mut().zip(&s.delta).for_each(|(o, dl)| *o += dl);
-            s.normed.copy_from_slice(out);
-            s.normed
+            b.out.apply(isa, attended, rows, delta);
+            out.iter_mut()
+                .zip(delta.iter())
+                .for_each(|(o, dl)| *o += dl);
+            normed.copy_from_slice(out);
+            normed
                 .chunks_exact_mut(d)
                 .for_each(|r| layer_norm(&b.ln_mlp, r));
-            b.mlp_in.apply(isa, &s.normed, batch, &mut s.hidden);
+            b.mlp_in.apply(isa, normed, rows, hidden);
             if self.relu {
-                s.hidden.iter_mut().for_each(|v| *v = v.max(0.0));
+                hidden.iter_mut().for_each(|v| *v = v.max(0.0));
             } else {
-                s.hidden.iter_mut().for_each(|v| *v = gelu(*v));
+                hidden.iter_mut().for_each(|v| *v = gelu(*v));
             }
-            b.mlp_out.apply(isa, &s.hidden, batch, &mut s.delta);
-            out.iter_mut().zip(&s.delta).for_each(|(o, dl)| *o += dl);
+            b.mlp_out.apply(isa, hidden, rows, delta);
+            out.iter_mut()
+                .zip(delta.iter())
+                .for_each(|(o, dl)| *o += dl);
         }
-        cache.fed += 1;
+        cache.fed += if one_sequence { rows } else { 1 };
         out.chunks_exact_mut(d)
             .for_each(|r| layer_norm(&self.ln_final, r));
     }
@@ -408,6 +489,53 @@ mod tests {
         }
         let diff = max_step_diff(&GptConfig::new(24, 2, 4, 40), 2, 64, 92);
         assert!(diff < 1e-4, "d_head 6: {diff}");
+    }
+
+    /// Feeding tokens in blocks (prefill) gives every token the output stepping gives
+    /// it, and leaves the cache as stepping does: blocks that fill, wrap around and
+    /// follow steps, on both instruction paths.
+    #[test]
+    fn gpt_prefill_equals_stepping_token_by_token() {
+        let device = crate::cpu();
+        let (d, cap) = (32, 12);
+        let gpt = GptConfig::new(d, 2, 4, cap)
+            .init_seeded(&device, 95)
+            .unwrap()
+            .map(&mut Scale(8.0));
+        let weights = GptWeights::from_model(&gpt).unwrap();
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(96);
+        let xs: Vec<f32> = (0..40 * d).map(|_| rng.sample(StandardNormal)).collect();
+        for isa in [Isa::detect(), Isa::Portable] {
+            let (mut stepped, mut filled) = (weights.cache(1), weights.cache(1));
+            let mut one = weights.scratch(1);
+            let mut many = weights.scratch(cap);
+            one.set_isa(isa);
+            many.set_isa(isa);
+            let mut want = vec![0.0; 40 * d];
+            for t in 0..40 {
+                let (x, y) = (&xs[t * d..(t + 1) * d], &mut want[t * d..(t + 1) * d]);
+                weights.step(x, &mut stepped, &mut one, y);
+            }
+            // Blocks of 5, 1, 7 (the cache full at 12), 12 (wrapping), then steps.
+            let mut got = vec![0.0; 40 * d];
+            let mut t = 0;
+            for n in [5, 1, 7, 12, 1, 1, 10] {
+                let (x, y) = (&xs[t * d..(t + n) * d], &mut got[t * d..(t + n) * d]);
+                weights.prefill(x, &mut filled, &mut many, y);
+                t += n;
+            }
+            let (x, y) = (&xs[t * d..(t + 3) * d], &mut got[t * d..(t + 3) * d]);
+            weights.prefill(x, &mut filled, &mut many, y);
+            t += 3;
+            assert_eq!(t, 40);
+            let diff = want
+                .iter()
+                .zip(&got)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(diff < 1e-5, "{isa:?}: {diff}");
+            assert_eq!(filled.len(), stepped.len());
+        }
     }
 
     #[test]
