@@ -555,6 +555,11 @@ pub struct SeqConfig {
     /// evaluation keeps the earlier episodes in the window: Algorithm Distillation's
     /// multi-episode context (Laskin et al. 2022). `dt` only.
     pub across_episodes: bool,
+    /// Keep every `episode_stride`-th episode of each task's data (the first, then every
+    /// stride-th after it; 1 keeps all). Subsampling a learning history this way packs
+    /// more of its improvement into one context, as Algorithm Distillation does.
+    #[serde(skip_serializing_if = "is_one")]
+    pub episode_stride: usize,
     /// Largest time step the timestep embedding covers (later steps share the last).
     pub max_timestep: usize,
     /// Updates between metric rows.
@@ -655,6 +660,7 @@ impl Default for SeqConfig {
             task_embedding: true,
             returns_to_go: true,
             across_episodes: false,
+            episode_stride: 1,
             max_timestep: 1000,
             log_interval: 50,
             eval_interval: 1000,
@@ -665,6 +671,10 @@ impl Default for SeqConfig {
             retrieval: RetrievalSettings::default(),
         }
     }
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }
 
 impl SeqConfig {
@@ -685,6 +695,7 @@ impl SeqConfig {
             ("batch_size", self.batch_size, 1, 1 << 20),
             ("max_timestep", self.max_timestep, 1, 1 << 24),
             ("eval_episodes", self.eval_episodes, 0, 1 << 20),
+            ("episode_stride", self.episode_stride, 1, 1 << 20),
         ] {
             if !(lo..=hi).contains(&v) {
                 return Err((key(k), format!("{v} is not in {lo}..={hi}")));

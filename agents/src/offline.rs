@@ -235,6 +235,7 @@ impl TaskSet {
 }
 
 /// The datasets, in memory: each task's episodes.
+#[derive(Clone, Debug)]
 pub struct Data {
     /// Families and tasks.
     pub set: TaskSet,
@@ -328,26 +329,53 @@ pub fn load_data(paths: &[String]) -> Result<Data, AgentError> {
         }
     }
     for (t, task) in set.tasks.iter_mut().enumerate() {
-        let eps = &episodes[t];
-        if eps.is_empty() {
+        if episodes[t].is_empty() {
             return Err(AgentError::Usage(format!(
                 "the datasets of {} hold no episodes",
                 task.name()
             )));
         }
-        task.episodes = eps.len() as u64;
-        task.steps = eps.iter().map(|e| e.len() as u64).sum();
-        task.best_return = eps
-            .iter()
-            .map(|e| e.ret())
-            .fold(f64::NEG_INFINITY, f64::max);
-        let biggest = eps.iter().map(|e| e.ret().abs()).fold(0.0, f64::max);
-        task.scale = biggest.max(1.0) as f32;
         let [(es, en), (rs, rn)] = refs[t];
         task.expert_return = (en > 0).then(|| es / en as f64);
         task.random_return = (rn > 0).then(|| rs / rn as f64);
     }
-    Ok(Data { set, episodes })
+    let mut data = Data { set, episodes };
+    data.count();
+    Ok(data)
+}
+
+impl Data {
+    /// Keep every `stride`-th episode of each task (the first, then every `stride`-th
+    /// after it, in recorded order), and recount the tasks' episodes, steps, best
+    /// returns and return scales. The expert and random references stay.
+    pub fn keep_every(&mut self, stride: usize) {
+        assert!(stride > 0, "a stride of at least 1");
+        if stride == 1 {
+            return;
+        }
+        for eps in &mut self.episodes {
+            let mut i = 0;
+            eps.retain(|_| {
+                i += 1;
+                (i - 1) % stride == 0
+            });
+        }
+        self.count();
+    }
+
+    /// Each task's episodes, steps, best return and return scale from its episodes.
+    fn count(&mut self) {
+        for (task, eps) in self.set.tasks.iter_mut().zip(&self.episodes) {
+            task.episodes = eps.len() as u64;
+            task.steps = eps.iter().map(|e| e.len() as u64).sum();
+            task.best_return = eps
+                .iter()
+                .map(|e| e.ret())
+                .fold(f64::NEG_INFINITY, f64::max);
+            let biggest = eps.iter().map(|e| e.ret().abs()).fold(0.0, f64::max);
+            task.scale = biggest.max(1.0) as f32;
+        }
+    }
 }
 
 /// The sequence backbone: the algorithm's.
@@ -1848,7 +1876,8 @@ pub(crate) fn drive(
     observer: &mut dyn Observer,
 ) -> Result<TrainOutcome, AgentError> {
     let rd = RunDir::new(dir);
-    let data = load_data(&config.seq().datasets)?;
+    let mut data = load_data(&config.seq().datasets)?;
+    data.keep_every(config.seq().episode_stride);
     let mut learner = SeqLearner::new(&config, data)?;
     let mut state = RunState::default();
     let mut resumed_from = None;
@@ -3078,6 +3107,53 @@ pub(crate) mod tests {
                 .fold(0.0, f32::max);
             assert_eq!(diff > 1e-5, returns_to_go, "diff {diff}");
         }
+    }
+
+    /// `episode_stride` keeps the first episode of each task's history and every
+    /// stride-th after it, recounting the task; a training run reads the subsampled
+    /// data; a stride of 0 is a config error.
+    #[test]
+    fn episode_stride_subsamples_each_history() {
+        let dir = temp_dir("stride");
+        let path = dark_room_data(&dir, 5, (3, 1), 10, 0.5, 4);
+        let full = load_data(&[path.display().to_string()]).unwrap();
+        let mut data = full.clone();
+        data.keep_every(3);
+        let kept: Vec<_> = [0, 3, 6, 9].map(|i| full.episodes[0][i].clone()).into();
+        assert_eq!(data.episodes[0], kept);
+        let task = &data.set.tasks[0];
+        assert_eq!(task.episodes, 4);
+        assert_eq!(task.steps, kept.iter().map(|e| e.len() as u64).sum::<u64>());
+        let best = kept
+            .iter()
+            .map(|e| e.ret())
+            .fold(f64::NEG_INFINITY, f64::max);
+        assert_eq!(task.best_return, best);
+        assert_eq!(task.expert_return, full.set.tasks[0].expert_return);
+        let mut same = full.clone();
+        same.keep_every(1);
+        assert_eq!(same.episodes, full.episodes);
+        // A run trains on what the stride keeps, and 0 is refused by name.
+        let run = dir.join("run");
+        let cfg = config("dt", &[&path], 2, &["dt.d_model=16", "dt.episode_stride=3"]);
+        train(
+            Start::New {
+                config: Box::new(cfg),
+                out: Some(run.clone()),
+            },
+            &mut Silent,
+        )
+        .unwrap();
+        assert_eq!(load_run(&run).unwrap().set.tasks[0].episodes, 4);
+        let bad = resolve(&ConfigRequest {
+            algo: Some("dt".into()),
+            datasets: vec![path.display().to_string()],
+            sets: vec!["dt.episode_stride=0".into()],
+            ..ConfigRequest::default()
+        })
+        .unwrap_err();
+        assert!(bad.to_string().contains("dt.episode_stride"), "{bad}");
+        let _ = fs::remove_dir_all(&dir);
     }
 
     /// The baselines train as DTs and are evaluated through the same in-context loop
