@@ -9,8 +9,9 @@
 //! (`inference = "window"`: the window's tokens are kept, and for each action the
 //! backbone starts afresh and reads them all, which is what burn's parallel forward over
 //! the window computes; the Transformer takes them as one block,
-//! [`GptWeights::prefill`], the xLSTM steps through them). Not covered, so acting stays on burn: image observations
-//! (the Nature-CNN encoder) and a Transformer with cross-attention (RA-DT).
+//! [`GptWeights::prefill`], the xLSTM steps through them). Not covered, so acting stays
+//! on burn: image observations (the Nature-CNN encoder) and a Transformer with
+//! cross-attention (RA-DT).
 
 use std::sync::Arc;
 
