@@ -241,10 +241,6 @@ impl GptWeights {
         );
         assert_eq!(x.len(), batch * self.d_model, "gpt step: input size");
         assert_eq!(out.len(), batch * self.d_model, "gpt step: output size");
-        assert!(
-            cache.capacity == self.context && cache.keys.len() == self.blocks.len(),
-            "gpt step: the cache was made for another model"
-        );
         self.run(x, cache, scratch, out, batch, false);
     }
 
@@ -272,14 +268,11 @@ impl GptWeights {
         );
         assert_eq!(x.len(), n * d, "gpt prefill: input size");
         assert_eq!(out.len(), n * d, "gpt prefill: output size");
-        assert!(
-            cache.capacity == self.context && cache.keys.len() == self.blocks.len(),
-            "gpt prefill: the cache was made for another model"
-        );
-        self.run(x, cache, scratch, &mut out[..n * d], n, true);
+        self.run(x, cache, scratch, out, n, true);
     }
 
-    /// [`run_body`](Self::run_body) on the scratch's instruction set.
+    /// [`run_body`](Self::run_body) on the scratch's instruction set, once the cache is
+    /// checked to be this model's.
     fn run(
         &self,
         x: &[f32],
@@ -289,6 +282,10 @@ impl GptWeights {
         rows: usize,
         one_sequence: bool,
     ) {
+        assert!(
+            cache.capacity == self.context && cache.keys.len() == self.blocks.len(),
+            "gpt: the cache was made for another model"
+        );
         match scratch.isa {
             Isa::Portable => self.run_body(x, cache, scratch, out, rows, one_sequence),
             #[cfg(target_arch = "x86_64")]
