@@ -2405,6 +2405,18 @@ pub(crate) mod tests {
         dir
     }
 
+    /// Train a new run of `config` in `dir` to its end.
+    fn train_new(config: Config, dir: &Path) {
+        train(
+            Start::New {
+                config: Box::new(config),
+                out: Some(dir.to_path_buf()),
+            },
+            &mut Silent,
+        )
+        .unwrap();
+    }
+
     fn config(algo: &str, datasets: &[&Path], steps: u64, sets: &[&str]) -> Config {
         resolve(&ConfigRequest {
             algo: Some(algo.into()),
@@ -2504,14 +2516,7 @@ pub(crate) mod tests {
                 ],
             );
             let run = dir.join(algo);
-            train(
-                Start::New {
-                    config: Box::new(cfg),
-                    out: Some(run.clone()),
-                },
-                &mut Silent,
-            )
-            .unwrap();
+            train_new(cfg, &run);
             let policy = load_run(&run).unwrap();
             let mut actor = SeqActor::new(&policy, 0, -100.0);
             let mut out = Vec::new();
@@ -3136,14 +3141,7 @@ pub(crate) mod tests {
         // A run trains on what the stride keeps, and 0 is refused by name.
         let run = dir.join("run");
         let cfg = config("dt", &[&path], 2, &["dt.d_model=16", "dt.episode_stride=3"]);
-        train(
-            Start::New {
-                config: Box::new(cfg),
-                out: Some(run.clone()),
-            },
-            &mut Silent,
-        )
-        .unwrap();
+        train_new(cfg, &run);
         assert_eq!(load_run(&run).unwrap().set.tasks[0].episodes, 4);
         let bad = resolve(&ConfigRequest {
             algo: Some("dt".into()),
@@ -3183,14 +3181,7 @@ pub(crate) mod tests {
             let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
             let run = dir.join(label);
             let cfg = config("dt", &[&data_dir], 3, &sets);
-            train(
-                Start::New {
-                    config: Box::new(cfg),
-                    out: Some(run.clone()),
-                },
-                &mut Silent,
-            )
-            .unwrap();
+            train_new(cfg, &run);
             let mut policy = load_run(&run).unwrap();
             policy.config.retrieval.in_context_episodes = 2;
             assert_eq!(crate::radt::label(&policy).unwrap(), label);
@@ -3275,14 +3266,7 @@ pub(crate) mod tests {
         // A DT with task embeddings cannot play goals it was not trained on.
         let cfg = config("dt", &[&data_dir], 1, &["dt.eval_episodes=0"]);
         let run = dir.join("task-embedding");
-        train(
-            Start::New {
-                config: Box::new(cfg),
-                out: Some(run.clone()),
-            },
-            &mut Silent,
-        )
-        .unwrap();
+        train_new(cfg, &run);
         let err = in_context_eval(&load_run(&run).unwrap(), 1, Some(1)).unwrap_err();
         assert!(err.to_string().contains("task_embedding = false"), "{err}");
     }
@@ -3382,14 +3366,7 @@ pub(crate) mod tests {
             ],
         );
         let run = dir.join("run");
-        train(
-            Start::New {
-                config: Box::new(cfg),
-                out: Some(run.clone()),
-            },
-            &mut Silent,
-        )
-        .unwrap();
+        train_new(cfg, &run);
         let policy = load_run(&run).unwrap();
         let scores = evaluate_policy(&policy, 5, 3, 1000).unwrap();
         let n = scores[0].normalised.unwrap();
