@@ -148,9 +148,15 @@ pub struct BenchSequenceArgs {
     /// Heads.
     #[arg(long, default_value_t = 4)]
     pub heads: usize,
-    /// Context lengths in tokens: what the xLSTM has read / the DT's cache holds.
+    /// Context lengths in environment steps of `--tokens-per-step` tokens each: what the
+    /// xLSTM has read / the DT's cache holds before the timed steps.
     #[arg(long, default_value = "50,200,1000,4000", value_delimiter = ',')]
     pub contexts: Vec<usize>,
+    /// Tokens fed per environment step, all of them timed as one action: 3 is the LRAM
+    /// and DT agents' (state, return-to-go, reward); 1 times a single token with the
+    /// context counted in tokens.
+    #[arg(long, default_value_t = 3)]
+    pub tokens_per_step: usize,
     /// Batch sizes (sequences stepped together).
     #[arg(long, default_value = "1,16", value_delimiter = ',')]
     pub batches: Vec<usize>,
@@ -1057,22 +1063,26 @@ fn bench_cnn_inference(actions: usize, calls: u64, out: &mut dyn Write) -> Resul
     Ok(())
 }
 
-/// `agent bench sequence`: for each batch and context, fill the xLSTM's state with
-/// `context` tokens and the Transformer's cache to `context` tokens, then time `steps`
-/// more single-token steps (each attending to the whole cache for the Transformer), through
-/// burn and/or through the plain-Rust kernels (`--engine`), one row per engine.
+/// `agent bench sequence`: for each batch and context, feed the xLSTM and the Transformer's
+/// cache `context` environment steps of `--tokens-per-step` tokens, then time `steps` more
+/// environment steps, each its tokens fed one by one (the Transformer's attending to the
+/// whole cache), through burn and/or through the plain-Rust kernels (`--engine`), one row
+/// per engine.
 fn bench_sequence(args: &BenchSequenceArgs, out: &mut dyn Write) -> Result<(), CliError> {
     use agentry_models::gpt::GptWeights;
     use agentry_models::xlstm::XLstmWeights;
     use agentry_models::{GptConfig, XLstmConfig};
     if args.steps == 0
+        || args.tokens_per_step == 0
         || args.contexts.contains(&0)
         || args.batches.contains(&0)
         || args.contexts.is_empty()
         || args.batches.is_empty()
     {
         return Err(CliError::Usage(
-            "--steps, every --contexts and every --batches value must be at least 1".into(),
+            "--steps, --tokens-per-step, every --contexts and every --batches value must be at \
+             least 1"
+                .into(),
         ));
     }
     let (burn, rust) = match args.engine.as_str() {
@@ -1081,7 +1091,7 @@ fn bench_sequence(args: &BenchSequenceArgs, out: &mut dyn Write) -> Result<(), C
         _ => (true, true),
     };
     let device = agentry_models::cpu();
-    let (d, layers, heads) = (args.d_model, args.layers, args.heads);
+    let (d, layers, heads, n) = (args.d_model, args.layers, args.heads, args.tokens_per_step);
     let slstm = if layers > 1 { vec![1] } else { vec![] };
     let xlstm = XLstmConfig::new(d, layers, heads)
         .with_slstm_at(slstm)
@@ -1090,7 +1100,9 @@ fn bench_sequence(args: &BenchSequenceArgs, out: &mut dyn Write) -> Result<(), C
     let xlstm_rust = XLstmWeights::from_model(&xlstm);
     writeln!(
         out,
-        "d_model {d}, {layers} layers, {heads} heads; {} timed steps, {} µs per step; burn flex CPU and/or plain Rust",
+        "d_model {d}, {layers} layers, {heads} heads; context in steps of {n} token(s); {} \
+         timed steps, {} µs per step ({n} token(s) fed one by one); burn flex CPU and/or plain \
+         Rust",
         args.steps, args.stat
     )
     .map_err(io_err)?;
@@ -1109,14 +1121,14 @@ fn bench_sequence(args: &BenchSequenceArgs, out: &mut dyn Write) -> Result<(), C
     .map_err(io_err)?;
     for &b in &args.batches {
         for &c in &args.contexts {
-            let gpt = GptConfig::new(d, layers, heads, c)
+            let gpt = GptConfig::new(d, layers, heads, c * n)
                 .init_seeded(&device, 1)
                 .map_err(|e| CliError::Usage(format!("Transformer: {e}")))?;
             let mut rows = Vec::new();
             if burn {
                 rows.push((
                     "burn",
-                    bench_sequence_burn(&xlstm, &gpt, b, c, args.steps, &args.stat),
+                    bench_sequence_burn(&xlstm, &gpt, b, c, n, args.steps, &args.stat),
                 ));
             }
             if rust {
@@ -1124,7 +1136,7 @@ fn bench_sequence(args: &BenchSequenceArgs, out: &mut dyn Write) -> Result<(), C
                     .map_err(|e| CliError::Usage(format!("Transformer: {e}")))?;
                 rows.push((
                     "rust",
-                    bench_sequence_rust(&xlstm_rust, &gpt_rust, b, c, args.steps, &args.stat),
+                    bench_sequence_rust(&xlstm_rust, &gpt_rust, b, c, n, args.steps, &args.stat),
                 ));
             }
             for (engine, [xl_us, xl_bytes, dt_us, dt_bytes]) in rows {
@@ -1140,13 +1152,15 @@ fn bench_sequence(args: &BenchSequenceArgs, out: &mut dyn Write) -> Result<(), C
     Ok(())
 }
 
-/// burn's `XLstm::step` and `Gpt::step` for `batch` rows after `context` tokens:
+/// burn's `XLstm::step` and `Gpt::step` for `batch` rows after `context` steps of `per_step`
+/// tokens, each timed call feeding `per_step` tokens one by one:
 /// [xLSTM µs/step, xLSTM state bytes, DT µs/step, DT cache bytes].
 fn bench_sequence_burn(
     xlstm: &agentry_models::XLstm,
     gpt: &agentry_models::Gpt,
     batch: usize,
     context: usize,
+    per_step: usize,
     steps: usize,
     stat: &str,
 ) -> [f64; 4] {
@@ -1155,25 +1169,29 @@ fn bench_sequence_burn(
     let d = xlstm.d_model();
     let token = || Tensor::<2>::random([batch, d], Distribution::Normal(0.0, 1.0), &device);
     let mut state = xlstm.init_state(batch, &device);
-    for _ in 0..context {
+    for _ in 0..context * per_step {
         let _ = xlstm.step(token(), &mut state);
     }
-    let x = token();
+    let xs: Vec<_> = (0..per_step).map(|_| token()).collect();
     let xl_us = time_steps(steps, stat, || {
-        let y = xlstm.step(x.clone(), &mut state);
-        std::hint::black_box(y.into_data());
+        for x in &xs {
+            let y = xlstm.step(x.clone(), &mut state);
+            std::hint::black_box(y.into_data());
+        }
     });
     let mut cache = gpt.init_cache(batch, &device);
     let mut filled = 0;
-    while filled < context {
-        let n = (context - filled).min(256);
+    while filled < context * per_step {
+        let n = (context * per_step - filled).min(256);
         let block = Tensor::<3>::random([batch, n, d], Distribution::Normal(0.0, 1.0), &device);
         let _ = gpt.step_many(block, &mut cache);
         filled += n;
     }
     let dt_us = time_steps(steps, stat, || {
-        let y = gpt.step(x.clone(), &mut cache);
-        std::hint::black_box(y.into_data());
+        for x in &xs {
+            let y = gpt.step(x.clone(), &mut cache);
+            std::hint::black_box(y.into_data());
+        }
     });
     [
         xl_us,
@@ -1201,12 +1219,13 @@ fn time_steps(steps: usize, stat: &str, mut step: impl FnMut()) -> f64 {
 }
 
 /// The plain-Rust kernels, as [`bench_sequence_burn`]; the DT's cache is filled by stepping
-/// `context` tokens through it.
+/// the context's tokens through it.
 fn bench_sequence_rust(
     xlstm: &agentry_models::xlstm::XLstmWeights,
     gpt: &agentry_models::gpt::GptWeights,
     batch: usize,
     context: usize,
+    per_step: usize,
     steps: usize,
     stat: &str,
 ) -> [f64; 4] {
@@ -1224,21 +1243,27 @@ fn bench_sequence_rust(
     let mut y = vec![0.0; batch * d];
     let mut state = xlstm.state(batch);
     let mut scratch = xlstm.scratch(batch);
-    for t in 0..context {
+    let fill = context * per_step;
+    for t in 0..fill {
         xlstm.step(&pool[t % pool.len()], &mut state, &mut scratch, &mut y);
     }
-    let x = &pool[0];
+    let xs = &pool[..per_step.min(pool.len())];
+    let action = |step: &mut dyn FnMut(&[f32])| {
+        for k in 0..per_step {
+            step(&xs[k % xs.len()]);
+        }
+    };
     let xl_us = time_steps(steps, stat, || {
-        xlstm.step(x, &mut state, &mut scratch, &mut y);
+        action(&mut |x| xlstm.step(x, &mut state, &mut scratch, &mut y));
         std::hint::black_box(&y);
     });
     let mut cache = gpt.cache(batch);
     let mut gpt_scratch = gpt.scratch(batch);
-    for t in 0..context {
+    for t in 0..fill {
         gpt.step(&pool[t % pool.len()], &mut cache, &mut gpt_scratch, &mut y);
     }
     let dt_us = time_steps(steps, stat, || {
-        gpt.step(x, &mut cache, &mut gpt_scratch, &mut y);
+        action(&mut |x| gpt.step(x, &mut cache, &mut gpt_scratch, &mut y));
         std::hint::black_box(&y);
     });
     [

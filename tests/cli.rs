@@ -682,13 +682,23 @@ fn bench_sequence_and_retrieval_run_small() {
         "2",
         "--engine",
         "rust",
+        "--tokens-per-step",
+        "1",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = text(&out.stdout);
+    assert!(table.contains("steps of 1 token(s)"), "{table}");
     let rows: Vec<&str> = table.lines().skip(2).collect();
     assert!(rows.len() == 1 && rows[0].ends_with("rust"), "{table}");
     let out = agent(&["bench", "sequence", "--contexts", "0"]);
     assert_eq!(out.status.code(), Some(2));
+    let out = agent(&["bench", "sequence", "--tokens-per-step", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--tokens-per-step"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = agent(&["bench", "sequence", "--engine", "tensorflow"]);
     assert_eq!(out.status.code(), Some(2));
     let out = agent(&[

@@ -1,7 +1,8 @@
-"""PyTorch peer of `agent bench sequence`: the per-step (one token) inference latency of
-an xLSTM stack (NX-AI's `xlstm` package, mLSTM blocks with an sLSTM block at index 1,
+"""PyTorch peer of `agent bench sequence`: the per-step inference latency (one
+environment step = TOKENS_PER_STEP tokens fed one by one, 3 by default as the LRAM and DT
+agents' state, return-to-go and reward) of an xLSTM stack (NX-AI's `xlstm` package, mLSTM blocks with an sLSTM block at index 1,
 sLSTM on its "vanilla" PyTorch backend) and of a GPT-style causal Transformer with a
-KV cache holding CONTEXT tokens, at equal width and depth. torch.no_grad(), float32,
+KV cache holding CONTEXT steps' tokens, at equal width and depth. torch.no_grad(), float32,
 one thread by default. Prints one line per (model, context, batch): microseconds per
 step (each step timed alone; median, and mean in brackets) and the bytes of state the
 step reads (xLSTM state / KV cache).
@@ -96,6 +97,7 @@ def main():
     p.add_argument("--batches", default="1,16")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tokens-per-step", type=int, default=3)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -105,8 +107,9 @@ def main():
     slstm_at = [1] if a.layers > 1 else []
     xl = xlstm_stack(d, a.layers, a.heads, slstm_at)
     gpt = CachedGpt(d, a.layers, a.heads).eval()
+    n = a.tokens_per_step
     print(f"PyTorch {torch.__version__}, {a.threads} thread(s), d_model {d}, "
-          f"{a.layers} layers, {a.heads} heads")
+          f"{a.layers} layers, {a.heads} heads, {n} token(s) per step")
     with torch.no_grad():
         for b in batches:
             for c in contexts:
@@ -118,17 +121,25 @@ def main():
                 holder = [state]
 
                 def xl_step(_):
-                    _, holder[0] = xl.step(x, holder[0])
+                    for _ in range(n):
+                        _, holder[0] = xl.step(x, holder[0])
 
                 med, mean = timed(a.steps, xl_step)
                 print(f"xlstm context {c} batch {b}: {med:.0f} us/step median "
                       f"({mean:.0f} mean), state {state_bytes(holder[0])} bytes")
-                # Transformer: the cache is full with c tokens; each step attends to c.
-                cache = gpt.init_cache(b, c)
+                # Transformer: the ring cache holds c steps' tokens; each token attends to
+                # all of them.
+                slots = c * n
+                cache = gpt.init_cache(b, slots)
                 x = torch.randn(b, d)
                 for i in range(5):
-                    gpt.step(x, cache, i % c)
-                med, mean = timed(a.steps, lambda i: gpt.step(x, cache, i % c))
+                    gpt.step(x, cache, i % slots)
+
+                def gpt_step(i):
+                    for k in range(n):
+                        gpt.step(x, cache, (i * n + k) % slots)
+
+                med, mean = timed(a.steps, gpt_step)
                 print(f"gpt context {c} batch {b}: {med:.0f} us/step median "
                       f"({mean:.0f} mean), cache {state_bytes(cache)} bytes")
 
