@@ -27,8 +27,11 @@
 //! problem); the DT feeds them back. A learned embedding of the episode's time step is
 //! added to every token when `timestep_embedding` is on (DT style; the Transformer has
 //! no positional encoding of its own, which is what makes its sliding KV cache exact).
-//! Returns-to-go and rewards are divided by the task's scale (its largest absolute
-//! episode return in the data), so every task's tokens are of order 1.
+//! Returns-to-go are divided by the task's scale (its largest absolute episode return in
+//! the data) and rewards by its reward scale (its largest absolute reward of one step),
+//! so every task's tokens are of order 1: a reward token must show a single reward as
+//! clearly as a return-to-go shows the return still wanted (Dark-Room's +1 for reaching
+//! the goal, divided by a return scale of ~90, would be a change of ~1% in the token).
 //!
 //! Discrete actions are a softmax over the family's actions (illegal moves masked when
 //! acting); continuous ones are discretised into 256 bins per dimension over the
@@ -133,8 +136,13 @@ pub struct TaskInfo {
     pub env: EnvConfig,
     /// Its family's index.
     pub family: usize,
-    /// Returns-to-go and rewards are divided by this.
+    /// Returns-to-go are divided by this.
     pub scale: f32,
+    /// Rewards are divided by this (the largest absolute reward of one step in the data,
+    /// 1 when every reward is 0). 0 in checkpoints written before it existed: their
+    /// rewards were divided by `scale`, and still are.
+    #[serde(default)]
+    pub reward_scale: f32,
     /// Mean return of the recorded policy (normalised score 1), when known.
     pub expert_return: Option<f64>,
     /// Mean return of a random policy (normalised score 0), when known.
@@ -147,7 +155,28 @@ pub struct TaskInfo {
     pub steps: u64,
 }
 
+/// What a task's tokens are divided by: returns-to-go and rewards.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scales {
+    /// Returns-to-go.
+    pub rtg: f32,
+    /// Rewards.
+    pub reward: f32,
+}
+
 impl TaskInfo {
+    /// The task's divisors for returns-to-go and rewards.
+    pub fn scales(&self) -> Scales {
+        Scales {
+            rtg: self.scale,
+            reward: if self.reward_scale > 0.0 {
+                self.reward_scale
+            } else {
+                self.scale
+            },
+        }
+    }
+
     /// A short name for messages and tables: the environment and its parameters.
     pub fn name(&self) -> String {
         if self.env.params.0.is_empty() {
@@ -220,11 +249,12 @@ impl TaskSet {
             if t.family >= self.families.len() {
                 return Err(format!("task {i}: family {} does not exist", t.family));
             }
-            let numbers = [t.scale as f64, t.best_return]
+            let numbers = [t.scale as f64, t.reward_scale as f64, t.best_return]
                 .into_iter()
                 .chain(t.expert_return)
                 .chain(t.random_return);
-            if t.scale <= 0.0 || numbers.into_iter().any(|x| !x.is_finite()) {
+            if t.scale <= 0.0 || t.reward_scale < 0.0 || numbers.into_iter().any(|x| !x.is_finite())
+            {
                 return Err(format!(
                     "task {i}: a non-finite or non-positive scale or return"
                 ));
@@ -297,6 +327,7 @@ pub fn load_data(paths: &[String]) -> Result<Data, AgentError> {
                     env: meta.env.clone(),
                     family: f,
                     scale: 1.0,
+                    reward_scale: 1.0,
                     expert_return: None,
                     random_return: None,
                     best_return: f64::NEG_INFINITY,
@@ -363,7 +394,8 @@ impl Data {
         self.count();
     }
 
-    /// Each task's episodes, steps, best return and return scale from its episodes.
+    /// Each task's episodes, steps, best return and return and reward scales from its
+    /// episodes.
     fn count(&mut self) {
         for (task, eps) in self.set.tasks.iter_mut().zip(&self.episodes) {
             task.episodes = eps.len() as u64;
@@ -374,6 +406,11 @@ impl Data {
                 .fold(f64::NEG_INFINITY, f64::max);
             let biggest = eps.iter().map(|e| e.ret().abs()).fold(0.0, f64::max);
             task.scale = biggest.max(1.0) as f32;
+            let reward = eps
+                .iter()
+                .flat_map(|e| e.rewards.iter())
+                .fold(0.0f32, |m, r| m.max(r.abs()));
+            task.reward_scale = if reward > 0.0 { reward } else { 1.0 };
         }
     }
 }
@@ -950,14 +987,14 @@ impl SeqBatch {
     }
 
     /// Fill sequence `s` with up to `steps` steps of `e` from step `start` (the rest
-    /// stays padding); returns-to-go and rewards are divided by `scale`.
+    /// stays padding); returns-to-go and rewards are divided by `scale`'s.
     pub(crate) fn fill(
         &mut self,
         s: usize,
         e: &EpisodeRecord,
         start: usize,
         family: &Family,
-        scale: f32,
+        scale: Scales,
         max_timestep: usize,
     ) {
         self.fill_len(s, e, start, self.steps, family, scale, max_timestep);
@@ -972,7 +1009,7 @@ impl SeqBatch {
         start: usize,
         len: usize,
         family: &Family,
-        scale: f32,
+        scale: Scales,
         max_timestep: usize,
     ) {
         self.fill_at(s, 0, e, start, len, family, scale, max_timestep);
@@ -990,7 +1027,7 @@ impl SeqBatch {
         first: usize,
         start: usize,
         family: &Family,
-        scale: f32,
+        scale: Scales,
         max_timestep: usize,
     ) {
         let (mut at, mut start) = (0, start);
@@ -1016,7 +1053,7 @@ impl SeqBatch {
         start: usize,
         len: usize,
         family: &Family,
-        scale: f32,
+        scale: Scales,
         max_timestep: usize,
     ) {
         let (k, dim) = (self.steps.saturating_sub(offset).min(len), family.obs_dim());
@@ -1029,8 +1066,8 @@ impl SeqBatch {
             row_buf.clear();
             e.obs.row_into(u, dim, &mut row_buf);
             self.obs[r * dim..(r + 1) * dim].copy_from_slice(&row_buf);
-            self.rtg[r] = rtg[u] / scale;
-            self.rewards[r] = e.rewards[u] / scale;
+            self.rtg[r] = rtg[u] / scale.rtg;
+            self.rewards[r] = e.rewards[u] / scale.reward;
             self.timesteps[r] = u.min(max_timestep - 1) as i64;
             self.mask[r] = 1.0;
             let a = &e.actions[u * adim..(u + 1) * adim];
@@ -1092,7 +1129,7 @@ pub(crate) fn sample_sequences(
             &episodes[i],
             step as usize,
             family,
-            task.scale,
+            task.scales(),
             max_timestep,
         );
         picked.push((i, step as usize));
@@ -1133,7 +1170,7 @@ pub(crate) fn sample_family(
                 i,
                 step as usize,
                 fam,
-                task.scale,
+                task.scales(),
                 max_timestep,
             );
         } else {
@@ -1142,7 +1179,7 @@ pub(crate) fn sample_family(
                 &data.episodes[t][i],
                 step as usize,
                 fam,
-                task.scale,
+                task.scales(),
                 max_timestep,
             );
         }
@@ -1660,7 +1697,7 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> SeqActor<P> {
                 action,
                 p.config.actions_in_context,
                 self.t,
-                reward as f32 / task.scale,
+                reward as f32 / task.scales().reward,
             );
             self.rtg -= reward;
             self.t += 1;
@@ -1695,7 +1732,10 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> SeqActor<P> {
             let a = self.time(a);
             self.feed(a, false);
         }
-        let r = self.time(m.reward.forward(self.scalar(reward as f32 / task.scale)));
+        let r = self.time(
+            m.reward
+                .forward(self.scalar(reward as f32 / task.scales().reward)),
+        );
         self.feed(r, false);
         self.rtg -= reward;
         self.t += 1;
@@ -2556,7 +2596,7 @@ pub(crate) mod tests {
             for t in 0..k {
                 batch.obs[t * 2..t * 2 + 2].copy_from_slice(&e.obs_f32()[t * 2..t * 2 + 2]);
                 batch.rtg[t] = rtg[t] / data.set.tasks[0].scale;
-                batch.rewards[t] = e.rewards[t] / data.set.tasks[0].scale;
+                batch.rewards[t] = e.rewards[t] / data.set.tasks[0].scales().reward;
                 batch.timesteps[t] = t as i64;
                 batch.action_index[t] = e.actions[t] as i64;
                 batch.mask[t] = 1.0;
@@ -2820,7 +2860,7 @@ pub(crate) mod tests {
             &data.episodes[1][0],
             0,
             family,
-            data.set.tasks[1].scale,
+            data.set.tasks[1].scales(),
             1000,
         );
         let config = &policy.config;
@@ -2992,6 +3032,20 @@ pub(crate) mod tests {
         let task = &data.set.tasks[0];
         assert_eq!(task.episodes, 3);
         assert_eq!(task.steps, 75);
+        // Rewards are divided by the largest single reward (Dark-Room's 1 when the goal
+        // was reached, 1 when it never was), returns-to-go by the largest return.
+        let biggest = data.episodes[0]
+            .iter()
+            .map(|e| e.ret().abs())
+            .fold(0.0, f64::max);
+        assert_eq!(task.scale, biggest.max(1.0) as f32);
+        assert_eq!(task.reward_scale, 1.0);
+        // A checkpoint from before the reward scale (0 there) divides rewards as it did.
+        let old = TaskInfo {
+            reward_scale: 0.0,
+            ..task.clone()
+        };
+        assert_eq!(old.scales().reward, task.scale);
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(0);
         let b = sample_batch(&data, 0, 8, 30, 1000, &mut rng);
         for s in 0..8 {
@@ -3000,11 +3054,12 @@ pub(crate) mod tests {
             let n = valid.iter().filter(|&&m| m == 1.0).count();
             assert!((1..=25).contains(&n));
             assert!(valid[..n].iter().all(|&m| m == 1.0));
-            // Returns-to-go fall by each step's reward.
+            // Returns-to-go fall by each step's reward (each divided by its own scale).
+            let scale = task.scales();
             for j in 0..n - 1 {
                 let r = s * 30 + j;
-                let diff = b.rtg[r] - b.rtg[r + 1];
-                assert!((diff - b.rewards[r]).abs() < 1e-6);
+                let diff = (b.rtg[r] - b.rtg[r + 1]) * scale.rtg;
+                assert!((diff - b.rewards[r] * scale.reward).abs() < 1e-4);
             }
             let t0 = b.timesteps[s * 30] as usize;
             assert_eq!(t0 + n, 25, "a sequence runs to its episode's end or fills");
@@ -3022,7 +3077,7 @@ pub(crate) mod tests {
         let eps = &data.episodes[0];
         assert!(eps.iter().all(|e| e.len() == 25));
         let family = &data.set.families[0];
-        let scale = data.set.tasks[0].scale;
+        let scale = data.set.tasks[0].scales();
         // From step 20 of episode 1: its last 5 steps, all of episode 2, 10 of episode 3.
         let mut b = SeqBatch::empty(0, 1, 40, family);
         b.fill_across(0, eps, 1, 20, family, scale, 1000);
@@ -3038,7 +3093,8 @@ pub(crate) mod tests {
             row.clear();
             eps[e].obs.row_into(u, 2, &mut row);
             assert_eq!(&b.obs[j * 2..j * 2 + 2], &row[..], "row {j}");
-            assert_eq!(b.rtg[j], eps[e].returns_to_go()[u] / scale);
+            assert_eq!(b.rtg[j], eps[e].returns_to_go()[u] / scale.rtg);
+            assert_eq!(b.rewards[j], eps[e].rewards[u] / scale.reward);
             assert_eq!(b.targets[j], eps[e].actions[u] as i64);
         }
         // Past the last episode: padding.
@@ -3231,10 +3287,14 @@ pub(crate) mod tests {
             let played = [data.episodes[0][0].clone()];
             let obs = [0.0f32, 0.0];
             let config = &policy.config;
+            let scale = Scales {
+                rtg: 25.0,
+                reward: 1.0,
+            };
             let (with, last) =
-                crate::radt::window(config, family, 0, &played, &obs, &[], &[], 20.0, 25.0);
+                crate::radt::window(config, family, 0, &played, &obs, &[], &[], 20.0, scale);
             let (without, first) =
-                crate::radt::window(config, family, 0, &[], &obs, &[], &[], 20.0, 25.0);
+                crate::radt::window(config, family, 0, &[], &obs, &[], &[], 20.0, scale);
             assert_eq!(first, 0);
             let logits = |b: &SeqBatch, row: usize| {
                 let all = policy

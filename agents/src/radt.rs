@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{EnvConfig, SeqConfig};
 use crate::error::AgentError;
-use crate::offline::{Data, Family, SeqBatch, SeqModel, SeqPolicy, TaskSet};
+use crate::offline::{Data, Family, Scales, SeqBatch, SeqModel, SeqPolicy, TaskSet};
 
 fn memory_error(e: agentry_memory::MemoryError) -> AgentError {
     AgentError::Invalid(format!("retrieval memory: {e}"))
@@ -96,7 +96,7 @@ fn chunk_keys<'a>(
         let mut b = SeqBatch::empty(t0, block.len(), config.retrieval.chunk_len, family);
         for (s, c) in block.iter().enumerate() {
             let (e, t) = episode(c);
-            let scale = set.tasks[t].scale;
+            let scale = set.tasks[t].scales();
             b.fill(s, e, c.start as usize, family, scale, config.max_timestep);
         }
         keys.extend(embedder.embed(config, set, &b, device));
@@ -198,7 +198,7 @@ impl Retrieval {
             for (j, hit) in hits.iter().take(n).enumerate() {
                 let (task, episode) = self.locate(hit.chunk.trajectory);
                 let e = &data.episodes[task][episode];
-                let scale = data.set.tasks[task].scale;
+                let scale = data.set.tasks[task].scales();
                 mem.fill_len(
                     s * n + j,
                     e,
@@ -302,7 +302,7 @@ pub(crate) fn window(
     actions: &[f32],
     rewards: &[f32],
     target: f64,
-    scale: f32,
+    scale: Scales,
 ) -> (SeqBatch, usize) {
     let dim = family.obs_dim();
     let t = obs.len() / dim;
@@ -336,8 +336,8 @@ pub(crate) fn window(
         b.set_step(
             at + r,
             &obs[u * dim..(u + 1) * dim],
-            ((target - got) / scale as f64) as f32,
-            reward / scale,
+            ((target - got) / scale.rtg as f64) as f32,
+            reward / scale.reward,
             action,
             u.min(config.max_timestep - 1),
         );
@@ -436,7 +436,7 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> InContextActor<P> {
             ));
         }
         self.obs.extend_from_slice(obs);
-        let scale = set.tasks[0].scale;
+        let scale = set.tasks[0].scales();
         if policy.algo == "dt" && config.inference == crate::config::Inference::Cache {
             let row = self.cached_logits(&policy, scale);
             let a = crate::offline::choose(&row, mask, greedy, rng);
@@ -513,7 +513,7 @@ impl<P: std::ops::Deref<Target = SeqPolicy> + Clone> InContextActor<P> {
     /// (nor a finished episode's tokens with the return-to-go it was played with rather
     /// than the one it earned). A DT whose context covers an episode never rebuilds
     /// within one: there it is exactly the window.
-    fn cached_logits(&mut self, policy: &SeqPolicy, scale: f32) -> Vec<f32> {
+    fn cached_logits(&mut self, policy: &SeqPolicy, scale: Scales) -> Vec<f32> {
         let (model, config, set) = (&policy.model, &policy.config, &policy.set);
         let family = &set.families[0];
         let per = crate::offline::tokens_per_step(config);
