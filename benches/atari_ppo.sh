@@ -5,7 +5,10 @@
 # side), then one plot per game of the whole-game returns against env steps.
 #   benches/atari_ppo.sh                    # everything: 6 runs of ~1 h each on 2 cores
 #   GAMES=Breakout SEEDS=1 benches/atari_ppo.sh
-# Needs scripts/setup-atari.sh once. Runs go to $OUT (default runs/atari-ppo), plots to
+# The step size anneals over ANNEAL env steps (default 10M: CleanRL's and the preset's
+# full Atari budget), so a STEPS-step run is the first part of that schedule, as
+# CleanRL's curves at the same frame counts are (before 2026-11-30 23:00 UTC the runs
+# annealed over STEPS). Needs scripts/setup-atari.sh once. Runs go to $OUT (default runs/atari-ppo), plots to
 # benches/results/ppo-atari-{game}.png. AGENT=path runs that binary (built with
 # `--features atari`) instead of building target/release/agent: a build of the
 # workspace without the feature, while the script runs, would replace the one it uses.
@@ -14,6 +17,7 @@ cd "$(dirname "$0")/.."
 GAMES=${GAMES:-"Pong Breakout"}
 SEEDS=${SEEDS:-"1 2 3"}
 STEPS=${STEPS:-500000}
+ANNEAL=${ANNEAL:-10000000}
 OUT=${OUT:-runs/atari-ppo}
 if [ -z "${AGENT:-}" ]; then
   cargo build --release --features atari --bin agent -q
@@ -29,11 +33,12 @@ for game in $GAMES; do
       echo "== $dir: done already"
       continue
     fi
-    echo "== $AGENT train --env atari:$game --seed $seed --steps $STEPS --out $dir"
+    echo "== $AGENT train --env atari:$game --seed $seed --steps $STEPS --out $dir (annealing over $ANNEAL)"
     if [ -d "$dir/checkpoints" ]; then
       "$AGENT" train --resume "$dir" --steps "$STEPS" -q
     else
-      "$AGENT" train --env "atari:$game" --seed "$seed" --steps "$STEPS" --out "$dir" -q
+      "$AGENT" train --env "atari:$game" --seed "$seed" --steps "$STEPS" --out "$dir" -q \
+        --set "ppo.anneal_steps=$ANNEAL"
     fi
     tail -1 "$dir/metrics.csv" | cut -d, -f1-6
   done

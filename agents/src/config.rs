@@ -237,6 +237,11 @@ pub struct PpoConfig {
     pub learning_rate: f64,
     /// Anneal the step size linearly to 0 over the run.
     pub anneal_lr: bool,
+    /// Environment steps the annealing of the step size and of the clipping ε spans: 0
+    /// is the run's `--steps`. A longer span runs the first part of a longer schedule
+    /// (for example `10000000`, CleanRL's Atari budget, for a 500k-step run); the
+    /// factor stops at 0 past it.
+    pub anneal_steps: u64,
     /// Adam ε.
     pub adam_eps: f64,
     /// Discount γ.
@@ -286,6 +291,7 @@ impl Default for PpoConfig {
             epochs: 4,
             learning_rate: 2.5e-4,
             anneal_lr: true,
+            anneal_steps: 0,
             adam_eps: 1e-5,
             gamma: 0.99,
             gae_lambda: 0.95,

@@ -1295,7 +1295,7 @@ impl runner::Learner for Ppo {
             }
         }
         let n = batch.len;
-        let frac = progress.remaining_fraction(n as u64);
+        let frac = progress.remaining_fraction_over(n as u64, cfg.anneal_steps);
         let lr = if cfg.anneal_lr {
             cfg.learning_rate * frac
         } else {

@@ -78,8 +78,15 @@ impl Progress {
     /// The fraction of the run still to go before this update's data: CleanRL's
     /// annealing factor `1 − (update − 1)/num_updates`, in steps.
     pub fn remaining_fraction(&self, batch_steps: u64) -> f64 {
+        self.remaining_fraction_over(batch_steps, 0)
+    }
+
+    /// [`remaining_fraction`](Self::remaining_fraction) of a schedule spanning `span`
+    /// steps instead of the run (0: the run's total), never below 0.
+    pub fn remaining_fraction_over(&self, batch_steps: u64, span: u64) -> f64 {
+        let span = if span == 0 { self.total_steps } else { span };
         let before = self.env_steps.saturating_sub(batch_steps);
-        1.0 - before as f64 / self.total_steps as f64
+        (1.0 - before as f64 / span as f64).max(0.0)
     }
 }
 
@@ -492,4 +499,32 @@ where
     drop(rx);
     drop(joiner);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Progress;
+
+    /// CleanRL's annealing factor before each update's data, over the run or over a
+    /// longer schedule of which the run is the start.
+    #[test]
+    fn annealing_spans_the_run_or_a_given_schedule() {
+        let at = |env_steps| Progress {
+            env_steps,
+            total_steps: 1000,
+            updates: 0,
+        };
+        // The first update's data: nothing done before it.
+        assert_eq!(at(100).remaining_fraction(100), 1.0);
+        assert!((at(600).remaining_fraction(100) - 0.5).abs() < 1e-12);
+        assert!((at(1000).remaining_fraction(100) - 0.1).abs() < 1e-12);
+        // A 10 000-step schedule: the same run only reaches its first tenth.
+        assert!((at(1000).remaining_fraction_over(100, 10_000) - 0.91).abs() < 1e-12);
+        assert_eq!(
+            at(600).remaining_fraction_over(100, 0),
+            at(600).remaining_fraction(100)
+        );
+        // Past a shorter schedule's end the factor stays at 0.
+        assert_eq!(at(1000).remaining_fraction_over(100, 500), 0.0);
+    }
 }
