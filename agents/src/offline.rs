@@ -987,7 +987,7 @@ impl SeqBatch {
     }
 
     /// Fill sequence `s` with up to `steps` steps of `e` from step `start` (the rest
-    /// stays padding); returns-to-go and rewards are divided by `scale`'s.
+    /// stays padding); returns-to-go are divided by `scale.rtg`, rewards by `scale.reward`.
     pub(crate) fn fill(
         &mut self,
         s: usize,
