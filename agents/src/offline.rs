@@ -67,7 +67,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agentry_envs::{Action, Dtype, EpisodeEnd, ObsMut, Out, Space, derive_seed, registry};
-use agentry_memory::dataset::{DatasetReader, EpisodeRecord};
+use agentry_memory::dataset::{DatasetReader, EpisodeRecord, Observations};
 use agentry_models::gpt::{Gpt, GptConfig, KvCache, Memory};
 use agentry_models::xlstm::{XLstm, XLstmConfig, XLstmState};
 use agentry_models::{Mlp, MlpConfig, NatureCnn, NatureCnnConfig};
@@ -107,6 +107,15 @@ pub struct Family {
     pub obs_u8: bool,
     /// The action space.
     pub action: ActionKind,
+    /// Per-value mean of the family's observations in the data, subtracted before the
+    /// state encoder. Empty for images (the CNN scales bytes by 1/255) and in
+    /// checkpoints written before it existed (their observations go in as they are).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub obs_mean: Vec<f32>,
+    /// Per-value standard deviation of the same observations (1 for a value that never
+    /// changes), dividing after the mean is subtracted; empty when `obs_mean` is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub obs_std: Vec<f32>,
 }
 
 impl Family {
@@ -244,6 +253,18 @@ impl TaskSet {
             if !ok {
                 return Err(format!("family {i}: action space {:?}", f.action));
             }
+            let stats = (f.obs_mean.is_empty() && f.obs_std.is_empty())
+                || (f.obs_mean.len() == f.obs_dim()
+                    && f.obs_std.len() == f.obs_dim()
+                    && f.obs_mean.iter().all(|m| m.is_finite())
+                    && f.obs_std.iter().all(|s| s.is_finite() && *s > 0.0));
+            if !stats {
+                return Err(format!(
+                    "family {i}: observation mean and standard deviation must both be empty \
+                     or hold {} finite values each (deviations positive)",
+                    f.obs_dim()
+                ));
+            }
         }
         for (i, t) in self.tasks.iter().enumerate() {
             if t.family >= self.families.len() {
@@ -292,6 +313,8 @@ pub fn load_data(paths: &[String]) -> Result<Data, AgentError> {
             obs_shape: meta.obs_shape.clone(),
             obs_u8: info.header.obs_type == agentry_memory::ObsType::U8,
             action: meta.action.clone(),
+            obs_mean: Vec::new(),
+            obs_std: Vec::new(),
         };
         if family.obs_dim() != info.header.obs_dim {
             return Err(AgentError::Usage(format!(
@@ -395,8 +418,9 @@ impl Data {
     }
 
     /// Each task's episodes, steps, best return and return and reward scales from its
-    /// episodes.
+    /// episodes, and each vector family's observation mean and standard deviation.
     fn count(&mut self) {
+        self.observation_stats();
         for (task, eps) in self.set.tasks.iter_mut().zip(&self.episodes) {
             task.episodes = eps.len() as u64;
             task.steps = eps.iter().map(|e| e.len() as u64).sum();
@@ -411,6 +435,60 @@ impl Data {
                 .flat_map(|e| e.rewards.iter())
                 .fold(0.0f32, |m, r| m.max(r.abs()));
             task.reward_scale = if reward > 0.0 { reward } else { 1.0 };
+        }
+    }
+}
+
+impl Data {
+    /// Per value of each vector family's observations: the mean and standard deviation
+    /// over every step of its tasks' episodes (a value that never changes gets a
+    /// deviation of 1). Images are left to the CNN's 1/255.
+    fn observation_stats(&mut self) {
+        for (f, family) in self.set.families.iter_mut().enumerate() {
+            family.obs_mean.clear();
+            family.obs_std.clear();
+            if family.image() {
+                continue;
+            }
+            let dim = family.obs_dim();
+            let (mut sum, mut squares, mut rows) = (vec![0.0f64; dim], vec![0.0f64; dim], 0u64);
+            let mut add = |row: &mut dyn Iterator<Item = f64>| {
+                for ((s, q), x) in sum.iter_mut().zip(squares.iter_mut()).zip(row) {
+                    *s += x;
+                    *q += x * x;
+                }
+            };
+            let tasks = self.set.tasks.iter().zip(&self.episodes);
+            for (_, eps) in tasks.filter(|(t, _)| t.family == f) {
+                for e in eps {
+                    match &e.obs {
+                        Observations::F32(v) => {
+                            for row in v.chunks_exact(dim) {
+                                add(&mut row.iter().map(|&x| x as f64));
+                            }
+                            rows += (v.len() / dim) as u64;
+                        }
+                        Observations::U8(v) => {
+                            for row in v.chunks_exact(dim) {
+                                add(&mut row.iter().map(|&x| x as f64));
+                            }
+                            rows += (v.len() / dim) as u64;
+                        }
+                    }
+                }
+            }
+            if rows == 0 {
+                continue;
+            }
+            let n = rows as f64;
+            for (s, q) in sum.iter().zip(&squares) {
+                let mean = s / n;
+                let std = (q / n - mean * mean).max(0.0).sqrt();
+                family.obs_mean.push(mean as f32);
+                family
+                    .obs_std
+                    .push(if std > 1e-6 { std as f32 } else { 1.0 });
+            }
         }
     }
 }
@@ -564,6 +642,26 @@ pub struct SeqModel {
     time: Option<Embedding>,
     norm: LayerNorm,
     pub(crate) backbone: Backbone,
+    /// Per family: the observation shift and scale (the data's mean and 1/std) applied
+    /// before the state encoder, or none. From the task set, not the weights' record.
+    #[module(skip)]
+    obs_norm: Vec<Option<ObsNorm>>,
+}
+
+/// Observations go into a vector family's state encoder as `(obs − shift) × scale`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ObsNorm {
+    pub(crate) shift: Vec<f32>,
+    pub(crate) scale: Vec<f32>,
+}
+
+impl ObsNorm {
+    fn of(family: &Family) -> Option<ObsNorm> {
+        (!family.obs_mean.is_empty() && !family.image()).then(|| ObsNorm {
+            shift: family.obs_mean.clone(),
+            scale: family.obs_std.iter().map(|s| 1.0 / s).collect(),
+        })
+    }
 }
 
 fn embedding(rows: usize, d: usize, rng: &mut rand_pcg::Pcg64Mcg, device: &Device) -> Embedding {
@@ -640,12 +738,22 @@ impl SeqModel {
             time,
             norm: LayerNormConfig::new(d).init(device),
             backbone,
+            obs_norm: set.families.iter().map(ObsNorm::of).collect(),
         })
     }
 
     fn encode_states(&self, family: usize, obs: Tensor<2>, image: &[usize]) -> Tensor<2> {
         match &self.states[family] {
-            Encoder::Mlp(m) => m.forward(obs),
+            Encoder::Mlp(m) => match &self.obs_norm[family] {
+                Some(n) => {
+                    let device = obs.device();
+                    let row = |v: &[f32]| {
+                        Tensor::<2>::from_data(TensorData::new(v.to_vec(), [1, v.len()]), &device)
+                    };
+                    m.forward((obs - row(&n.shift)) * row(&n.scale))
+                }
+                None => m.forward(obs),
+            },
             Encoder::Cnn(c) => {
                 let [rows, _] = obs.dims();
                 c.forward(obs.reshape([rows, image[0], image[1], image[2]]))
@@ -3064,6 +3172,94 @@ pub(crate) mod tests {
             let t0 = b.timesteps[s * 30] as usize;
             assert_eq!(t0 + n, 25, "a sequence runs to its episode's end or fills");
         }
+    }
+
+    /// A vector family's observations are normalised by the data's per-value mean and
+    /// standard deviation before the state encoder; the set checks the statistics, and
+    /// a family read from a checkpoint without them goes in unnormalised.
+    #[test]
+    fn observations_are_normalised_by_the_data() {
+        let dir = temp_dir("obsnorm");
+        let path = dark_room_data(&dir, 5, (3, 2), 4, 0.5, 2);
+        let mut data = load_data(&[path.display().to_string()]).unwrap();
+        let rows: Vec<&[f32]> = data.episodes[0]
+            .iter()
+            .flat_map(|e| e.obs_f32().chunks_exact(2).collect::<Vec<_>>())
+            .collect();
+        let family = &data.set.families[0];
+        assert_eq!((family.obs_mean.len(), family.obs_std.len()), (2, 2));
+        for d in 0..2 {
+            let n = rows.len() as f64;
+            let mean = rows.iter().map(|r| r[d] as f64).sum::<f64>() / n;
+            let var = rows
+                .iter()
+                .map(|r| (r[d] as f64 - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            assert!(
+                (family.obs_mean[d] as f64 - mean).abs() < 1e-4,
+                "{family:?}"
+            );
+            assert!(
+                (family.obs_std[d] as f64 - var.sqrt()).abs() < 1e-4,
+                "{family:?}"
+            );
+        }
+        let device = agentry_models::cpu();
+        let config = config("dt", &[&path], 10, &[]).seq().clone();
+        let model = SeqModel::new("dt", &config, &data.set, &device, 1).unwrap();
+        let norm = model.obs_norm[0]
+            .clone()
+            .expect("a vector family is normalised");
+        assert_eq!(norm.shift, family.obs_mean);
+        assert!((norm.scale[0] * family.obs_std[0] - 1.0).abs() < 1e-6);
+        // The encoder sees a normalised row: the mean goes in as zeros.
+        let mean_row =
+            Tensor::<2>::from_data(TensorData::new(family.obs_mean.clone(), [1, 2]), &device);
+        let zeros = Tensor::<2>::zeros([1, 2], &device);
+        let Encoder::Mlp(mlp) = &model.states[0] else {
+            panic!("Dark-Room has a vector encoder")
+        };
+        let direct: Vec<f32> = mlp
+            .forward(zeros)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let through: Vec<f32> = model
+            .encode_states(0, mean_row, &[2])
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap();
+        for (a, b) in direct.iter().zip(&through) {
+            assert!((a - b).abs() < 1e-5, "{direct:?} vs {through:?}");
+        }
+        // A value that never changes is shifted but not scaled.
+        for e in &mut data.episodes[0] {
+            if let Observations::F32(v) = &mut e.obs {
+                v.chunks_exact_mut(2).for_each(|r| r[1] = 4.0);
+            }
+        }
+        data.count();
+        assert_eq!(data.set.families[0].obs_mean[1], 4.0);
+        assert_eq!(data.set.families[0].obs_std[1], 1.0);
+        // The set's check refuses statistics that do not fit the family.
+        let mut bad = data.set.clone();
+        bad.families[0].obs_std = vec![1.0];
+        assert!(bad.check().unwrap_err().contains("standard deviation"));
+        bad.families[0].obs_std = vec![1.0, 0.0];
+        assert!(bad.check().is_err());
+        bad.families[0].obs_std.clear();
+        bad.families[0].obs_mean.clear();
+        assert!(bad.check().is_ok());
+        // A family serialised before the statistics existed reads back without them.
+        let mut json = serde_json::to_value(&data.set.families[0]).unwrap();
+        let object = json.as_object_mut().unwrap();
+        object.remove("obs_mean");
+        object.remove("obs_std");
+        let old: Family = serde_json::from_value(json).unwrap();
+        assert!(old.obs_mean.is_empty() && ObsNorm::of(&old).is_none());
     }
 
     /// Algorithm Distillation's sequences run on across the episodes of a task's

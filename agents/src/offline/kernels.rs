@@ -16,12 +16,12 @@
 use std::sync::Arc;
 
 use agentry_models::gpt::{GptRustCache, GptScratch, GptWeights};
-use agentry_models::inference::{Norm, Scratch};
+use agentry_models::inference::{Dense, Norm, Scratch};
 use agentry_models::xlstm::{XLstmRustState, XLstmScratch, XLstmWeights};
 use agentry_models::{Mlp, MlpWeights};
 use burn::nn::Embedding;
 
-use super::{ActionEncoder, Backbone, Encoder, SeqModel};
+use super::{ActionEncoder, Backbone, Encoder, ObsNorm, SeqModel};
 use crate::config::{Inference, SeqConfig};
 use crate::ppo::ActionKind;
 
@@ -90,6 +90,20 @@ enum BackboneRun {
     Gpt(GptRustCache, GptScratch),
 }
 
+/// Fold `(x − shift) × scale` into the first layer: `W' = diag(scale) W` and
+/// `b' = b − shiftᵀ W'`, so the kernels read raw observations.
+fn fold_obs_norm(first: &mut Dense, norm: &ObsNorm) {
+    let out = first.fan_out;
+    for (i, row) in first.weight.chunks_exact_mut(out).enumerate() {
+        for w in row.iter_mut() {
+            *w *= norm.scale[i];
+        }
+        for (b, w) in first.bias.iter_mut().zip(row.iter()) {
+            *b -= norm.shift[i] * w;
+        }
+    }
+}
+
 fn table(e: &Embedding) -> Vec<f32> {
     e.weight
         .val()
@@ -106,8 +120,15 @@ impl SeqKernels {
         let states = model
             .states
             .iter()
-            .map(|e| match e {
-                Encoder::Mlp(m) => Some(MlpWeights::from_mlp(m)),
+            .zip(&model.obs_norm)
+            .map(|(e, norm)| match e {
+                Encoder::Mlp(m) => {
+                    let mut w = MlpWeights::from_mlp(m);
+                    if let Some(n) = norm {
+                        fold_obs_norm(&mut w.layers[0], n);
+                    }
+                    Some(w)
+                }
                 Encoder::Cnn(_) => None,
             })
             .collect::<Option<Vec<_>>>()?;
