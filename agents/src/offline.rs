@@ -452,29 +452,20 @@ impl Data {
             }
             let dim = family.obs_dim();
             let (mut sum, mut squares, mut rows) = (vec![0.0f64; dim], vec![0.0f64; dim], 0u64);
-            let mut add = |row: &mut dyn Iterator<Item = f64>| {
-                for ((s, q), x) in sum.iter_mut().zip(squares.iter_mut()).zip(row) {
-                    *s += x;
-                    *q += x * x;
+            let mut add = |values: &mut dyn Iterator<Item = f64>| {
+                for (i, x) in values.enumerate() {
+                    sum[i % dim] += x;
+                    squares[i % dim] += x * x;
                 }
             };
             let tasks = self.set.tasks.iter().zip(&self.episodes);
             for (_, eps) in tasks.filter(|(t, _)| t.family == f) {
                 for e in eps {
                     match &e.obs {
-                        Observations::F32(v) => {
-                            for row in v.chunks_exact(dim) {
-                                add(&mut row.iter().map(|&x| x as f64));
-                            }
-                            rows += (v.len() / dim) as u64;
-                        }
-                        Observations::U8(v) => {
-                            for row in v.chunks_exact(dim) {
-                                add(&mut row.iter().map(|&x| x as f64));
-                            }
-                            rows += (v.len() / dim) as u64;
-                        }
+                        Observations::F32(v) => add(&mut v.iter().map(|&x| f64::from(x))),
+                        Observations::U8(v) => add(&mut v.iter().map(|&x| f64::from(x))),
                     }
+                    rows += e.len() as u64;
                 }
             }
             if rows == 0 {
