@@ -437,9 +437,7 @@ impl Data {
             task.reward_scale = if reward > 0.0 { reward } else { 1.0 };
         }
     }
-}
 
-impl Data {
     /// Per value of each vector family's observations: the mean and standard deviation
     /// over every step of its tasks' episodes (a value that never changes gets a
     /// deviation of 1). Images are left to the CNN's 1/255.
