@@ -267,6 +267,12 @@ pub struct PpoConfig {
     /// PFO's β: weight of ‖z − z_old‖²/d on the actor's last hidden pre-activations
     /// (Moalla et al. 2024; 0 = plain PPO, 1 = the paper's last-layer setting).
     pub pfo_coef: f64,
+    /// Weight of an auxiliary value head on the actor: the actor network gets one more
+    /// output, trained by ½(v_aux − G)² toward the same returns as the critic, so its
+    /// trunk learns state features where the policy gradient carries almost none (as
+    /// Phasic Policy Gradient's auxiliary head, Cobbe et al. 2021, here trained in the
+    /// same loss). The networks stay separate; acting ignores the output. 0 = off.
+    pub aux_value_coef: f64,
     /// The actor's and the critic's network (separate networks, as the PFO paper
     /// trains them): `auto` (the Nature CNN for `u8` frames `[channels, height, width]`,
     /// else the MLP), `mlp` or `cnn`.
@@ -304,6 +310,7 @@ impl Default for PpoConfig {
             norm_adv: true,
             target_kl: 0.0,
             pfo_coef: 0.0,
+            aux_value_coef: 0.0,
             network: Network::Auto,
             hidden: vec![64, 64],
             activation: Activation::Tanh,
@@ -967,7 +974,7 @@ impl Config {
                 ),
             );
         }
-        let ranges: [(&str, f64, f64, f64); 10] = [
+        let ranges: [(&str, f64, f64, f64); 11] = [
             ("ppo.learning_rate", p.learning_rate, f64::MIN_POSITIVE, 1.0),
             ("ppo.adam_eps", p.adam_eps, f64::MIN_POSITIVE, 1.0),
             ("ppo.gamma", p.gamma, 0.0, 1.0),
@@ -978,6 +985,7 @@ impl Config {
             ("ppo.max_grad_norm", p.max_grad_norm, 0.0, 1e6),
             ("ppo.target_kl", p.target_kl, 0.0, 1e3),
             ("ppo.pfo_coef", p.pfo_coef, 0.0, 1e6),
+            ("ppo.aux_value_coef", p.aux_value_coef, 0.0, 1e3),
         ];
         for (key, v, lo, hi) in ranges {
             if !(v.is_finite() && (lo..=hi).contains(&v)) {

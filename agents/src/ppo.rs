@@ -839,7 +839,8 @@ impl Ppo {
                     .init_seeded(device, seed),
             ),
         };
-        let actor = net(shape.action.outputs(), 0.01, seed ^ 0xAC);
+        let aux = usize::from(config.aux_value_coef > 0.0);
+        let actor = net(shape.action.outputs() + aux, 0.01, seed ^ 0xAC);
         let critic = net(1, 1.0, seed ^ 0xC0);
         let head = match &shape.action {
             ActionKind::Continuous { low, .. } => Some(GaussianHead::new(
@@ -981,10 +982,13 @@ impl Ppo {
     /// The acting copy of the current parameters.
     pub fn acting_policy(&self) -> PpoPolicy {
         let model = self.model();
+        let mut actor = NetWeights::from_net(&model.actor);
+        // The auxiliary value output is for training only.
+        actor.keep_outputs(self.shape.action.outputs());
         PpoPolicy {
             obs_dim: self.shape.obs_dim,
             action: self.shape.action.clone(),
-            actor: NetWeights::from_net(&model.actor),
+            actor,
             critic: NetWeights::from_net(&model.critic),
             log_std: model
                 .head
@@ -1220,6 +1224,7 @@ struct ActorSide {
     old_kl: f64,
     kl: f64,
     clipfrac: f64,
+    aux_value: f64,
 }
 
 /// Move the gradients of a module's parameters from one set into another.
@@ -1273,6 +1278,11 @@ impl runner::Learner for Ppo {
 
     fn metric_names(&self) -> Vec<String> {
         let mut names: Vec<String> = METRICS.iter().map(|s| s.to_string()).collect();
+        // Only runs with the auxiliary head have its column, so older runs resume
+        // into a metrics file of the same header.
+        if self.config.aux_value_coef > 0.0 {
+            names.push("losses/aux_value_loss".into());
+        }
         names.extend(self.plasticity.metric_names());
         names
     }
@@ -1329,7 +1339,8 @@ impl runner::Learner for Ppo {
         self.model = Some(self.plasticity.begin_update(model));
 
         let mut order: Vec<usize> = (0..n).collect();
-        let mut sums = [0.0f64; 8]; // v, pg, ent, pfo, old_kl, kl, clipfrac, grad_norm
+        let mut sums = [0.0f64; 9]; // v, pg, ent, pfo, old_kl, kl, clipfrac, grad_norm, aux_v
+        let aux_coef = cfg.aux_value_coef as f32;
         let mut count = 0usize;
         let mut epochs_done = 0;
         let helper = Helper::new();
@@ -1363,6 +1374,7 @@ impl runner::Learner for Ppo {
                 let old_logp_t = t1(old_logp);
                 let adv_t = t1(adv);
                 let returns_t = t1(returns);
+                let aux_returns_t = (aux_coef > 0.0).then(|| returns_t.clone());
                 let old_values_t = t1(old_values);
 
                 let model = self.model.as_ref().expect("model present");
@@ -1419,6 +1431,16 @@ impl runner::Learner for Ppo {
                 }));
                 let actor_half = || -> ActorSide {
                     let (out, z) = model.actor.forward_with_features(obs);
+                    // With the auxiliary head, its value is the actor's last output.
+                    let (out, aux_loss) = match aux_returns_t {
+                        Some(returns) => {
+                            let outputs = out.dims()[1] - 1;
+                            let v = out.clone().narrow(1, outputs, 1).reshape([b]);
+                            let loss = (v - returns).square().mean().mul_scalar(0.5);
+                            (out.narrow(1, 0, outputs), Some(loss))
+                        }
+                        None => (out, None),
+                    };
                     let (new_logp, entropy) = match (&model.head, acts_continuous) {
                         (Some(head), Some(acts)) => {
                             let logp = head.log_prob(out, acts);
@@ -1457,6 +1479,11 @@ impl runner::Learner for Ppo {
                     let entropy_loss = entropy.mean();
                     let mut loss =
                         pg_loss.clone() - entropy_loss.clone().mul_scalar(cfg.ent_coef as f32);
+                    let mut aux_value = 0.0;
+                    if let Some(aux_loss) = aux_loss {
+                        aux_value = scalar(aux_loss.clone()) as f64;
+                        loss = loss + aux_loss.mul_scalar(aux_coef);
+                    }
                     let mut pfo_value = 0.0;
                     if let Some(z_old) = z_old {
                         if cfg.pfo_coef > 0.0 {
@@ -1480,6 +1507,7 @@ impl runner::Learner for Ppo {
                         old_kl: old_kl / b as f64,
                         kl: kl / b as f64,
                         clipfrac: clipped as f64 / b as f64,
+                        aux_value,
                     }
                 };
                 let actor_side = actor_half();
@@ -1493,6 +1521,7 @@ impl runner::Learner for Ppo {
                     old_kl,
                     kl,
                     clipfrac,
+                    aux_value,
                 } = actor_side;
                 let (Some(mut grads), Some(mut critic_grads)) = (actor_grads, critic_grads) else {
                     return Err(AgentError::Numeric(format!(
@@ -1505,11 +1534,15 @@ impl runner::Learner for Ppo {
                     to: &mut grads,
                 });
                 let grad_norm = clip_grad_norm(model, &mut grads, cfg.max_grad_norm as f32);
-                if !(grad_norm.is_finite() && ent_value.is_finite() && pfo_value.is_finite()) {
+                if !(grad_norm.is_finite()
+                    && ent_value.is_finite()
+                    && pfo_value.is_finite()
+                    && aux_value.is_finite())
+                {
                     return Err(AgentError::Numeric(format!(
                         "PPO update {} produced a non-finite value (gradient norm {grad_norm}, \
-                         entropy {ent_value}, PFO loss {pfo_value}); the parameters were not \
-                         changed",
+                         entropy {ent_value}, PFO loss {pfo_value}, auxiliary value loss \
+                         {aux_value}); the parameters were not changed",
                         progress.updates + 1
                     )));
                 }
@@ -1530,6 +1563,7 @@ impl runner::Learner for Ppo {
                     kl,
                     clipfrac,
                     grad_norm as f64,
+                    aux_value,
                 ]) {
                     *s += v;
                 }
@@ -1631,6 +1665,9 @@ impl runner::Learner for Ppo {
                 weight_norm(w),
             ]);
         }
+        if cfg.aux_value_coef > 0.0 {
+            row.push(avg(8));
+        }
         row.extend(self.plasticity.metric_row());
         Ok(row)
     }
@@ -1731,7 +1768,16 @@ mod truncation_tests {
                 masked: false,
             },
         );
-        let mut ppo = Ppo::new(&config, &Default::default(), shape, 7).unwrap();
+        let ppo = run_constant(&config, shape);
+        let policy = ppo.acting_policy();
+        let mut ws = policy.workspace();
+        let v = policy.value(&[1.0], &mut ws);
+        assert!((v - 10.0).abs() < 0.5, "V = {v}, expected 1/(1 − 0.9) = 10");
+    }
+
+    /// 40 000 steps of `config` on 4 constant environments truncated after 20 steps.
+    fn run_constant(config: &PpoConfig, shape: PpoShape) -> Ppo {
+        let mut ppo = Ppo::new(config, &Default::default(), shape, 7).unwrap();
         let make = |_: usize| -> Result<Box<dyn VecEnv>, agentry_envs::EnvError> {
             let envs: Vec<Box<dyn agentry_envs::Env>> = (0..4)
                 .map(|_| {
@@ -1751,10 +1797,61 @@ mod truncation_tests {
         let mut state = RunState::default();
         run(&mut ppo, &spec, &mut state, |_, _, _| Ok(Control::Continue)).unwrap();
         assert_eq!(state.episodes, 2000);
+        ppo
+    }
+
+    /// With `aux_value_coef`, the actor network's extra output learns the state's value
+    /// (10 here, as the critic's), and the acting copy keeps only the action logits,
+    /// the same as the network's.
+    #[test]
+    fn the_auxiliary_value_head_learns_values_and_stays_out_of_acting() {
+        let config = PpoConfig {
+            gamma: 0.9,
+            rollout_steps: 32,
+            minibatch_size: 64,
+            learning_rate: 3e-3,
+            anneal_lr: false,
+            aux_value_coef: 1.0,
+            ..PpoConfig::default()
+        };
+        let actions = ActionKind::Discrete {
+            n: 2,
+            masked: false,
+        };
+        let ppo = run_constant(&config, PpoShape::flat(1, actions));
+        let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32], [1, 1]), &ppo.device);
+        let out = ppo
+            .model()
+            .actor
+            .forward(x)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap();
+        assert_eq!(out.len(), 3, "2 logits and the auxiliary value");
+        assert!(
+            (out[2] - 10.0).abs() < 0.5,
+            "auxiliary V = {}, expected 1/(1 − 0.9) = 10",
+            out[2]
+        );
         let policy = ppo.acting_policy();
+        policy.check().unwrap();
         let mut ws = policy.workspace();
-        let v = policy.value(&[1.0], &mut ws);
-        assert!((v - 10.0).abs() < 0.5, "V = {v}, expected 1/(1 − 0.9) = 10");
+        policy.act(
+            &[1.0],
+            None,
+            ActMode::Deterministic,
+            &mut rand_pcg::Pcg64Mcg::seed_from_u64(1),
+            &mut ws,
+        );
+        for (a, b) in ws.out.iter().zip(&out[..2]) {
+            assert!(
+                (a - b).abs() < 1e-4,
+                "acting logits {:?} vs {out:?}",
+                ws.out
+            );
+        }
+        assert_eq!(ws.out.len(), 2);
     }
 
     /// PPO with `network = "auto"` picks the Nature CNN for `u8` images and learns to

@@ -606,6 +606,11 @@ impl CnnWeights {
         self.head.fan_out
     }
 
+    /// Keep the head's first `n` outputs (see [`Dense::keep_outputs`]).
+    pub fn keep_outputs(&mut self, n: usize) {
+        self.head.keep_outputs(n);
+    }
+
     /// Buffers for [`forward`](Self::forward).
     pub fn scratch(&self) -> CnnScratch {
         CnnScratch {

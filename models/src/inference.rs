@@ -34,6 +34,29 @@ pub struct Dense {
     pub bias: Vec<f32>,
 }
 
+impl Dense {
+    /// Keep the first `n` outputs (drop the weights and biases of the others).
+    ///
+    /// # Panics
+    /// If the layer has fewer than `n` outputs.
+    pub fn keep_outputs(&mut self, n: usize) {
+        assert!(
+            n <= self.fan_out,
+            "{n} outputs of a layer of {}",
+            self.fan_out
+        );
+        let weight = self
+            .weight
+            .chunks_exact(self.fan_out)
+            .flat_map(|row| &row[..n])
+            .copied()
+            .collect();
+        self.weight = weight;
+        self.bias.truncate(n);
+        self.fan_out = n;
+    }
+}
+
 /// A layer norm's scale, shift and ε.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Norm {
@@ -203,6 +226,12 @@ impl MlpWeights {
     /// Width of the last hidden layer (the features), or the input width without one.
     pub fn feature_dim(&self) -> usize {
         self.layers[self.layers.len() - 1].fan_in
+    }
+
+    /// Keep the first `n` outputs (see [`Dense::keep_outputs`]).
+    pub fn keep_outputs(&mut self, n: usize) {
+        let last = self.layers.len() - 1;
+        self.layers[last].keep_outputs(n);
     }
 
     /// Number of parameters.
@@ -453,6 +482,28 @@ pub fn tanh(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keeping a layer's first outputs leaves exactly those outputs.
+    #[test]
+    fn keep_outputs_keeps_the_first_outputs() {
+        let (fan_in, fan_out) = (3, 5);
+        let full = Dense {
+            fan_in,
+            fan_out,
+            weight: (0..fan_in * fan_out)
+                .map(|i| (i as f32 * 0.37).sin())
+                .collect(),
+            bias: (0..fan_out).map(|i| i as f32 * 0.1).collect(),
+        };
+        let mut cut = full.clone();
+        cut.keep_outputs(2);
+        let x = [0.5, -1.0, 2.0];
+        let (mut a, mut b) = (vec![0.0; 5], vec![0.0; 2]);
+        dense(&full, &x, &mut a);
+        dense(&cut, &x, &mut b);
+        assert_eq!((cut.fan_out, cut.weight.len()), (2, 6));
+        assert_eq!(&a[..2], &b[..]);
+    }
 
     /// The blocked kernel gives exactly what `dense` gives, row by row, for every shape
     /// of block and remainder.

@@ -138,6 +138,18 @@ impl NetWeights {
         }
     }
 
+    /// Keep the first `n` outputs, dropping the others' weights (a head trained for an
+    /// auxiliary loss that acting does not use).
+    ///
+    /// # Panics
+    /// If the network has fewer than `n` outputs.
+    pub fn keep_outputs(&mut self, n: usize) {
+        match self {
+            NetWeights::Mlp(m) => m.keep_outputs(n),
+            NetWeights::Cnn(c) => c.keep_outputs(n),
+        }
+    }
+
     /// Width of the last hidden layer.
     pub fn feature_dim(&self) -> usize {
         match self {
