@@ -9,7 +9,8 @@
 # full Atari budget), so a STEPS-step run is the first part of that schedule, as
 # CleanRL's curves at the same frame counts are (before 2026-11-30 23:00 UTC the runs
 # annealed over STEPS). Needs scripts/setup-atari.sh once. Runs go to $OUT (default runs/atari-ppo), plots to
-# benches/results/ppo-atari-{game}.png. AGENT=path runs that binary (built with
+# benches/results/ppo-atari-{game}.png (PLOT=0: no plot). SET="key=value ..." adds settings
+# to new runs (e.g. SET="ppo.pfo_coef=1" OUT=runs/atari-ppo-pfo). AGENT=path runs that binary (built with
 # `--features atari`) instead of building target/release/agent: a build of the
 # workspace without the feature, while the script runs, would replace the one it uses.
 set -euo pipefail
@@ -19,6 +20,9 @@ SEEDS=${SEEDS:-"1 2 3"}
 STEPS=${STEPS:-500000}
 ANNEAL=${ANNEAL:-10000000}
 OUT=${OUT:-runs/atari-ppo}
+PLOT=${PLOT:-1}
+sets=()
+for kv in ${SET:-}; do sets+=(--set "$kv"); done
 if [ -z "${AGENT:-}" ]; then
   cargo build --release --features atari --bin agent -q
   AGENT=target/release/agent
@@ -38,10 +42,11 @@ for game in $GAMES; do
       "$AGENT" train --resume "$dir" --steps "$STEPS" -q
     else
       "$AGENT" train --env "atari:$game" --seed "$seed" --steps "$STEPS" --out "$dir" -q \
-        --set "ppo.anneal_steps=$ANNEAL"
+        --set "ppo.anneal_steps=$ANNEAL" "${sets[@]}"
     fi
     tail -1 "$dir/metrics.csv" | cut -d, -f1-6
   done
+  [ "$PLOT" = 1 ] || continue
   lower=$(echo "$game" | tr '[:upper:]' '[:lower:]')
   "$AGENT" plot "${dirs[@]}" --metric episode_return_mean --smooth 5 \
     --out "benches/results/ppo-atari-$lower.png"
