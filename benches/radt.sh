@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 8's benchmark: RA-DT against its baselines on Dark-Room (10×10, 100 steps per
-# episode). PPO learning histories on RA-DT's 80 training goals (HISTORY_STEPS env
-# steps each, every episode recorded with run.record_history); then, for each seed in
+# episode). Learning histories on RA-DT's 80 training goals (PPO's, HISTORY_STEPS env
+# steps each, every episode recorded with run.record_history; or Q-learning's with
+# SOURCE=q-learning, HISTORY_EPISODES episodes each); then, for each seed in
 # SEEDS, three models trained on all of them for UPDATES updates:
 #   radt  RA-DT (configs/radt-offline.toml: context 25 steps + one retrieved 50-step
 #         sub-trajectory); its training ends with its in-context evaluation, which
@@ -15,13 +16,20 @@
 # ± std over the seeds, into one CSV and one PNG. Resumable: finished runs are kept.
 #   benches/radt.sh                                   # ~1 h per seed on 2 busy cores
 #   SEEDS="1 2 3" UPDATES=3000 HISTORY_STEPS=100000 benches/radt.sh
+#   SOURCE=q-learning OUT=runs/radt-q benches/radt.sh   # Q-learning histories
 # Output: $OUT (default runs/radt-bench): histories/, seed$S/{radt,ad,dt}/ with
 # in_context.csv; $RESULT.csv and $RESULT.png (default
 # benches/results/radt-dark-room-in-context).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/radt-bench}
+# SOURCE: the learner whose histories the models are trained on: ppo (the ppo-dark-room
+# preset, HISTORY_STEPS env steps per goal) or q-learning (`agent collect --learner
+# q-learning`: a Q-table with optimistic initial values, HISTORY_EPISODES episodes per
+# goal; it improves within tens of episodes, PPO within hundreds).
+SOURCE=${SOURCE:-ppo}
 HISTORY_STEPS=${HISTORY_STEPS:-60000}
+HISTORY_EPISODES=${HISTORY_EPISODES:-100}
 UPDATES=${UPDATES:-1000}
 SEEDS=${SEEDS:-1 2}
 # Extra `--set K=V` flags: RADT_SETS for RA-DT (its retrieval.* and radt.* keys), DT_SETS
@@ -45,16 +53,50 @@ if [ -z "${AGENT:-}" ]; then
 fi
 echo "== $(date -u +%FT%TZ) on $(nproc) cores:$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 histories=()
-for g in $TRAIN_GOALS; do
-  dir="$OUT/histories/goal-${g/,/-}"
-  histories+=("$dir/history")
-  [ -f "$dir/summary.json" ] && continue
-  rm -rf "$dir"
-  "$AGENT" train --env dark-room --set "env.goal=[$g]" --set run.record_history=true \
-    --set "run.checkpoint_interval=$HISTORY_STEPS" --steps "$HISTORY_STEPS" --seed "$SEED" \
-    --out "$dir" -q > /dev/null
-done
-echo "== $(date -u +%T) histories: ${#histories[@]} goals × $HISTORY_STEPS steps"
+if [ "$SOURCE" = q-learning ]; then
+  # One file per goal: the whole history of a Q-table learning it from scratch.
+  for g in $TRAIN_GOALS; do
+    file="$OUT/histories/goal-${g/,/-}.agds"
+    histories+=("$file")
+    [ -f "$file" ] && continue
+    mkdir -p "$OUT/histories"
+    "$AGENT" collect --learner q-learning --env dark-room -p "goal=[$g]" \
+      --episodes "$HISTORY_EPISODES" --seed "$SEED" --out "$file.tmp" > /dev/null 2>&1
+    mv "$file.tmp" "$file"
+  done
+  echo "== $(date -u +%T) histories: ${#histories[@]} goals × $HISTORY_EPISODES q-learning episodes"
+  # The source learner's own first 40 episodes on the held-out goals, 3 seeds: the
+  # speed the histories show, for the in-context curves to be read against.
+  ref="$OUT/q-learning-held-out.txt"
+  if [ ! -f "$ref" ]; then
+    for x in 0 1 2 3 4 5 6 7 8 9; do
+      for y in 0 1 2 3 4 5 6 7 8 9; do
+        case " $(echo $TRAIN_GOALS) " in *" $x,$y "*) continue ;; esac
+        for s in 1 2 3; do
+          line=$("$AGENT" collect --learner q-learning --env dark-room -p "goal=[$x,$y]" \
+            --episodes 40 --seed "$s" --out "$OUT/held-out.tmp.agds" 2>/dev/null)
+          echo "goal $x,$y seed $s: ${line##*episodes: }"
+        done
+      done
+    done > "$ref.tmp"
+    rm -f "$OUT/held-out.tmp.agds"
+    mv "$ref.tmp" "$ref"
+  fi
+  awk '{ for (i = 5; i <= NF; i++) { s[i] += $i; n[i]++ } }
+       END { printf "== q-learning itself on the 20 held-out goals (3 seeds), mean return per 10 episodes:";
+             for (i = 5; i in s; i++) printf " %.2f", s[i] / n[i]; print "" }' "$ref"
+else
+  for g in $TRAIN_GOALS; do
+    dir="$OUT/histories/goal-${g/,/-}"
+    histories+=("$dir/history")
+    [ -f "$dir/summary.json" ] && continue
+    rm -rf "$dir"
+    "$AGENT" train --env dark-room --set "env.goal=[$g]" --set run.record_history=true \
+      --set "run.checkpoint_interval=$HISTORY_STEPS" --steps "$HISTORY_STEPS" --seed "$SEED" \
+      --out "$dir" -q > /dev/null
+  done
+  echo "== $(date -u +%T) histories: ${#histories[@]} goals × $HISTORY_STEPS steps"
+fi
 runs=()
 for seed in $SEEDS; do
   for model in radt ad dt; do

@@ -347,13 +347,28 @@ pub struct CollectArgs {
     #[arg(
         long,
         value_name = "DIR",
-        required_unless_present = "policy",
-        conflicts_with = "policy"
+        required_unless_present_any = ["policy", "learner"],
+        conflicts_with_all = ["policy", "learner"]
     )]
     pub run: Option<PathBuf>,
     /// A policy file instead of a run.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "learner")]
     pub policy: Option<PathBuf>,
+    /// Instead of a trained policy's episodes, the learning history of a learner
+    /// trained from scratch on --env while it records: `q-learning` (a table with
+    /// optimistic initial values, for grid-worlds and tic-tac-toe; --epsilon is its
+    /// exploration). The source of histories for in-context learners.
+    #[arg(long, value_name = "ALGO", requires = "env")]
+    pub learner: Option<String>,
+    /// Q-learning's step size α (default 0.5).
+    #[arg(long, requires = "learner")]
+    pub alpha: Option<f64>,
+    /// Q-learning's discount γ (default 0.99).
+    #[arg(long, requires = "learner")]
+    pub gamma: Option<f64>,
+    /// Q-learning's initial value of every entry (default 1).
+    #[arg(long, requires = "learner")]
+    pub initial_q: Option<f64>,
     /// Record on this environment instead of the one the policy was trained on.
     #[arg(long)]
     pub env: Option<String>,
@@ -1759,6 +1774,9 @@ fn export(args: ExportArgs, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 fn collect(args: CollectArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
+    if let Some(learner) = &args.learner {
+        return collect_history(learner, &args, out, err);
+    }
     let (loaded, env) = policy_and_env(&args.run, &args.policy, &args.env, &args.params)?;
     let _ = writeln!(
         err,
@@ -1790,6 +1808,75 @@ fn collect(args: CollectArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
             .random_return
             .map(|r| format!(" (random policy {r:.2})"))
             .unwrap_or_default()
+    )
+    .map_err(io_err)?;
+    Ok(())
+}
+
+/// `agent collect --learner`: record a learner's history from scratch.
+fn collect_history(
+    learner: &str,
+    args: &CollectArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    use agentry_agents::tabular::{Q_LEARNING, QLearningOptions, record_history};
+    if learner != Q_LEARNING {
+        return Err(CliError::Usage(format!(
+            "--learner {learner}: the learners that record histories here are: {Q_LEARNING}"
+        )));
+    }
+    if args.deterministic {
+        return Err(CliError::Usage(
+            "--deterministic is for a trained policy; q-learning is greedy with --epsilon \
+             random actions"
+                .into(),
+        ));
+    }
+    let name = args
+        .env
+        .as_deref()
+        .expect("clap requires --env with --learner");
+    let env = EnvConfig {
+        name: agentry_envs::find(name)?.name.to_string(),
+        params: Params::parse_assignments(&args.params)?,
+    };
+    let defaults = QLearningOptions::default();
+    let opts = QLearningOptions {
+        alpha: args.alpha.unwrap_or(defaults.alpha),
+        gamma: args.gamma.unwrap_or(defaults.gamma),
+        initial_q: args.initial_q.unwrap_or(defaults.initial_q),
+        epsilon: args.epsilon,
+        ..defaults
+    };
+    let _ = writeln!(
+        err,
+        "recording {} episodes of {learner} learning {} from scratch",
+        args.episodes, env.name
+    );
+    let report = record_history(
+        &env,
+        args.episodes,
+        &opts,
+        args.seed,
+        args.task,
+        args.max_steps,
+        &args.out,
+    )?;
+    let blocks: Vec<String> = report
+        .returns
+        .chunks(10)
+        .map(|c| format!("{:.2}", c.iter().sum::<f64>() / c.len() as f64))
+        .collect();
+    writeln!(
+        out,
+        "wrote {}: {} episodes, {} steps, {} distinct observations; mean return per 10 \
+         episodes: {}",
+        report.path.display(),
+        report.returns.len(),
+        report.steps,
+        report.states,
+        blocks.join(" ")
     )
     .map_err(io_err)?;
     Ok(())

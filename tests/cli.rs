@@ -729,3 +729,102 @@ fn bench_sequence_and_retrieval_run_small() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("f64"), "{}", text(&out.stderr));
 }
+
+/// `agent collect --learner q-learning`: a Q-table's learning history from scratch,
+/// read by an Algorithm-Distillation-style DT; misuse refused with code 2.
+#[test]
+fn collect_records_a_q_learning_history_for_offline_learners() {
+    let dir = temp_dir("q-history");
+    let file = dir.join("goal-2-3.agds");
+    let f = file.to_str().unwrap();
+    let base = [
+        "collect",
+        "--learner",
+        "q-learning",
+        "--env",
+        "dark-room",
+        "-p",
+        "goal=[2,3]",
+        "--episodes",
+        "30",
+        "--seed",
+        "4",
+    ];
+    let out = agent(&[&base[..], &["--out", f]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("30 episodes, 3000 steps")
+            && stdout.contains("mean return per 10 episodes"),
+        "{stdout}"
+    );
+    // Three block means, the last above the first: it learnt while recording.
+    let blocks: Vec<f64> = stdout
+        .trim()
+        .rsplit(": ")
+        .next()
+        .unwrap()
+        .split(' ')
+        .map(|b| b.parse().unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 3, "{stdout}");
+    assert!(blocks[2] > blocks[0], "{stdout}");
+    let run = dir.join("ad");
+    let out = agent(&[
+        "train",
+        "--algo",
+        "dt",
+        "--dataset",
+        f,
+        "--steps",
+        "5",
+        "--set",
+        "dt.d_model=16",
+        "--set",
+        "dt.context=20",
+        "--set",
+        "dt.across_episodes=true",
+        "--set",
+        "dt.eval_episodes=0",
+        "-q",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = agent(&[
+        "collect",
+        "--learner",
+        "sarsa",
+        "--env",
+        "dark-room",
+        "--episodes",
+        "3",
+        "--out",
+        f,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("q-learning"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = agent(&[&base[..], &["--alpha", "1.5", "--out", f]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("alpha"), "{}", text(&out.stderr));
+    let out = agent(&[&base[..], &["--deterministic", "--out", f]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    let out = agent(&[
+        "collect",
+        "--learner",
+        "q-learning",
+        "--episodes",
+        "3",
+        "--out",
+        f,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "--env is required");
+    let out = agent(&[&base[..], &["--run", "somewhere", "--out", f]].concat());
+    assert_eq!(out.status.code(), Some(2), "--run and --learner conflict");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -68,14 +68,14 @@ pub trait BanditAgent {
 
 /// Running argmax that breaks ties uniformly at random (reservoir sampling), so the
 /// scores are computed once and nothing is allocated. NaN scores never win.
-struct Argmax {
-    best: usize,
+pub(crate) struct Argmax {
+    pub(crate) best: usize,
     score: f64,
     ties: u32,
 }
 
 impl Argmax {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Argmax {
             best: 0,
             score: f64::NEG_INFINITY,
@@ -83,7 +83,7 @@ impl Argmax {
         }
     }
 
-    fn offer(&mut self, index: usize, score: f64, rng: &mut EnvRng) {
+    pub(crate) fn offer(&mut self, index: usize, score: f64, rng: &mut EnvRng) {
         if score > self.score {
             (self.best, self.score, self.ties) = (index, score, 1);
         } else if score == self.score {

@@ -65,6 +65,16 @@ pub enum Source {
         /// Env steps at its end.
         to_env_steps: u64,
     },
+    /// Every episode of a learner trained from scratch while recording (`agent
+    /// collect --learner`, [`crate::tabular`]), in order.
+    Learner {
+        /// Its algorithm.
+        algo: String,
+        /// Its settings.
+        settings: serde_json::Value,
+        /// The seed of its run.
+        seed: u64,
+    },
 }
 
 /// The metadata agentry writes into a dataset file (JSON).

@@ -9,7 +9,8 @@
 //!   resuming and evaluation.
 //! - [`plot`]: learning curves of run directories (PNG or SVG).
 //! - [`config`]: the TOML configuration, its presets and layering.
-//! - [`bandits`]: the classic bandit baselines; [`returns`]: GAE and return targets.
+//! - [`bandits`]: the classic bandit baselines; [`tabular`]: Q-learning over a table,
+//!   the source of fast-improving learning histories; [`returns`]: GAE and return targets.
 //! - [`continual`]: plasticity loss on non-stationary supervised task streams, with and
 //!   without each remedy (`agent bench plasticity`).
 #![warn(missing_docs)]
@@ -31,6 +32,7 @@ pub mod ppo;
 pub mod radt;
 pub mod returns;
 pub mod runner;
+pub mod tabular;
 pub mod train;
 
 pub use error::AgentError;
