@@ -157,7 +157,7 @@ impl QTable {
     /// ε-greedy over the legal actions (all when `mask` is `None`), ties at random.
     pub fn act(&mut self, obs: &Observation, mask: Option<&[bool]>) -> Result<usize, AgentError> {
         let s = self.state(obs)?;
-        let legal = |a: usize| mask.is_none_or(|m| m.get(a).copied().unwrap_or(false));
+        let legal = |a: usize| is_legal(mask, a);
         if self.opts.epsilon > 0.0 && self.rng.random::<f64>() < self.opts.epsilon {
             let n = (0..self.actions).filter(|&a| legal(a)).count();
             if n > 0 {
@@ -197,9 +197,8 @@ impl QTable {
         } else {
             let n = self.state(next)?;
             let row = &self.q[n * self.actions..(n + 1) * self.actions];
-            let legal = |a: usize| next_mask.is_none_or(|m| m.get(a).copied().unwrap_or(false));
             let best = (0..self.actions)
-                .filter(|&a| legal(a))
+                .filter(|&a| is_legal(next_mask, a))
                 .map(|a| row[a])
                 .fold(f64::NEG_INFINITY, f64::max);
             // No legal action next: nothing to bootstrap from.
@@ -209,6 +208,11 @@ impl QTable {
         *q += self.opts.alpha * (reward + self.opts.gamma * bootstrap - *q);
         Ok(())
     }
+}
+
+/// Whether `mask` (none: every action legal) allows action `a`.
+fn is_legal(mask: Option<&[bool]>, a: usize) -> bool {
+    mask.is_none_or(|m| m.get(a).copied().unwrap_or(false))
 }
 
 /// The exact bits of an observation's values, as a table key.
